@@ -1,0 +1,198 @@
+"""The proposal envelope (TradeJSON) and every proposal kind.
+
+A producer sends one JSON object per Kafka message on ``{prefix}.proposals``. The envelope names
+the agent, the tick the agent saw, the tick after which the proposal is void, and a ``body`` whose
+``kind`` selects the rule that decides it. ``sig`` is HMAC-SHA256 of the canonical encoding of
+everything else (see ``schemas.codec``). Models are strict and forbid unknown fields, so a typo is a
+``MALFORMED`` rejection that names the field, never a silently ignored value.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from schemas.types import (
+    ACCOUNTS_PER_AGENT_COUNT_MAX,
+    PARTICIPANTS_COUNT_MAX,
+    RATIONALE_LENGTH_MAX,
+    READINGS_COUNT_MAX,
+    AccountId,
+    AgentId,
+    Hex32,
+    Hex64,
+    Memo,
+    Price,
+    ProposalId,
+    Quantity,
+    Resource,
+    Tick,
+)
+
+ENVELOPE_VERSION = 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+# --- trade kinds ---------------------------------------------------------------------------------
+
+
+class Transfer(Strict):
+    """Pay ``quantity`` of ``resource`` from an account the agent owns to any known account."""
+
+    kind: Literal["transfer"]
+    from_account: AccountId
+    to_account: AccountId
+    resource: Resource
+    quantity: Quantity
+    memo: Memo = ""
+
+
+class Offer(Strict):
+    """Sell ``quantity`` of ``resource`` from ``account`` for ``price`` credits in total."""
+
+    kind: Literal["offer"]
+    account: AccountId
+    resource: Resource
+    quantity: Quantity
+    price: Price
+    open_until_tick: Tick
+
+
+class Accept(Strict):
+    """Take an open offer whole: resource to ``account``, price from ``account``, atomically."""
+
+    kind: Literal["accept"]
+    offer_id: ProposalId
+    account: AccountId
+
+
+class Cancel(Strict):
+    """Withdraw one's own open offer."""
+
+    kind: Literal["cancel"]
+    offer_id: ProposalId
+
+
+class Reading(Strict):
+    account: AccountId
+    resource: Resource
+    produced: Annotated[int, Field(strict=True, ge=0, le=10**15)] = 0
+    consumed: Annotated[int, Field(strict=True, ge=0, le=10**15)] = 0
+
+
+class Meter(Strict):
+    """The grid operator's readings for one tick; the only kind that advances the grid clock."""
+
+    kind: Literal["meter"]
+    readings: Annotated[list[Reading], Field(max_length=READINGS_COUNT_MAX)]
+
+
+# --- registry and governance kinds ----------------------------------------------------------------
+
+
+Role = Literal["participant", "operator"]
+
+
+class Participant(Strict):
+    agent: AgentId
+    role: Role = "participant"
+    # SHA-256 of the agent's HMAC key, first 16 bytes in hex: the ledger names the key, never holds it.
+    key_fingerprint: Hex32
+    accounts: Annotated[list[AccountId], Field(min_length=1, max_length=ACCOUNTS_PER_AGENT_COUNT_MAX)]
+    kind: Annotated[str, StringConstraints(strict=True, max_length=40)] = "generic"
+    emits_carbon: bool = False
+    critical_load: bool = False
+
+
+class Opening(Strict):
+    account: AccountId
+    resource: Resource
+    quantity: Quantity
+
+
+class Genesis(Strict):
+    """First entry of every ledger: the registry and the opening balances, minted from system:genesis."""
+
+    kind: Literal["genesis"]
+    participants: Annotated[list[Participant], Field(min_length=1, max_length=PARTICIPANTS_COUNT_MAX)]
+    balances: Annotated[list[Opening], Field(max_length=PARTICIPANTS_COUNT_MAX * 3)]
+    policy: dict[str, int] = Field(default_factory=dict)
+
+
+class PolicySet(Strict):
+    kind: Literal["policy_set"]
+    params: Annotated[dict[str, int], Field(min_length=1, max_length=32)]
+    reason: Memo = ""
+
+
+class BreakerTrip(Strict):
+    kind: Literal["breaker_trip"]
+    reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=280)]
+
+
+class BreakerResume(Strict):
+    kind: Literal["breaker_resume"]
+    reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=280)]
+
+
+class ParticipantAdd(Strict):
+    kind: Literal["participant_add"]
+    participant: Participant
+
+
+class ParticipantSuspend(Strict):
+    kind: Literal["participant_suspend"]
+    agent: AgentId
+    reason: Memo = ""
+
+
+Body = Annotated[
+    Transfer
+    | Offer
+    | Accept
+    | Cancel
+    | Meter
+    | Genesis
+    | PolicySet
+    | BreakerTrip
+    | BreakerResume
+    | ParticipantAdd
+    | ParticipantSuspend,
+    Field(discriminator="kind"),
+]
+
+TRADE_KINDS = frozenset({"transfer", "offer", "accept", "cancel"})
+GOVERNANCE_KINDS = frozenset(
+    {"policy_set", "breaker_trip", "breaker_resume", "participant_add", "participant_suspend"}
+)
+
+
+class Provenance(Strict):
+    """Who or what produced the intent. Integers only: token counts and latency are whole numbers."""
+
+    source: Literal["heuristic", "gemini", "adversarial", "cli", "meter", "operator", "bench"]
+    model: Annotated[str, StringConstraints(strict=True, max_length=80)] | None = None
+    prompt_sha256: Hex64 | None = None
+    response_id: Annotated[str, StringConstraints(strict=True, max_length=128)] | None = None
+    prompt_tokens: Annotated[int, Field(strict=True, ge=0, le=10**9)] | None = None
+    output_tokens: Annotated[int, Field(strict=True, ge=0, le=10**9)] | None = None
+    latency_ms: Annotated[int, Field(strict=True, ge=0, le=10**9)] | None = None
+    rationale: Annotated[str, StringConstraints(strict=True, max_length=RATIONALE_LENGTH_MAX)] | None = None
+    fallback: Annotated[str, StringConstraints(strict=True, max_length=120)] | None = None
+
+
+class Proposal(Strict):
+    """The envelope. ``tick`` is the grid tick the agent saw; void after ``expires_tick``."""
+
+    v: Literal[1]
+    id: ProposalId
+    agent: AgentId
+    tick: Tick
+    expires_tick: Tick
+    body: Body
+    provenance: Provenance | None = None
+    sig: Hex64

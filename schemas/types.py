@@ -1,0 +1,51 @@
+"""Scalar types shared by every message: identifiers, resources and fixed-point quantities.
+
+Quantities are integers in fixed-point units (see ``UNITS``). Pydantic runs in strict mode, so a
+float, a string of digits or a boolean never passes for an integer, and bounds are checked before
+any rule sees the value.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+
+from pydantic import Field, StringConstraints
+
+# 10^15 units is far above any grid we simulate (10^12 kWh) yet leaves a factor of 9,000 of head room
+# under 2^63, so a sum of many maximal quantities can never overflow a Postgres bigint.
+QUANTITY_MAX = 10**15
+# Ticks are the grid's only clock; 2^40 ticks of one second each is 34,000 years.
+TICK_MAX = 2**40
+# Bounds on collections inside one message: a limit on everything.
+READINGS_COUNT_MAX = 256
+PARTICIPANTS_COUNT_MAX = 256
+ACCOUNTS_PER_AGENT_COUNT_MAX = 8
+MEMO_LENGTH_MAX = 280
+RATIONALE_LENGTH_MAX = 500
+
+
+# A Literal, not an Enum: strict validation of decoded JSON then accepts the plain strings.
+Resource = Literal["energy", "water", "credits"]
+RESOURCES: tuple[str, ...] = get_args(Resource)
+
+
+# One unit of each resource, in the words of the people reading the dashboard.
+UNITS: dict[str, str] = {
+    "energy": "Wh (1 kWh = 1,000 units)",
+    "water": "litre",
+    "credits": "millicredit (1 credit = 1,000 units)",
+}
+
+Identifier = Annotated[
+    str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+]
+AgentId = Identifier
+AccountId = Identifier
+ProposalId = Identifier
+Quantity = Annotated[int, Field(strict=True, ge=1, le=QUANTITY_MAX)]
+Price = Annotated[int, Field(strict=True, ge=0, le=QUANTITY_MAX)]
+Amount = Annotated[int, Field(strict=True, ge=-QUANTITY_MAX, le=QUANTITY_MAX)]
+Tick = Annotated[int, Field(strict=True, ge=0, le=TICK_MAX)]
+Hex64 = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$")]
+Hex32 = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{32}$")]
+Memo = Annotated[str, StringConstraints(strict=True, max_length=MEMO_LENGTH_MAX)]
