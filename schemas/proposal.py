@@ -166,9 +166,7 @@ Body = Annotated[
 ]
 
 TRADE_KINDS = frozenset({"transfer", "offer", "accept", "cancel"})
-GOVERNANCE_KINDS = frozenset(
-    {"policy_set", "breaker_trip", "breaker_resume", "participant_add", "participant_suspend"}
-)
+GOVERNANCE_KINDS = frozenset({"policy_set", "breaker_trip", "breaker_resume", "participant_add", "participant_suspend"})
 
 
 class Provenance(Strict):

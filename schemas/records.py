@@ -38,6 +38,7 @@ ReasonCode = Literal[
     "RATE_LIMITED",
     "CIRCUIT_OPEN",
     "BAD_POLICY",
+    "BREAKER_STATE",
 ]
 
 

@@ -1,0 +1,66 @@
+"""Local Kafka and PostgreSQL for development, tests and CI, without Docker.
+
+``up`` fetches/installs, initialises and starts what is missing and waits until each service answers;
+a service whose ``GRID_KAFKA_BOOTSTRAP`` / ``GRID_DATABASE_URL`` is set is external: never started or
+stopped here, only checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gridgov import config
+from gridgov.config import Settings
+from gridgov.infra import kafka, postgres
+from gridgov.infra.process import InfraError
+
+SERVICES = ("kafka", "postgres")
+_MODULES = {"kafka": kafka, "postgres": postgres}
+
+__all__ = ["SERVICES", "InfraError", "down", "status", "up", "wait_ready"]
+
+
+def _selected(services: Iterable[str] | None) -> list[str]:
+    chosen = list(SERVICES if services is None else services)
+    unknown = set(chosen) - set(SERVICES)
+    if unknown:
+        raise ValueError(f"unknown services {sorted(unknown)}; choose from {SERVICES}")
+    return chosen
+
+
+def up(services: Iterable[str] | None = None, settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """Start the services (all by default) and wait until they answer.
+
+    Returns per service its state ("started", "already running", "external"), address and the seconds
+    each step took (``timings_s``: fetch/format/start for Kafka, install/initdb/start/createdb for Postgres).
+    """
+    s = settings or config.load()
+    return {name: _MODULES[name].up(s) for name in _selected(services)}
+
+
+def down(services: Iterable[str] | None = None, settings: Settings | None = None) -> dict[str, str]:
+    """Stop what ``up`` started (by its pid file / data dir); external services are left alone."""
+    s = settings or config.load()
+    return {name: _MODULES[name].down(s) for name in _selected(services)}
+
+
+def status(services: Iterable[str] | None = None, settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    s = settings or config.load()
+    return {name: _MODULES[name].status(s) for name in _selected(services)}
+
+
+def wait_ready(
+    services: Iterable[str] | None = None, timeout_s: float = 90.0, settings: Settings | None = None
+) -> dict[str, float]:
+    """Wait until each service (local or external) answers a real client call; return seconds per service."""
+    s = settings or config.load()
+    waited_s: dict[str, float] = {}
+    for name in _selected(services):
+        if name == "kafka":
+            log = None if s.kafka_bootstrap_external else kafka.log_path(s)
+            waited_s[name] = kafka.wait_ready(s.kafka_bootstrap, timeout_s, log=log)
+        else:
+            url = s.database_url_external or postgres.admin_url(s)
+            waited_s[name] = postgres.wait_ready(url, timeout_s)
+    return waited_s

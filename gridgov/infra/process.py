@@ -1,0 +1,112 @@
+"""Process helpers shared by the Kafka and PostgreSQL launchers: detached start, pid files, bounded waits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.25
+
+
+class InfraError(RuntimeError):
+    """A local service could not be fetched, prepared, started or stopped."""
+
+
+def spawn_detached(cmd: list[str], log_path: Path, cwd: Path) -> int:
+    """Start ``cmd`` in a new session, orphaned from us, output appended to ``log_path``; return its pid.
+
+    A shell backgrounds the command and exits at once, so the service is never our child: no zombie
+    and no "subprocess still running" warning in a long-lived caller, and Ctrl-C in the caller's
+    terminal does not reach it.
+    """
+    script = f"exec {shlex.join(cmd)} >>{shlex.quote(str(log_path))} 2>&1 </dev/null &\necho $!"
+    done = subprocess.run(
+        ["sh", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=30, start_new_session=True
+    )
+    if done.returncode != 0:
+        raise InfraError(f"could not start {cmd[0]}: {done.stderr.strip()}")
+    return int(done.stdout.strip())
+
+
+def pid_alive(pid: int) -> bool:
+    """True when ``pid`` is a live (non-zombie) process."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def read_pid(pid_path: Path) -> int | None:
+    """The pid on the first line of ``pid_path`` (postmaster.pid has more lines), or None."""
+    try:
+        return int(pid_path.read_text().splitlines()[0].strip())
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(log_path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"(no log at {log_path})"
+
+
+def poll_until(check: Callable[[], bool], timeout_s: float, what: str, alive: Callable[[], bool] | None = None) -> float:
+    """Call ``check`` until it returns True; return the seconds it took.
+
+    ``alive`` lets the wait fail fast when the process being waited for has died.
+    """
+    start = time.monotonic()
+    deadline = start + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return time.monotonic() - start
+        if alive is not None and not alive():
+            raise InfraError(f"{what}: the process exited before it became ready")
+        time.sleep(POLL_INTERVAL_S)
+    raise InfraError(f"{what}: not ready after {timeout_s:.0f} s")
+
+
+def terminate(pid: int, timeout_s: float) -> None:
+    """SIGTERM, wait up to ``timeout_s``, then SIGKILL: a clean shutdown when possible, a bounded one always."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(POLL_INTERVAL_S)
+    logger.warning("pid %d did not stop within %.0f s; sending SIGKILL", pid, timeout_s)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    poll_until(lambda: not pid_alive(pid), 10, f"pid {pid} after SIGKILL")

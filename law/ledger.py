@@ -1,0 +1,131 @@
+"""Ledger entries as the chain sees them: canonical bytes and the hash that links them.
+
+hash = SHA-256(prev_hash || canonical(entry)). The canonical form is a JSON array in a fixed field
+order whose strings (``proposal_json``, ``effects_json``) are stored verbatim in Postgres as text, so
+anyone can recompute the chain from the table alone, with no re-serialisation ambiguity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+
+from law.state import Accepted
+
+ENTRY_FORMAT_VERSION = 1
+GENESIS_PREV_HASH = bytes(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    seq: int
+    source_offset: int
+    proposal_id: str
+    kind: str
+    agent: str
+    tick: int
+    expires_tick: int
+    validator_version: str
+    policy_version: int
+    postings: tuple[tuple[str, str, int], ...]
+    effects_json: str
+    proposal_json: str
+    prev_hash: bytes
+    hash: bytes
+
+
+def effects_json(accepted: Accepted) -> str:
+    return orjson.dumps(list(accepted.effects), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def canonical(
+    seq: int,
+    source_offset: int,
+    accepted: Accepted,
+    validator_version: str,
+    effects: str,
+    proposal_json: str,
+) -> bytes:
+    return orjson.dumps(
+        [
+            ENTRY_FORMAT_VERSION,
+            seq,
+            source_offset,
+            accepted.proposal_id,
+            accepted.kind,
+            accepted.agent,
+            accepted.tick,
+            accepted.expires_tick,
+            validator_version,
+            accepted.policy_version,
+            [list(p) for p in accepted.postings],
+            effects,
+            proposal_json,
+        ]
+    )
+
+
+def seal(
+    prev_hash: bytes,
+    seq: int,
+    source_offset: int,
+    accepted: Accepted,
+    validator_version: str,
+    proposal_json: str,
+) -> Entry:
+    """Build the chained entry for an accepted decision."""
+    assert all_resources_balance(accepted.postings), f"postings of {accepted.proposal_id} do not sum to zero"
+    effects = effects_json(accepted)
+    body = canonical(seq, source_offset, accepted, validator_version, effects, proposal_json)
+    return Entry(
+        seq=seq,
+        source_offset=source_offset,
+        proposal_id=accepted.proposal_id,
+        kind=accepted.kind,
+        agent=accepted.agent,
+        tick=accepted.tick,
+        expires_tick=accepted.expires_tick,
+        validator_version=validator_version,
+        policy_version=accepted.policy_version,
+        postings=accepted.postings,
+        effects_json=effects,
+        proposal_json=proposal_json,
+        prev_hash=prev_hash,
+        hash=hashlib.sha256(prev_hash + body).digest(),
+    )
+
+
+def all_resources_balance(postings: tuple[tuple[str, str, int], ...]) -> bool:
+    """Double entry: per resource, the amounts of one entry sum to zero."""
+    totals: dict[str, int] = {}
+    for _, resource, amount in postings:
+        totals[resource] = totals.get(resource, 0) + amount
+    return not any(totals.values())
+
+
+def as_accepted(entry: Entry) -> Accepted:
+    """The decision an entry records, for folding a ledger read back from storage."""
+    return Accepted(
+        proposal_id=entry.proposal_id,
+        agent=entry.agent,
+        kind=entry.kind,
+        tick=entry.tick,
+        expires_tick=entry.expires_tick,
+        postings=entry.postings,
+        effects=tuple(orjson.loads(entry.effects_json)),
+        policy_version=entry.policy_version,
+    )
+
+
+def recompute_hash(entry: Entry) -> bytes:
+    body = canonical(
+        entry.seq,
+        entry.source_offset,
+        as_accepted(entry),
+        entry.validator_version,
+        entry.effects_json,
+        entry.proposal_json,
+    )
+    return hashlib.sha256(entry.prev_hash + body).digest()

@@ -1,0 +1,217 @@
+"""The state the law decides against, and ``apply`` — the fold step.
+
+State grows with participants and open offers, never with history: proposal ids are remembered only
+until their expiry tick passes (after which a replay is ``EXPIRED`` anyway), and offers leave the
+state when accepted, cancelled or past their last open tick.
+
+``apply`` consumes its input for speed (the validator folds tens of thousands of entries a second):
+it mutates and returns the same object. ``decide`` never mutates. Use ``State.copy()`` where a caller
+needs the old state too.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from law.policy import DEFAULT_POLICY
+
+SYSTEM_GENESIS = "system:genesis"
+SYSTEM_PRODUCTION = "system:production"
+SYSTEM_CONSUMPTION = "system:consumption"
+SYSTEM_TREASURY = "system:treasury"
+SYSTEM_ACCOUNTS = frozenset({SYSTEM_GENESIS, SYSTEM_PRODUCTION, SYSTEM_CONSUMPTION, SYSTEM_TREASURY})
+
+
+@dataclass(slots=True)
+class AgentInfo:
+    role: str
+    key_fingerprint: str
+    accounts: tuple[str, ...]
+    kind: str = "generic"
+    emits_carbon: bool = False
+    critical_load: bool = False
+    suspended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOffer:
+    offer_id: str
+    seller: str
+    account: str
+    resource: str
+    quantity: int
+    price: int
+    open_until_tick: int
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """Grid health after the last meter entry; the breaker and the price ceilings read it."""
+
+    energy_reserve: int = 0
+    energy_demand: int = 0
+    reserve_permille: int = 0
+    critical_shortfall: int = 0
+    total_shortfall: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "energy_reserve": self.energy_reserve,
+            "energy_demand": self.energy_demand,
+            "reserve_permille": self.reserve_permille,
+            "critical_shortfall": self.critical_shortfall,
+            "total_shortfall": self.total_shortfall,
+        }
+
+
+@dataclass(slots=True)
+class State:
+    seq_next: int = 0
+    tick: int = 0
+    balances: dict[tuple[str, str], int] = field(default_factory=dict)
+    account_owner: dict[str, str] = field(default_factory=dict)
+    agents: dict[str, AgentInfo] = field(default_factory=dict)
+    offers: dict[str, OpenOffer] = field(default_factory=dict)
+    # Proposal id -> expires_tick, and the same ids bucketed by expiry for pruning in O(expired).
+    seen: dict[str, int] = field(default_factory=dict)
+    seen_by_expiry: dict[int, list[str]] = field(default_factory=dict)
+    # Accepted proposals per agent in the current tick (the rate limit counts these).
+    tick_counts: dict[str, int] = field(default_factory=dict)
+    # Unmet demand from the last meter entry, per (account, resource).
+    shortfall: dict[tuple[str, str], int] = field(default_factory=dict)
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    policy: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_POLICY))
+    policy_version: int = 0
+    breaker_open: bool = False
+    breaker_reason: str = ""
+    breaker_grace_until_tick: int = -1
+
+    def copy(self) -> State:
+        return copy.deepcopy(self)
+
+    def balance(self, account: str, resource: str) -> int:
+        return self.balances.get((account, resource), 0)
+
+    @property
+    def stressed(self) -> bool:
+        threshold = self.policy["stress_reserve_permille"]
+        return threshold > 0 and self.telemetry.energy_demand > 0 and (self.telemetry.reserve_permille < threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A decision to append an entry. Everything ``apply`` needs, and nothing it must recompute."""
+
+    proposal_id: str
+    agent: str
+    kind: str
+    tick: int
+    expires_tick: int
+    postings: tuple[tuple[str, str, int], ...]
+    effects: tuple[dict[str, Any], ...]
+    policy_version: int  # the version in force when decided
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason_code: str
+    detail: str
+    field: str | None = None
+
+
+def apply(state: State, entry: Accepted) -> State:
+    """Fold one accepted entry into the state (mutating it) and return it."""
+    for account, resource, amount in entry.postings:
+        key = (account, resource)
+        state.balances[key] = state.balances.get(key, 0) + amount
+    for effect in entry.effects:
+        _EFFECTS[effect["t"]](state, effect)
+    _remember(state, entry.proposal_id, entry.expires_tick)
+    state.tick_counts[entry.agent] = state.tick_counts.get(entry.agent, 0) + 1
+    state.seq_next += 1
+    return state
+
+
+def _remember(state: State, proposal_id: str, expires_tick: int) -> None:
+    state.seen[proposal_id] = expires_tick
+    state.seen_by_expiry.setdefault(expires_tick, []).append(proposal_id)
+
+
+def _advance_tick(state: State, effect: dict[str, Any]) -> None:
+    new_tick = effect["tick"]
+    for expiry in [e for e in state.seen_by_expiry if e < new_tick]:
+        for proposal_id in state.seen_by_expiry.pop(expiry):
+            del state.seen[proposal_id]
+    for offer_id in [o.offer_id for o in state.offers.values() if o.open_until_tick < new_tick]:
+        del state.offers[offer_id]
+    state.tick_counts.clear()
+    state.tick = new_tick
+
+
+def _register(state: State, effect: dict[str, Any]) -> None:
+    p = effect["participant"]
+    state.agents[p["agent"]] = AgentInfo(
+        role=p["role"],
+        key_fingerprint=p["key_fingerprint"],
+        accounts=tuple(p["accounts"]),
+        kind=p["kind"],
+        emits_carbon=p["emits_carbon"],
+        critical_load=p["critical_load"],
+    )
+    for account in p["accounts"]:
+        state.account_owner[account] = p["agent"]
+
+
+def _suspend(state: State, effect: dict[str, Any]) -> None:
+    state.agents[effect["agent"]].suspended = True
+
+
+def _offer_open(state: State, effect: dict[str, Any]) -> None:
+    state.offers[effect["offer_id"]] = OpenOffer(
+        offer_id=effect["offer_id"],
+        seller=effect["seller"],
+        account=effect["account"],
+        resource=effect["resource"],
+        quantity=effect["quantity"],
+        price=effect["price"],
+        open_until_tick=effect["open_until_tick"],
+    )
+
+
+def _offer_close(state: State, effect: dict[str, Any]) -> None:
+    del state.offers[effect["offer_id"]]
+
+
+def _shortfall(state: State, effect: dict[str, Any]) -> None:
+    state.shortfall = {(a, r): units for a, r, units in effect["units"]}
+
+
+def _telemetry(state: State, effect: dict[str, Any]) -> None:
+    state.telemetry = Telemetry(**effect["values"])
+
+
+def _policy(state: State, effect: dict[str, Any]) -> None:
+    state.policy.update(effect["params"])
+    state.policy_version += 1
+
+
+def _breaker(state: State, effect: dict[str, Any]) -> None:
+    state.breaker_open = effect["open"]
+    state.breaker_reason = effect["reason"]
+    if not effect["open"]:
+        state.breaker_grace_until_tick = state.tick + state.policy["breaker_grace_ticks"]
+
+
+_EFFECTS = {
+    "tick": _advance_tick,
+    "register": _register,
+    "suspend": _suspend,
+    "offer_open": _offer_open,
+    "offer_close": _offer_close,
+    "shortfall": _shortfall,
+    "telemetry": _telemetry,
+    "policy": _policy,
+    "breaker": _breaker,
+}

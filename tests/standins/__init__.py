@@ -1,0 +1,1 @@
+"""Local stand-ins for external services: real HTTP servers speaking the real wire formats."""
