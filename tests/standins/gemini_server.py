@@ -45,9 +45,7 @@ def _error_reply(code: int, status: str, message: str, headers: dict[str, str] |
     return _json_reply(code, {"error": {"code": code, "message": message, "status": status}}, headers)
 
 
-def text_reply(
-    text: str, *, response_id: str = "resp-1", prompt_tokens: int = 120, output_tokens: int = 30
-) -> Reply:
+def text_reply(text: str, *, response_id: str = "resp-1", prompt_tokens: int = 120, output_tokens: int = 30) -> Reply:
     """A 200 whose model output is ``text``, the way Gemini returns JSON-mode output."""
     return _json_reply(
         200,

@@ -1,0 +1,195 @@
+"""The grid's topics, created idempotently, and consumer-group offset resets, through the Kafka Admin API.
+
+Every topic has one partition: the validator decides proposals in one total order (the ledger's hash
+chain depends on it), so ``proposals`` must never be split, and the others follow it one-to-one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
+from gridgov.config import Settings
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_S = 30.0
+THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
+# one broker locally and in docker-compose: a topic cannot have more replicas than brokers
+REPLICATION_FACTOR = 1
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+TOPIC_SPECS = (
+    TopicSpec(
+        "proposals",
+        1,
+        {
+            # proposals are the system of record: kept forever, replayable from offset 0
+            "retention.ms": "-1",
+            "retention.bytes": "-1",
+            "cleanup.policy": "delete",
+            # 2 MiB, above the producer's 1 MB default: a hostile oversized proposal must reach the
+            # validator and become a recorded rejection instead of vanishing at the broker
+            "max.message.bytes": "2097152",
+            "message.timestamp.type": "CreateTime",
+        },
+    ),
+    TopicSpec("rejections", 1, {"retention.ms": str(THIRTY_DAYS_MS)}),
+    TopicSpec("alerts", 1, {"retention.ms": str(THIRTY_DAYS_MS)}),
+    TopicSpec("ledger-events", 1, {"retention.ms": "-1"}),
+    TopicSpec("incidents", 1, {"retention.ms": str(THIRTY_DAYS_MS)}),
+)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    name: str
+    partitions: int
+    retention_ms: int
+    max_message_bytes: int
+    action: str = "ok"  # what ensure_topics did: "created", "altered" or "ok"
+
+
+class TopicMismatchError(RuntimeError):
+    """An existing topic has a partition count that cannot be fixed in place."""
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "logger": logger})
+
+
+def _wait_for_metadata(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, int]:
+    """Partition counts of ``names``, waiting until freshly created topics show in the metadata."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        counts = {n: len(topics[n].partitions) for n in names if n in topics and topics[n].error is None}
+        if len(counts) == len(names):
+            return counts
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not in broker metadata after {timeout_s:.0f} s: {set(names) - set(counts)}")
+        time.sleep(0.1)
+
+
+def _create_missing(admin: AdminClient, specs: dict[str, TopicSpec], timeout_s: float) -> set[str]:
+    existing = admin.list_topics(timeout=timeout_s).topics
+    new = [
+        NewTopic(name, spec.partitions, REPLICATION_FACTOR, config=spec.config)
+        for name, spec in specs.items()
+        if name not in existing
+    ]
+    created = set()
+    futures = admin.create_topics(new, operation_timeout=timeout_s, request_timeout=timeout_s) if new else {}
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+            created.add(name)
+        except KafkaException as exc:
+            # another process created it between our list and our create: fine, it is verified below
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+def _configs(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, dict[str, str]]:
+    resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
+    futures = admin.describe_configs(resources, request_timeout=timeout_s)
+    return {r.name: {k: e.value for k, e in f.result(timeout=timeout_s).items()} for r, f in futures.items()}
+
+
+def _alter(admin: AdminClient, name: str, drift: dict[str, str], timeout_s: float) -> None:
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in drift.items()]
+    resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+    admin.incremental_alter_configs([resource], request_timeout=timeout_s)[resource].result(timeout=timeout_s)
+    logger.warning("topic %s had drifted; set %s", name, drift)
+
+
+def ensure_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[TopicInfo]:
+    """Create the grid's topics if missing; fix drifted configs; raise if a partition count differs."""
+    admin = admin_client(settings.kafka_bootstrap)
+    specs = {settings.topic(spec.name): spec for spec in TOPIC_SPECS}
+    created = _create_missing(admin, specs, timeout_s)
+    counts = _wait_for_metadata(admin, list(specs), timeout_s)
+    wrong = {n: f"{counts[n]} instead of {spec.partitions}" for n, spec in specs.items() if counts[n] != spec.partitions}
+    if wrong:
+        raise TopicMismatchError(
+            f"topics with the wrong partition count: {wrong}; partitions cannot be removed in place: "
+            "delete the topics or use another GRID_TOPIC_PREFIX"
+        )
+    configs = _configs(admin, list(specs), timeout_s)
+    infos = []
+    for name, spec in specs.items():
+        drift = {k: v for k, v in spec.config.items() if configs[name].get(k) != v}
+        if drift:
+            _alter(admin, name, drift, timeout_s)
+            configs[name].update(drift)
+        action = "created" if name in created else "altered" if drift else "ok"
+        infos.append(_info(name, counts[name], configs[name], action))
+    logger.info("topics ready: %s", ", ".join(f"{i.name} ({i.action})" for i in infos))
+    return infos
+
+
+def _info(name: str, partitions: int, config: dict[str, str], action: str = "ok") -> TopicInfo:
+    return TopicInfo(name, partitions, int(config["retention.ms"]), int(config["max.message.bytes"]), action)
+
+
+def describe_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[TopicInfo]:
+    """The grid's topics that exist on the broker, with partitions and retention."""
+    admin = admin_client(settings.kafka_bootstrap)
+    topics = admin.list_topics(timeout=timeout_s).topics
+    names = [settings.topic(spec.name) for spec in TOPIC_SPECS if settings.topic(spec.name) in topics]
+    configs = _configs(admin, names, timeout_s) if names else {}
+    return [_info(n, len(topics[n].partitions), configs[n]) for n in names]
+
+
+def reset_group_offsets(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    to_offset: int | Literal["earliest"] = "earliest",
+    timeout_s: float = TIMEOUT_S,
+) -> dict[int, int]:
+    """Set ``group``'s committed offset on every partition of ``topic``; return partition -> offset.
+
+    The group must have no active members (stop its consumers first): the broker refuses otherwise.
+    """
+    admin = admin_client(bootstrap)
+    partitions = sorted(admin.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
+    if to_offset == "earliest":
+        # the log start may be past 0 once retention has deleted segments
+        query = {TopicPartition(topic, p): OffsetSpec.earliest() for p in partitions}
+        futures = admin.list_offsets(query, request_timeout=timeout_s)
+        offsets = {tp.partition: f.result(timeout=timeout_s).offset for tp, f in futures.items()}
+    else:
+        offsets = dict.fromkeys(partitions, to_offset)
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p, o) for p, o in offsets.items()])
+    future = admin.alter_consumer_group_offsets([request], request_timeout=timeout_s)[group]
+    try:
+        result = future.result(timeout=timeout_s)
+    except KafkaException as exc:
+        raise RuntimeError(f"could not reset group {group!r} on {topic} (is a consumer still running?): {exc}") from exc
+    failed = [tp for tp in result.topic_partitions if tp.error is not None]
+    if failed:
+        raise RuntimeError(f"could not reset group {group!r} on {topic}: {failed}")
+    logger.info("reset group %s on %s to %s", group, topic, offsets)
+    return offsets

@@ -1,0 +1,111 @@
+"""Bounded retries with exponential backoff and full jitter, for calls to outside services.
+
+The outside service decides whether a failure is worth retrying: its client raises ``RetryableError``
+(5xx, timeouts, rate limits, carrying the server's ``retry_after`` when it named one) or
+``PermanentError`` (a request the service will never accept as sent). ``call_with_retries`` retries
+the first kind a bounded number of times and then raises ``RetriesExhausted``; it never swallows a
+failure. Waiting goes through an injected ``Waiter`` so a shutdown can interrupt a long backoff.
+
+Jitter uses ``random``: the sinks are not the law, and spreading retries of many workers apart is
+the point of it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+ATTEMPTS_MAX = 6
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+# A server-named wait is honoured in full, then stretched by up to this fraction so that several
+# workers released by the same reset do not all arrive in the same instant.
+RETRY_AFTER_JITTER_FRACTION = 0.1
+
+
+class RetryableError(Exception):
+    """A transient failure: the same request may succeed later."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PermanentError(Exception):
+    """The service refused the request as sent; repeating it will not help."""
+
+
+class RetriesExhausted(Exception):
+    """Every attempt failed; ``last`` is the final failure."""
+
+    def __init__(self, attempts: int, last: Exception) -> None:
+        super().__init__(f"gave up after {attempts} attempts: {last}")
+        self.attempts = attempts
+        self.last = last
+
+
+class Stopped(Exception):
+    """A wait was interrupted because the worker is shutting down."""
+
+
+class Waiter:
+    """Sleeps that a ``stop()`` from another thread (a signal handler, a test) cuts short."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``; raise ``Stopped`` if stopped before or during the wait."""
+        if self._stop.wait(max(0.0, seconds)):
+            raise Stopped
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts_max: int = ATTEMPTS_MAX
+    backoff_base_s: float = BACKOFF_BASE_S
+    backoff_cap_s: float = BACKOFF_CAP_S
+
+    def delay_s(self, attempt: int, retry_after_s: float | None) -> float:
+        """Wait before attempt ``attempt + 1`` (``attempt`` counts from 0 for the first failure)."""
+        if retry_after_s is not None:
+            return retry_after_s * (1.0 + random.uniform(0.0, RETRY_AFTER_JITTER_FRACTION))
+        ceiling_s = min(self.backoff_cap_s, self.backoff_base_s * 2.0**attempt)
+        return random.uniform(0.0, ceiling_s)
+
+
+def call_with_retries(
+    call: Callable[[], T],
+    policy: RetryPolicy,
+    waiter: Waiter,
+    ready_in_s: Callable[[], float] = lambda: 0.0,
+    on_retry: Callable[[Exception, float], None] = lambda exc, delay_s: None,
+) -> T:
+    """Run ``call`` until it succeeds, at most ``policy.attempts_max`` times.
+
+    ``ready_in_s`` is asked before every attempt: a client that has read "0 requests remaining,
+    reset in 1.2 s" from the last response returns 1.2 so the request is not sent into a known 429.
+    """
+    for attempt in range(policy.attempts_max):
+        waiter.sleep(ready_in_s())
+        try:
+            return call()
+        except RetryableError as exc:
+            if attempt + 1 == policy.attempts_max:
+                raise RetriesExhausted(policy.attempts_max, exc) from exc
+            delay_s = policy.delay_s(attempt, exc.retry_after_s)
+            on_retry(exc, delay_s)
+            waiter.sleep(delay_s)
+    raise AssertionError("unreachable: the loop returns or raises")

@@ -1,0 +1,48 @@
+"""The law is pure: nothing in law/ (or the schemas it uses) imports I/O libraries, clocks or randomness."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = {
+    "confluent_kafka",
+    "psycopg",
+    "psycopg_pool",
+    "httpx",
+    "streamlit",
+    "faust",
+    "aiokafka",
+    "requests",
+    "random",
+    "time",
+    "datetime",
+    "uuid",
+    "os",
+    "socket",
+    "secrets",
+    "google",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "law").glob("*.py")) + sorted((ROOT / "schemas").glob("*.py")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_pure_modules_import_no_io(path: Path) -> None:
+    assert not imported_modules(path) & FORBIDDEN

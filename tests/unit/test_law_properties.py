@@ -1,0 +1,134 @@
+"""Invariants of the law over arbitrary proposal sequences (hypothesis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from law import Accepted, Rejected, State, apply
+from law.ledger import all_resources_balance, as_accepted, recompute_hash
+from schemas.codec import encode, sign
+from schemas.keys import derive_key
+from tests.support.world import AGENTS, OPERATOR, SECRET, World, account
+
+RESOURCES = ("energy", "water", "credits")
+agents = st.sampled_from(AGENTS)
+quantities = st.integers(min_value=1, max_value=1_500_000)
+
+
+@st.composite
+def actions(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    kind = draw(st.sampled_from(["transfer", "offer", "accept", "cancel", "meter", "policy"]))
+    actor = draw(agents)
+    if kind == "transfer":
+        src = draw(st.sampled_from([actor, actor, draw(agents)]))  # mostly own account, sometimes not
+        return actor, {
+            "kind": "transfer",
+            "from_account": account(src),
+            "to_account": account(draw(agents)),
+            "resource": draw(st.sampled_from(RESOURCES)),
+            "quantity": draw(quantities),
+        }
+    if kind == "offer":
+        return actor, {
+            "kind": "offer",
+            "account": account(actor),
+            "resource": draw(st.sampled_from(("energy", "water"))),
+            "quantity": draw(quantities),
+            "price": draw(st.integers(0, 2_000_000)),
+            "open_until_tick": draw(st.integers(0, 12)),
+        }
+    offer_id = f"p{draw(st.integers(0, 40))}"
+    if kind == "accept":
+        return actor, {"kind": "accept", "offer_id": offer_id, "account": account(actor)}
+    if kind == "cancel":
+        return actor, {"kind": "cancel", "offer_id": offer_id}
+    if kind == "policy":
+        return OPERATOR, {"kind": "policy_set", "params": {"carbon_tax_bps": draw(st.integers(0, 10_000))}}
+    readings = [
+        {
+            "account": account(a),
+            "resource": draw(st.sampled_from(RESOURCES)),
+            "produced": draw(st.integers(0, 100_000)),
+            "consumed": draw(st.integers(0, 1_200_000)),
+        }
+        for a in draw(st.lists(agents, max_size=4))
+    ]
+    return "__meter__", {"kind": "meter", "readings": readings}
+
+
+def run(sequence: list[tuple[str, dict[str, Any]]]) -> tuple[World, list[Accepted | Rejected]]:
+    world = World().start(interest_bps=50, interest_period_ticks=3, breaker_critical_shortfall_max=10**6)
+    decisions = []
+    tick = 0
+    for actor, body in sequence:
+        if actor == "__meter__":
+            tick += 1
+            decisions.append(world.meter(tick, body["readings"]))
+        else:
+            decisions.append(world.submit(actor, body))
+    return world, decisions
+
+
+sequences = st.lists(actions(), min_size=1, max_size=40)
+fast = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@fast
+@given(sequences)
+def test_postings_sum_to_zero_and_resources_are_conserved(sequence: list) -> None:
+    world, decisions = run(sequence)
+    for d in decisions:
+        if isinstance(d, Accepted):
+            assert all_resources_balance(d.postings)
+    for resource in RESOURCES:
+        assert sum(v for (_, r), v in world.state.balances.items() if r == resource) == 0
+
+
+@fast
+@given(sequences)
+def test_no_participant_balance_goes_negative(sequence: list) -> None:
+    world, _ = run(sequence)
+    for (acct, _), value in world.state.balances.items():
+        if not acct.startswith("system:"):
+            assert value >= 0, (acct, value)
+
+
+@fast
+@given(sequences, actions())
+def test_a_rejection_leaves_state_unchanged(sequence: list, last: tuple[str, dict[str, Any]]) -> None:
+    world, _ = run(sequence)
+    before = world.state.copy()
+    actor, body = last
+    decision = (
+        world.meter(world.state.tick + 1, body["readings"]) if actor == "__meter__" else world.submit(actor, body)
+    )
+    if isinstance(decision, Rejected):
+        assert world.state == before
+
+
+@fast
+@given(sequences)
+def test_same_sequence_same_hashes_and_fold_reproduces_state(sequence: list) -> None:
+    first, _ = run(sequence)
+    second, _ = run(sequence)
+    assert [e.hash for e in first.entries] == [e.hash for e in second.entries]
+    folded = State()
+    for entry in first.entries:
+        assert recompute_hash(entry) == entry.hash
+        apply(folded, as_accepted(entry))
+    assert folded == first.state
+
+
+@fast
+@given(sequences)
+def test_an_accepted_proposal_replayed_is_refused(sequence: list) -> None:
+    world, _ = run(sequence)
+    for entry in world.entries[1:5]:
+        unsigned = orjson.loads(entry.proposal_json)
+        decision = world.submit_raw(encode(sign(unsigned, derive_key(SECRET, entry.agent))))
+        assert isinstance(decision, Rejected)
+        assert decision.reason_code in {"DUPLICATE_PROPOSAL", "EXPIRED"}
