@@ -1,0 +1,18 @@
+"""Prometheus metrics of the validator (served by ``gridgov validator --metrics-port``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+DECISIONS = Counter("grid_decisions_total", "Proposals decided, by decision and reason code", ["decision", "reason"])
+REDELIVERED = Counter("grid_redelivered_total", "Messages skipped because the database had already decided them")
+BATCH_SIZE = Histogram(
+    "grid_batch_size", "Proposals decided per batch", buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000)
+)
+COMMIT_SECONDS = Histogram(
+    "grid_commit_seconds",
+    "Latency of the per-batch Postgres transaction",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+LAG = Gauge("grid_consumer_lag", "Proposals on the topic not yet decided (high watermark - next offset)")
+HEAD_SEQ = Gauge("grid_ledger_head_seq", "Sequence number of the ledger head")

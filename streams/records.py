@@ -1,0 +1,98 @@
+"""From decided rows to the records other consumers read: (topic name, key, JSON value) triples.
+
+Keys are stable ids from the log, so a consumer that sees a record twice can drop the repeat:
+``rej:{offset}`` for rejections, the proposal id for ledger events, ``breaker:{seq}`` for alerts and
+incidents caused by a ledger entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from law.ledger import Entry
+from schemas.records import AlertRecord, IncidentRecord, LedgerEvent, RejectionRecord
+from streams.store import RejectionRow
+
+Outgoing = tuple[str, bytes, bytes]  # (logical topic, key, value)
+
+
+def rejection_record(r: RejectionRow) -> Outgoing:
+    provenance = orjson.loads(r.provenance_json) if r.provenance_json else None
+    record = RejectionRecord(
+        rejection_id=f"rej:{r.source_offset}",
+        source_offset=r.source_offset,
+        proposal_id=r.proposal_id,
+        agent=r.agent,
+        kind=r.kind,
+        reason_code=r.reason_code,  # type: ignore[arg-type]
+        field=r.field,
+        detail=r.detail,
+        tick=r.tick,
+        validator_version=r.validator_version,
+        policy_version=r.policy_version,
+        provenance=provenance,
+    )
+    return "rejections", record.rejection_id.encode(), record.model_dump_json().encode()
+
+
+def entry_records(e: Entry) -> list[Outgoing]:
+    effects: list[dict[str, Any]] = orjson.loads(e.effects_json)
+    proposal = orjson.loads(e.proposal_json)
+    event = LedgerEvent(
+        seq=e.seq,
+        source_offset=e.source_offset,
+        proposal_id=e.proposal_id,
+        kind=e.kind,
+        agent=e.agent,
+        tick=e.tick,
+        validator_version=e.validator_version,
+        policy_version=e.policy_version,
+        postings=[tuple(p) for p in e.postings],
+        effects=effects,
+        prev_hash=e.prev_hash.hex(),
+        hash=e.hash.hex(),
+        provenance=proposal.get("provenance"),
+    )
+    out: list[Outgoing] = [("ledger-events", e.proposal_id.encode(), event.model_dump_json().encode())]
+    for effect in effects:
+        if effect["t"] == "breaker":
+            out += breaker_records(e, effect)
+    return out
+
+
+def breaker_records(e: Entry, effect: dict[str, Any]) -> list[Outgoing]:
+    opened = bool(effect["open"])
+    by = effect.get("by", e.agent)
+    key = f"breaker:{e.seq}"
+    verb = "tripped" if opened else "resumed"
+    title = f"Circuit breaker {verb} at tick {e.tick} (seq {e.seq})"
+    detail = f"{effect['reason']} — by {'the law' if by == 'law' else by}"
+    telemetry = {k: int(v) for k, v in effect.get("telemetry", {}).items()}
+    alert = AlertRecord(
+        alert_id=key,
+        kind="breaker_trip" if opened else "breaker_resume",
+        severity="critical" if opened else "info",
+        title=title,
+        detail=detail,
+        seq=e.seq,
+        source_offset=e.source_offset,
+        telemetry=telemetry,
+        validator_version=e.validator_version,
+        policy_version=e.policy_version,
+    )
+    out: list[Outgoing] = [("alerts", key.encode(), alert.model_dump_json().encode())]
+    if opened:
+        incident = IncidentRecord(
+            incident_id=key,
+            kind="breaker_trip",
+            title=title,
+            detail=detail,
+            seq=e.seq,
+            telemetry=telemetry,
+            validator_version=e.validator_version,
+            policy_version=e.policy_version,
+        )
+        out.append(("incidents", key.encode(), incident.model_dump_json().encode()))
+    return out

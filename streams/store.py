@@ -1,0 +1,287 @@
+"""The validator's Postgres adapter: one transaction per batch, and the fold of the ledger on start.
+
+A batch's transaction holds the ledger entries and postings (COPY), the rejections (COPY), the
+touched ``world_state`` rows, the open offers, participants and grid status caches, the relay
+positions and the consumer position. Either all of it is durable or none of it is; the consumer
+position inside it is what makes redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+
+from law import State, apply
+from law.ledger import GENESIS_PREV_HASH, Entry, as_accepted
+
+logger = logging.getLogger(__name__)
+
+# One well-known advisory lock: at most one validator writes a given ledger.
+VALIDATOR_LOCK_KEY = 0x67726964_6C656467  # "gridledg"
+FOLD_FETCH_COUNT = 5_000
+
+LEDGER_COLUMNS = (
+    "seq, source_offset, proposal_id, kind, agent, tick, expires_tick, validator_version, "
+    "policy_version, effects_json, proposal_json, prev_hash, hash"
+)
+REJECTION_COLUMNS = (
+    "source_offset, proposal_id, agent, kind, reason_code, field, detail, tick, validator_version, "
+    "policy_version, provenance_json"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionRow:
+    source_offset: int
+    proposal_id: str | None
+    agent: str | None
+    kind: str | None
+    reason_code: str
+    field: str | None
+    detail: str
+    tick: int | None
+    validator_version: str
+    policy_version: int
+    provenance_json: str | None
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.source_offset,
+            self.proposal_id,
+            self.agent,
+            self.kind,
+            self.reason_code,
+            self.field,
+            self.detail,
+            self.tick,
+            self.validator_version,
+            self.policy_version,
+            self.provenance_json,
+        )
+
+
+@dataclass
+class Batch:
+    entries: list[Entry] = field(default_factory=list)
+    rejections: list[RejectionRow] = field(default_factory=list)
+    next_offset: int = 0
+
+
+@dataclass
+class Position:
+    next_offset: int
+    head_seq: int  # -1 when the ledger is empty
+    head_hash: bytes
+
+
+class LedgerStore:
+    def __init__(self, database_url: str, consumer: str, topic: str, partition: int = 0) -> None:
+        self.conn = psycopg.connect(database_url, autocommit=False)
+        self.consumer, self.topic, self.partition = consumer, topic, partition
+        self._offers_persisted: set[str] = set()
+        self._agents_persisted = 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def lock(self) -> bool:
+        """Take the single-writer lock for this session's lifetime; False if another validator holds it."""
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (VALIDATOR_LOCK_KEY,)).fetchone()
+        self.conn.commit()
+        return bool(row and row[0])
+
+    # --- start-up --------------------------------------------------------------------------------
+
+    def position(self) -> Position:
+        row = self.conn.execute(
+            "SELECT next_offset FROM consumer_position WHERE consumer = %s AND topic = %s AND partition = %s",
+            (self.consumer, self.topic, self.partition),
+        ).fetchone()
+        head = self.conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        self.conn.commit()
+        return Position(
+            next_offset=row[0] if row else 0,
+            head_seq=head[0] if head else -1,
+            head_hash=bytes(head[1]) if head else GENESIS_PREV_HASH,
+        )
+
+    def fold(self) -> State:
+        """Rebuild the law's state by folding every ledger entry from T=0."""
+        state = State()
+        for entry in iter_entries(self.conn):
+            apply(state, as_accepted(entry))
+        self.conn.commit()
+        self._offers_persisted = set(state.offers)
+        self._agents_persisted = _registry_signature(state)
+        return state
+
+    # --- one batch -------------------------------------------------------------------------------
+
+    def commit(self, batch: Batch, state: State, relay: dict[str, int]) -> None:
+        """Write the batch and its consequences in one transaction.
+
+        1. COPY ledger entries and their postings, then the rejections.
+        2. Upsert the world_state rows the postings touched, the open offers and participants that
+           changed, and the grid status row.
+        3. Record the relay positions confirmed so far and the consumer position.
+        4. Commit. A crash before this line leaves no trace; after it, the batch is decided for good.
+        """
+        cur = self.conn.cursor()
+        if batch.entries:
+            self._copy_entries(cur, batch.entries)
+            self._upsert_balances(cur, batch.entries, state)
+            self._write_status(cur, batch.entries[-1], state)
+        if batch.rejections:
+            with cur.copy(f"COPY rejections ({REJECTION_COLUMNS}) FROM STDIN") as copy:
+                for r in batch.rejections:
+                    copy.write_row(r.as_tuple())
+        self._sync_offers(cur, state)
+        self._sync_participants(cur, state)
+        for stream, position in relay.items():
+            cur.execute(
+                "INSERT INTO relay_position (stream, position) VALUES (%s, %s) "
+                "ON CONFLICT (stream) DO UPDATE SET position = EXCLUDED.position",
+                (stream, position),
+            )
+        cur.execute(
+            "INSERT INTO consumer_position (consumer, topic, partition, next_offset) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            (self.consumer, self.topic, self.partition, batch.next_offset),
+        )
+        self.conn.commit()
+
+    def _copy_entries(self, cur: psycopg.Cursor[Any], entries: list[Entry]) -> None:
+        with cur.copy(f"COPY ledger ({LEDGER_COLUMNS}) FROM STDIN") as copy:
+            for e in entries:
+                copy.write_row(
+                    (
+                        e.seq,
+                        e.source_offset,
+                        e.proposal_id,
+                        e.kind,
+                        e.agent,
+                        e.tick,
+                        e.expires_tick,
+                        e.validator_version,
+                        e.policy_version,
+                        e.effects_json,
+                        e.proposal_json,
+                        e.prev_hash,
+                        e.hash,
+                    )
+                )
+        with cur.copy("COPY postings (seq, idx, account, resource, amount) FROM STDIN") as copy:
+            for e in entries:
+                for idx, (account, resource, amount) in enumerate(e.postings):
+                    copy.write_row((e.seq, idx, account, resource, amount))
+
+    def _upsert_balances(self, cur: psycopg.Cursor[Any], entries: list[Entry], state: State) -> None:
+        last_seq: dict[tuple[str, str], int] = {}
+        for e in entries:
+            for account, resource, _ in e.postings:
+                last_seq[(account, resource)] = e.seq
+        if not last_seq:
+            return
+        keys = sorted(last_seq)
+        cur.execute(
+            "INSERT INTO world_state (account, resource, balance, seq) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) "
+            "ON CONFLICT (account, resource) DO UPDATE SET balance = EXCLUDED.balance, seq = EXCLUDED.seq",
+            (
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [state.balance(*k) for k in keys],
+                [last_seq[k] for k in keys],
+            ),
+        )
+
+    def _write_status(self, cur: psycopg.Cursor[Any], head: Entry, state: State) -> None:
+        shortfall = [[a, r, u] for (a, r), u in sorted(state.shortfall.items())]
+        cur.execute(
+            "INSERT INTO grid_status (id, head_seq, head_hash, tick, policy_version, policy_json, breaker_open, "
+            "breaker_reason, telemetry_json, shortfall_json, updated_at) "
+            "VALUES (true, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET "
+            "head_seq = EXCLUDED.head_seq, head_hash = EXCLUDED.head_hash, tick = EXCLUDED.tick, "
+            "policy_version = EXCLUDED.policy_version, policy_json = EXCLUDED.policy_json, "
+            "breaker_open = EXCLUDED.breaker_open, breaker_reason = EXCLUDED.breaker_reason, "
+            "telemetry_json = EXCLUDED.telemetry_json, shortfall_json = EXCLUDED.shortfall_json, updated_at = now()",
+            (
+                head.seq,
+                head.hash,
+                state.tick,
+                state.policy_version,
+                orjson.dumps(state.policy, option=orjson.OPT_SORT_KEYS).decode(),
+                state.breaker_open,
+                state.breaker_reason,
+                orjson.dumps(state.telemetry.as_dict()).decode(),
+                orjson.dumps(shortfall).decode(),
+            ),
+        )
+
+    def _sync_offers(self, cur: psycopg.Cursor[Any], state: State) -> None:
+        current = set(state.offers)
+        gone, new = self._offers_persisted - current, current - self._offers_persisted
+        if gone:
+            cur.execute("DELETE FROM open_offers WHERE offer_id = ANY(%s)", (sorted(gone),))
+        if new:
+            with cur.copy(
+                "COPY open_offers (offer_id, seller, account, resource, quantity, price, open_until_tick) FROM STDIN"
+            ) as copy:
+                for offer_id in sorted(new):
+                    o = state.offers[offer_id]
+                    copy.write_row(
+                        (o.offer_id, o.seller, o.account, o.resource, o.quantity, o.price, o.open_until_tick)
+                    )
+        self._offers_persisted = current
+
+    def _sync_participants(self, cur: psycopg.Cursor[Any], state: State) -> None:
+        signature = _registry_signature(state)
+        if signature == self._agents_persisted:
+            return
+        cur.execute("DELETE FROM participants")
+        with cur.copy(
+            "COPY participants (agent, role, kind, accounts, emits_carbon, critical_load, suspended) FROM STDIN"
+        ) as copy:
+            for name, a in sorted(state.agents.items()):
+                copy.write_row((name, a.role, a.kind, list(a.accounts), a.emits_carbon, a.critical_load, a.suspended))
+        self._agents_persisted = signature
+
+
+def _registry_signature(state: State) -> int:
+    """Changes whenever the registry does: agents are only added or suspended, never removed."""
+    suspended = sum(1 for a in state.agents.values() if a.suspended)
+    return len(state.agents) * 1_000_003 + suspended
+
+
+def iter_entries(conn: psycopg.Connection[Any], from_seq: int = 0) -> Iterator[Entry]:
+    """Ledger entries in seq order with their postings, streamed with two server-side cursors."""
+    with (
+        conn.transaction(),
+        conn.cursor(name="fold_ledger") as entries,
+        conn.cursor(name="fold_postings") as postings,
+    ):
+        entries.itersize = FOLD_FETCH_COUNT
+        entries.execute(f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE seq >= %s ORDER BY seq", (from_seq,))
+        postings.itersize = FOLD_FETCH_COUNT * 4
+        postings.execute(
+            "SELECT seq, account, resource, amount FROM postings WHERE seq >= %s ORDER BY seq, idx", (from_seq,)
+        )
+        pending = next(postings, None)
+        for row in entries:
+            legs = []
+            while pending is not None and pending[0] == row[0]:
+                legs.append((pending[1], pending[2], pending[3]))
+                pending = next(postings, None)
+            yield Entry(
+                *row[:9],
+                postings=tuple(legs),
+                effects_json=row[9],
+                proposal_json=row[10],
+                prev_hash=bytes(row[11]),
+                hash=bytes(row[12]),
+            )
