@@ -53,6 +53,7 @@ class Workload:
         self.secret, self.rng, self.run_id = secret, random.Random(seed), run_id
         self.agents = agent_names(agent_count)
         self.tick = 0
+        self.index = 0  # ids keep counting across calls to messages()
         self.offers: list[tuple[str, str]] = []  # (offer id, seller)
         self.accepted_ids: list[tuple[str, bytes]] = []
 
@@ -60,7 +61,8 @@ class Workload:
         return genesis(self.secret, self.agents, f"{self.run_id}-genesis")
 
     def messages(self, count: int) -> Iterator[Message]:
-        for i in range(count):
+        for i in range(self.index, self.index + count):
+            self.index = i + 1
             if i and i % TICK_EVERY_COUNT == 0:
                 yield self._meter(i)
             else:

@@ -118,9 +118,7 @@ class GeminiClient:
         )
         started = time.monotonic()
         try:
-            response = self._client.models.generate_content(
-                model=self.config.model, contents=prompt, config=generation
-            )
+            response = self._client.models.generate_content(model=self.config.model, contents=prompt, config=generation)
         except errors.APIError as exc:
             return _failure(started, f"{exc.code} {exc.status}", exc.message or str(exc))
         except _TRANSPORT_ERRORS as exc:
@@ -173,7 +171,5 @@ def _parse_intent(response: types.GenerateContentResponse) -> tuple[Intent | Non
     try:
         return Intent.model_validate_json(text), None
     except ValidationError as exc:
-        detail = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '$'}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '$'}: {e['msg']}" for e in exc.errors(include_url=False))
         return None, f"invalid output: {detail}"[:ERROR_LENGTH_MAX]

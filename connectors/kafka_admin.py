@@ -130,7 +130,9 @@ def ensure_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[Topi
     specs = {settings.topic(spec.name): spec for spec in TOPIC_SPECS}
     created = _create_missing(admin, specs, timeout_s)
     counts = _wait_for_metadata(admin, list(specs), timeout_s)
-    wrong = {n: f"{counts[n]} instead of {spec.partitions}" for n, spec in specs.items() if counts[n] != spec.partitions}
+    wrong = {
+        n: f"{counts[n]} instead of {spec.partitions}" for n, spec in specs.items() if counts[n] != spec.partitions
+    }
     if wrong:
         raise TopicMismatchError(
             f"topics with the wrong partition count: {wrong}; partitions cannot be removed in place: "

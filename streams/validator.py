@@ -39,6 +39,9 @@ class Validator:
     secret: bytes
     group_id: str = GROUP_ID_DEFAULT
     version: str = ""
+    batch_count_max: int = BATCH_COUNT_MAX
+    # When a list, produce→commit latency of every decided message is appended (benchmarks only).
+    latencies_ms: list[int] | None = None
 
     def __post_init__(self) -> None:
         self.version = self.version or validator_version()
@@ -81,13 +84,10 @@ class Validator:
             }
         )
 
-        def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
-            # Wherever the group's committed offset points, resume from the database position.
-            for tp in partitions:
-                tp.offset = self.position.next_offset
-            c.assign(partitions)
-
-        consumer.subscribe([self.topic], on_assign=on_assign)
+        # assign(), not subscribe(): the single writer is guaranteed by the Postgres lock, a restart
+        # after SIGKILL need not wait for the group coordinator to expire the dead member, and the
+        # group has no active members, so operators can reset its offsets with Kafka's own tools.
+        consumer.assign([TopicPartition(self.topic, 0, self.position.next_offset)])
         return consumer
 
     # --- the loop --------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ class Validator:
         idle_since = time.monotonic()
         try:
             while not stop.is_set():
-                messages = self.consumer.consume(num_messages=BATCH_COUNT_MAX, timeout=BATCH_WAIT_S)
+                messages = self.consumer.consume(num_messages=self.batch_count_max, timeout=BATCH_WAIT_S)
                 decided = self.process(messages)
                 self.relay.poll()
                 if decided:
@@ -129,6 +129,9 @@ class Validator:
         self.store.commit(batch, self.state, self.relay.poll())
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         self._after_commit(batch)
+        if self.latencies_ms is not None:
+            now_ms = int(time.time() * 1000)  # wall clock for measurement only; no decision reads it
+            self.latencies_ms += [now_ms - m.timestamp()[1] for m in messages if m.error() is None]
         return len(batch.entries) + len(batch.rejections)
 
     def _decide(self, msg: Message, batch: Batch) -> None:

@@ -32,10 +32,8 @@ def retention_text(retention_ms: int) -> str:
 def handle(args: argparse.Namespace) -> int:
     settings = config.load()
     try:
-        if args.show_only:
-            infos = kafka_admin.describe_topics(settings)
-        else:
-            infos = kafka_admin.ensure_topics(settings)
+        action = kafka_admin.describe_topics if args.show_only else kafka_admin.ensure_topics
+        infos = action(settings)
     except (KafkaException, kafka_admin.TopicMismatchError, TimeoutError) as exc:
         print(f"topics on {settings.kafka_bootstrap} failed: {exc}", file=sys.stderr)
         return 1

@@ -13,10 +13,12 @@ from typing import Any
 from gridgov import config
 from gridgov.config import Settings
 from gridgov.infra import kafka, postgres
-from gridgov.infra.process import InfraError
+from gridgov.infra.process import InfraError, exclusive
 
 SERVICES = ("kafka", "postgres")
 _MODULES = {"kafka": kafka, "postgres": postgres}
+# longer than the slowest holder: a cold Maven fetch plus format plus start
+LOCK_TIMEOUT_S = 1200.0
 
 __all__ = ["SERVICES", "InfraError", "down", "status", "up", "wait_ready"]
 
@@ -36,13 +38,15 @@ def up(services: Iterable[str] | None = None, settings: Settings | None = None) 
     each step took (``timings_s``: fetch/format/start for Kafka, install/initdb/start/createdb for Postgres).
     """
     s = settings or config.load()
-    return {name: _MODULES[name].up(s) for name in _selected(services)}
+    with exclusive(s.home / "infra.lock", LOCK_TIMEOUT_S):
+        return {name: _MODULES[name].up(s) for name in _selected(services)}
 
 
 def down(services: Iterable[str] | None = None, settings: Settings | None = None) -> dict[str, str]:
     """Stop what ``up`` started (by its pid file / data dir); external services are left alone."""
     s = settings or config.load()
-    return {name: _MODULES[name].down(s) for name in _selected(services)}
+    with exclusive(s.home / "infra.lock", LOCK_TIMEOUT_S):
+        return {name: _MODULES[name].down(s) for name in _selected(services)}
 
 
 def status(services: Iterable[str] | None = None, settings: Settings | None = None) -> dict[str, dict[str, Any]]:

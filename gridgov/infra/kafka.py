@@ -180,6 +180,11 @@ def running_pid(s: Settings) -> int | None:
     return None
 
 
+def recorded_bootstrap(s: Settings) -> str | None:
+    lines = pid_path(s).read_text().splitlines() if pid_path(s).exists() else []
+    return lines[1] if len(lines) > 1 else None
+
+
 def _hosts(bootstrap: str) -> list[tuple[str, int]]:
     pairs = [server.strip().rsplit(":", 1) for server in bootstrap.split(",") if server.strip()]
     return [(host.strip("[]"), int(port)) for host, port in pairs]
@@ -197,7 +202,9 @@ def answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
     return True
 
 
-def wait_ready(bootstrap: str, timeout_s: float = READY_TIMEOUT_S, pid: int | None = None, log: Path | None = None) -> float:
+def wait_ready(
+    bootstrap: str, timeout_s: float = READY_TIMEOUT_S, pid: int | None = None, log: Path | None = None
+) -> float:
     """Wait until ``bootstrap`` answers; return seconds. Fails fast if ``pid`` dies, showing ``log``'s tail."""
     alive = (lambda: pid_alive(pid)) if pid is not None else None
     try:
@@ -213,7 +220,8 @@ def start(s: Settings, properties: Path) -> int:
             raise InfraError(f"port {port} is already in use by another process; set GRID_KAFKA_PORT/_CONTROLLER_PORT")
     cmd = [*java_cmd(s, s.kafka_heap_mb), MAIN_CLASS, str(properties)]
     pid = spawn_detached(cmd, log_path(s), cwd=root(s))
-    pid_path(s).write_text(f"{pid}\n")
+    # the second line lets a later `up` with other ports notice the broker it cannot reach
+    pid_path(s).write_text(f"{pid}\n{s.kafka_bootstrap}\n")
     logger.info("started Kafka broker pid %d on %s, log %s", pid, s.kafka_bootstrap, log_path(s))
     return pid
 
@@ -225,6 +233,12 @@ def up(s: Settings) -> dict[str, Any]:
         return {"state": "external", "bootstrap": s.kafka_bootstrap, "timings_s": {"ready_s": ready_s}}
     root(s).mkdir(parents=True, exist_ok=True)
     pid = running_pid(s)
+    recorded = recorded_bootstrap(s)
+    if pid is not None and recorded not in (None, s.kafka_bootstrap):
+        raise InfraError(
+            f"the broker started earlier (pid {pid}) listens on {recorded}, not {s.kafka_bootstrap}: "
+            "run `gridgov infra down --only kafka` with the old settings first"
+        )
     if pid is not None and answers(s.kafka_bootstrap):
         return {"state": "already running", "pid": pid, "bootstrap": s.kafka_bootstrap, "timings_s": {}}
     timings_s = {"fetch_s": fetch_jars(s)}

@@ -187,7 +187,9 @@ def pg_ctl_start(s: Settings, bindir: Path) -> None:
     done = _run_pg(cmd, PG_CTL_TIMEOUT_S + 10)
     if done.returncode != 0:
         tail = log_tail(log_path(s))
-        raise InfraError(f"pg_ctl start failed:\n{done.stdout}{done.stderr}\n--- last lines of {log_path(s)} ---\n{tail}")
+        raise InfraError(
+            f"pg_ctl start failed:\n{done.stdout}{done.stderr}\n--- last lines of {log_path(s)} ---\n{tail}"
+        )
     logger.info("started PostgreSQL on 127.0.0.1:%d, log %s", s.pg_port, log_path(s))
 
 

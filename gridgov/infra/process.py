@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shlex
@@ -9,7 +10,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -77,7 +79,9 @@ def log_tail(log_path: Path, lines: int = 40) -> str:
         return f"(no log at {log_path})"
 
 
-def poll_until(check: Callable[[], bool], timeout_s: float, what: str, alive: Callable[[], bool] | None = None) -> float:
+def poll_until(
+    check: Callable[[], bool], timeout_s: float, what: str, alive: Callable[[], bool] | None = None
+) -> float:
     """Call ``check`` until it returns True; return the seconds it took.
 
     ``alive`` lets the wait fail fast when the process being waited for has died.
@@ -91,6 +95,24 @@ def poll_until(check: Callable[[], bool], timeout_s: float, what: str, alive: Ca
             raise InfraError(f"{what}: the process exited before it became ready")
         time.sleep(POLL_INTERVAL_S)
     raise InfraError(f"{what}: not ready after {timeout_s:.0f} s")
+
+
+@contextmanager
+def exclusive(lock_path: Path, timeout_s: float) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path``: concurrent `up`/`down` calls (parallel test sessions,
+    several terminals) must not both decide to start the same service."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+
+        def acquired() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        poll_until(acquired, timeout_s, f"waiting for {lock_path}")
+        yield  # closing the file releases the lock
 
 
 def terminate(pid: int, timeout_s: float) -> None:

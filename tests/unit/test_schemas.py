@@ -37,7 +37,11 @@ def test_a_valid_proposal_decodes_with_its_signed_bytes() -> None:
 @settings(max_examples=200)
 @given(
     st.one_of(
-        st.floats(allow_nan=True), st.booleans(), st.text(max_size=5), st.none(), st.lists(st.integers(-(2**63), 2**63 - 1), max_size=2)
+        st.floats(allow_nan=True),
+        st.booleans(),
+        st.text(max_size=5),
+        st.none(),
+        st.lists(st.integers(-(2**63), 2**63 - 1), max_size=2),
     )
 )
 def test_non_integer_quantities_are_malformed(value: Any) -> None:

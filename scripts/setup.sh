@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Idempotent setup of a fresh Debian machine for this project; run as root from anywhere.
+# Installs only what is missing (PostgreSQL server, Java 17, Maven, python venv support), then the
+# project into .venv. Kafka's jars are fetched by `gridgov infra up` on first use.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.stamp"
+say() { echo "setup: $*"; }
+
+missing=()
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+# Debian splits venv's pip bootstrap out of python3 itself
+[[ -d "$VENV" ]] || python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+
+if ((${#missing[@]})); then
+    if [[ $EUID -ne 0 ]]; then
+        echo "setup: missing ${missing[*]}; run this script as root to install them" >&2
+        exit 1
+    fi
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    say "system packages present"
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    say "creating $VENV"
+    python3 -m venv "$VENV"
+fi
+
+if [[ -f "$STAMP" && "$STAMP" -nt "$ROOT/pyproject.toml" ]]; then
+    say "python packages up to date (.venv/.stamp is newer than pyproject.toml)"
+else
+    say "installing the project and its test dependencies into .venv"
+    log="$(mktemp)"
+    # pip and setuptools are chatty even with -q: show their output only when the install fails
+    if ! "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
+    touch "$STAMP"
+fi
+say "done; next: $VENV/bin/gridgov infra up"

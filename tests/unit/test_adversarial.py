@@ -1,0 +1,149 @@
+"""AdversarialStrategy: each attack has the shape that must draw its rejection. Envelope-level
+attacks are checked through the real codec; rule-level ones decode cleanly and carry the breach."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agents.adversarial import QUANTITY_MAX, AdversarialStrategy, Attack
+from agents.view import AgentView, OpenOffer
+from schemas import codec
+
+ME, ACCOUNT, VICTIM = "mallory", "mallory:main", "hospital-3:main"
+KEY, WRONG_KEY = b"k" * 32, b"w" * 32
+REPLAY_ID = "p-accepted-1"
+
+
+def adversary_view(own_offer: bool = True, **balances: int) -> AgentView:
+    offers = [OpenOffer("o-other", "wind-2", "wind-2:main", "energy", 1_000, 150, 30)]
+    if own_offer:
+        offers.append(OpenOffer("o-mine", ME, ACCOUNT, "water", 10, 5, 30))
+    return AgentView(
+        agent=ME,
+        participant_kind="generic",
+        account=ACCOUNT,
+        tick=20,
+        balances={"energy": 5_000, "water": 700, "credits": 90_000, **balances},
+        expected_production={},
+        expected_consumption={},
+        shortfall={},
+        open_offers=tuple(offers),
+    )
+
+
+def by_name(attacks: list[Attack]) -> dict[str, Attack]:
+    return {a.name: a for a in attacks}
+
+
+def envelope(attack: Attack) -> bytes:
+    """What the runner sends for ``attack``: raw bytes as they are, else a signed envelope."""
+    if attack.raw is not None:
+        return attack.raw
+    unsigned: dict[str, Any] = {
+        "v": 1,
+        "id": attack.reuse_id or f"p-{attack.name.replace('_', '-')}",
+        "agent": ME,
+        "tick": 20,
+        "expires_tick": 25,
+        "body": attack.body,
+    }
+    return codec.encode(codec.sign(unsigned, WRONG_KEY if attack.sign_with_wrong_key else KEY))
+
+
+@pytest.fixture
+def attacks() -> dict[str, Attack]:
+    return by_name(AdversarialStrategy(seed=3).attacks(adversary_view(), VICTIM, REPLAY_ID))
+
+
+def test_every_attack_is_planned_with_its_expected_reason(attacks: dict[str, Attack]) -> None:
+    assert {name: a.expected_reason for name, a in attacks.items()} == {
+        "overspend": "INSUFFICIENT_BALANCE",
+        "spend_victim_account": "NOT_OWNER",
+        "replay": "DUPLICATE_PROPOSAL",
+        "llm_not_json": "MALFORMED",
+        "llm_float_quantity": "MALFORMED",
+        "llm_oversized_quantity": "LIMIT_EXCEEDED",
+        "bad_signature": "BAD_SIGNATURE",
+        "self_trade": "SELF_TRADE",
+    }
+    for attack in attacks.values():
+        assert (attack.body is None) != (attack.raw is None), attack.name
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("llm_float_quantity", "body.transfer.quantity"),
+        ("llm_oversized_quantity", "body.transfer.quantity"),
+    ],
+)
+def test_envelope_breaking_bodies_are_refused_by_the_codec(attacks: dict[str, Attack], name: str, field: str) -> None:
+    decoded = codec.decode(envelope(attacks[name]))
+    assert isinstance(decoded, codec.DecodeError)
+    assert (decoded.reason_code, decoded.field) == (attacks[name].expected_reason, field)
+
+
+def test_not_json_is_malformed(attacks: dict[str, Attack]) -> None:
+    decoded = codec.decode(envelope(attacks["llm_not_json"]))
+    assert isinstance(decoded, codec.DecodeError) and decoded.reason_code == "MALFORMED"
+
+
+def test_bad_signature_decodes_but_does_not_verify(attacks: dict[str, Attack]) -> None:
+    decoded = codec.decode(envelope(attacks["bad_signature"]))
+    assert isinstance(decoded, codec.Decoded)
+    assert not codec.signature_valid(decoded.signed_bytes, decoded.sig, KEY)
+
+
+@pytest.mark.parametrize("name", ["overspend", "spend_victim_account", "replay", "self_trade"])
+def test_rule_breaking_attacks_are_well_formed_and_correctly_signed(attacks: dict[str, Attack], name: str) -> None:
+    decoded = codec.decode(envelope(attacks[name]))
+    assert isinstance(decoded, codec.Decoded), decoded
+    assert codec.signature_valid(decoded.signed_bytes, decoded.sig, KEY)
+
+
+def test_rule_breaches(attacks: dict[str, Attack]) -> None:
+    view = adversary_view()
+    overspend = attacks["overspend"].body
+    assert overspend is not None and overspend["from_account"] == ACCOUNT
+    assert overspend["quantity"] > view.balances[overspend["resource"]]
+
+    stolen = attacks["spend_victim_account"].body
+    assert stolen is not None and (stolen["from_account"], stolen["to_account"]) == (VICTIM, ACCOUNT)
+
+    assert attacks["replay"].reuse_id == REPLAY_ID
+    assert attacks["self_trade"].body == {"kind": "accept", "offer_id": "o-mine", "account": ACCOUNT}
+
+
+def test_replay_needs_an_accepted_id() -> None:
+    names = by_name(AdversarialStrategy(seed=3).attacks(adversary_view(), VICTIM, None))
+    assert "replay" not in names
+
+
+def test_without_an_own_offer_it_first_posts_one_to_self_trade_later() -> None:
+    names = by_name(AdversarialStrategy(seed=3).attacks(adversary_view(own_offer=False), VICTIM, REPLAY_ID))
+    setup = names["self_trade_setup"]
+    assert "self_trade" not in names and setup.expected_reason is None
+    assert setup.body is not None and setup.body["kind"] == "offer" and setup.body["resource"] == "energy"
+    assert isinstance(codec.decode(envelope(setup)), codec.Decoded)
+
+
+def test_overspend_is_skipped_when_no_quantity_can_exceed_the_balance() -> None:
+    huge = QUANTITY_MAX
+    attacks = AdversarialStrategy(seed=3).attacks(
+        adversary_view(energy=huge, water=huge, credits=huge), VICTIM, REPLAY_ID
+    )
+    assert "overspend" not in by_name(attacks)
+
+
+def test_cycles_through_the_attacks() -> None:
+    strategy = AdversarialStrategy(seed=5)
+    firsts = [strategy.attacks(adversary_view(), VICTIM, REPLAY_ID)[0].name for _ in range(8)]
+    assert sorted(firsts) == sorted(by_name(strategy.attacks(adversary_view(), VICTIM, REPLAY_ID)))
+
+
+def test_same_seed_same_attacks() -> None:
+    a, b = AdversarialStrategy(seed=9), AdversarialStrategy(seed=9)
+    for _ in range(5):
+        assert a.attacks(adversary_view(), VICTIM, REPLAY_ID) == b.attacks(adversary_view(), VICTIM, REPLAY_ID)

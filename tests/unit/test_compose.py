@@ -1,0 +1,91 @@
+"""docker-compose.yml: the services exist, run the right images and commands, and get the env they need."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from gridgov import config
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_COMMANDS = {
+    "validator": ["gridgov", "validator"],
+    "agents": ["gridgov", "simulate"],
+    "sinks": ["gridgov", "sinks"],
+    "dashboard": ["gridgov", "dashboard"],
+}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return dict(compose["services"])
+
+
+def test_all_services_are_declared(services: dict[str, Any]) -> None:
+    assert {"kafka", "postgres", "init", *APP_COMMANDS} <= set(services)
+
+
+def test_kafka_is_a_single_kraft_node_of_our_version(services: dict[str, Any]) -> None:
+    kafka = services["kafka"]
+    env = kafka["environment"]
+    assert kafka["image"] == f"apache/kafka:{config.load().kafka_version}"
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    replication = [v for k, v in env.items() if k.endswith(("_REPLICATION_FACTOR", "_MIN_ISR"))]
+    assert replication and set(replication) == {"1"}
+    assert "healthcheck" in kafka
+
+
+def test_postgres_image_and_database(services: dict[str, Any]) -> None:
+    postgres = services["postgres"]
+    assert postgres["image"] == "postgres:16"
+    assert postgres["environment"]["POSTGRES_DB"] == "grid"
+    assert "healthcheck" in postgres
+
+
+@pytest.mark.parametrize("name", sorted(APP_COMMANDS))
+def test_app_service_command_and_env(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    env = service["environment"]
+    assert service["build"] == "."
+    assert service["command"] == APP_COMMANDS[name]
+    assert env["GRID_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    url = urlsplit(env["GRID_DATABASE_URL"])
+    pg_env = services["postgres"]["environment"]
+    assert (url.scheme, url.hostname, url.port, url.path) == (
+        "postgresql",
+        "postgres",
+        5432,
+        f"/{pg_env['POSTGRES_DB']}",
+    )
+    assert (url.username, url.password) == (pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"])
+    assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+
+
+def test_init_prepares_schema_and_topics_after_both_servers_are_healthy(services: dict[str, Any]) -> None:
+    init = services["init"]
+    assert "gridgov migrate" in init["command"][-1] and "gridgov topics" in init["command"][-1]
+    assert {k: v["condition"] for k, v in init["depends_on"].items()} == {
+        "kafka": "service_healthy",
+        "postgres": "service_healthy",
+    }
+
+
+def test_dockerfile_installs_the_package() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    assert lines[[ln.startswith("FROM") for ln in lines].index(True)] == "FROM python:3.11-slim"
+    assert any(ln.startswith("RUN pip install .") for ln in lines)
+
+
+def test_dockerfile_copies_every_package() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert {p for p in packages if f"COPY {p}/ {p}/" not in dockerfile} == set()
