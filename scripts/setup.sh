@@ -13,6 +13,8 @@ missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+# the dashboard's end-to-end tests drive Debian's Chromium (browser downloads are not possible here)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 # Debian splits venv's pip bootstrap out of python3 itself
 [[ -d "$VENV" ]] || python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 

@@ -1,0 +1,72 @@
+# Grid Governance Engine — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+GRIDGOV := $(VENV)/bin/gridgov
+TICKS ?= 48
+SEED ?= 7
+SCENARIO ?= agents/scenarios/default.toml
+BENCH_COUNT ?= 200000
+
+.PHONY: help setup infra-up infra-down status topics migrate run stress test test-unit test-integration test-e2e lint bench validator sinks dashboard verify clean
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## install system packages (as root), the venv and the project
+	@bash scripts/setup.sh
+
+infra-up: setup ## start the local Kafka broker and PostgreSQL (idempotent)
+	@$(GRIDGOV) infra up
+
+infra-down: ## stop what infra-up started
+	@$(GRIDGOV) infra down
+
+status: ## show what runs where (bootstrap address, postgresql:// URL)
+	@$(GRIDGOV) infra status; $(GRIDGOV) topics
+
+topics: infra-up ## create the Kafka topics (idempotent) and show them
+	@$(GRIDGOV) topics
+
+migrate: infra-up ## apply pending database migrations
+	@$(GRIDGOV) migrate
+
+run: infra-up ## run the pipeline: validator, metering, agents on the default scenario (TICKS, SEED, SCENARIO)
+	@$(GRIDGOV) simulate --scenario $(SCENARIO) --ticks $(TICKS) --seed $(SEED)
+
+stress: infra-up ## run the heat-wave scenario that trips the circuit breaker
+	@$(GRIDGOV) simulate --scenario agents/scenarios/heatwave.toml --ticks $(TICKS) --seed $(SEED)
+
+test: setup ## every test: unit, integration (real Kafka + Postgres, started as needed) and browser
+	@$(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: setup ## unit tests only: no I/O, seconds
+	@$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+test-integration: setup ## integration tests against the real broker and database
+	@$(PY) -m pytest -q -p no:cacheprovider -m integration
+
+test-e2e: setup ## the dashboard in headless Chromium
+	@$(PY) -m pytest -q -p no:cacheprovider -m e2e
+
+lint: setup ## ruff and mypy
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+bench: infra-up ## validator throughput and latency vs baseline and ceiling (BENCH_COUNT)
+	@$(GRIDGOV) --log-level WARNING bench --count $(BENCH_COUNT)
+
+validator: infra-up ## run the validator in the foreground
+	@$(GRIDGOV) validator
+
+sinks: infra-up ## run the Linear and Discord sinks in the foreground
+	@$(GRIDGOV) sinks
+
+dashboard: infra-up ## serve the Streamlit dashboard
+	@$(GRIDGOV) dashboard
+
+verify: infra-up ## audit the ledger: chain, conservation, offsets, world_state
+	@$(GRIDGOV) verify
+
+clean: infra-down ## stop services and delete local state (.grid)
+	rm -rf .grid

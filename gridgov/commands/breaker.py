@@ -1,0 +1,44 @@
+"""``gridgov breaker status|trip|resume --reason ...``: the circuit breaker, by signed operator command."""
+
+from __future__ import annotations
+
+import argparse
+
+import orjson
+import psycopg
+
+from gridgov import config, governance
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("breaker", help="show, trip or resume the circuit breaker (signed command)")
+    parser.add_argument("action", choices=("status", "trip", "resume"))
+    parser.add_argument("--reason", help="required for trip and resume; recorded in the ledger")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for the validator's decision")
+    parser.set_defaults(func=handle)
+
+
+def status(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT breaker_open, breaker_reason, tick, telemetry_json FROM grid_status").fetchone()
+    if row is None:
+        print("breaker: no ledger yet")
+        return 0
+    is_open, reason, tick, telemetry = row
+    print(f"breaker {'OPEN' if is_open else 'closed'} at tick {tick}" + (f": {reason}" if is_open else ""))
+    for key, value in orjson.loads(telemetry).items():
+        print(f"  {key:20} {value}")
+    return 0
+
+
+def handle(args: argparse.Namespace) -> int:
+    settings = config.load()
+    if args.action == "status":
+        return status(settings.database_url)
+    if not args.reason:
+        raise SystemExit(f"breaker {args.action} needs --reason")
+    pid = governance.send(settings, governance.breaker(args.action, args.reason))
+    print(f"sent {pid}")
+    if not args.no_wait:
+        print(governance.wait_for_decision(settings.database_url, pid))
+    return 0

@@ -1,0 +1,101 @@
+"""Governance through the real path: signed commands on the proposals topic, the real validator, the ledger."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import psycopg
+import pytest
+
+from agents.synthetic import genesis
+from gridgov import governance
+from gridgov.commands.propose import build
+from gridgov.config import Settings
+from schemas.codec import encode, sign
+from schemas.keys import derive_key
+from streams.validator import Validator
+from tests.integration.test_validator import SECRET, VERSION, consume_keys, produce, settings
+
+__all__ = ["settings"]
+
+AGENTS = ["hospital", "solar"]
+
+
+@pytest.fixture(autouse=True)
+def operator_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRID_KEY_SECRET", SECRET.hex())
+
+
+def decide_all(settings: Settings) -> None:
+    Validator(settings, SECRET, version=VERSION).run(threading.Event(), idle_exit_s=0.5)
+
+
+def start(settings: Settings, **policy: int) -> None:
+    raw = orjson.loads(genesis(SECRET, AGENTS, "genesis", policy))
+    raw["body"]["participants"][1]["critical_load"] = True  # hospital
+    produce(settings, [encode(sign(raw, derive_key(SECRET, "operator")))])
+    decide_all(settings)
+
+
+def send_as(settings: Settings, agent: str, body: dict, tick: int = 0) -> str:
+    proposal = build(agent, body, tick, 10, SECRET)
+    produce(settings, [encode(proposal)])
+    return str(proposal["id"])
+
+
+def outcome(settings: Settings, pid: str) -> tuple[str, int | None]:
+    decide_all(settings)
+    with psycopg.connect(settings.database_url) as conn:
+        entry = conn.execute("SELECT policy_version FROM ledger WHERE proposal_id = %s", (pid,)).fetchone()
+        if entry:
+            return "ACCEPTED", entry[0]
+        row = conn.execute("SELECT reason_code FROM rejections WHERE proposal_id = %s", (pid,)).fetchone()
+    assert row is not None, f"{pid} was never decided"
+    return row[0], None
+
+
+def transfer(qty: int) -> dict:
+    return {
+        "kind": "transfer",
+        "from_account": "solar:main",
+        "to_account": "hospital:main",
+        "resource": "energy",
+        "quantity": qty,
+    }
+
+
+def test_policy_change_applies_from_the_next_entry_and_is_versioned(settings: Settings) -> None:
+    start(settings)
+    assert outcome(settings, send_as(settings, "solar", transfer(500))) == ("ACCEPTED", 1)
+    pid = governance.send(settings, governance.policy_set({"trade_quantity_max_energy": 100}, "cap trades"))
+    assert outcome(settings, pid) == ("ACCEPTED", 1)
+    assert outcome(settings, send_as(settings, "solar", transfer(500))) == ("POLICY_CAP", None)
+    assert outcome(settings, send_as(settings, "solar", transfer(100))) == ("ACCEPTED", 2)
+
+
+def test_a_non_operator_governance_command_is_unauthorized(settings: Settings) -> None:
+    start(settings)
+    pid = send_as(settings, "solar", governance.policy_set({"carbon_tax_bps": 0}))
+    assert outcome(settings, pid) == ("UNAUTHORIZED", None)
+    pid = send_as(settings, "solar", governance.breaker("trip", "I want to stop everyone"))
+    assert outcome(settings, pid) == ("UNAUTHORIZED", None)
+
+
+def test_breaker_trips_on_telemetry_alerts_blocks_trades_and_resumes_by_signed_command(settings: Settings) -> None:
+    start(settings, breaker_critical_shortfall_max=0)
+    short = {"kind": "meter", "readings": [{"account": "hospital:main", "resource": "energy", "consumed": 2 * 10**12}]}
+    assert outcome(settings, send_as(settings, "operator", short, tick=1))[0] == "ACCEPTED"
+    assert outcome(settings, send_as(settings, "solar", transfer(10), tick=1)) == ("CIRCUIT_OPEN", None)
+    meter = {"kind": "meter", "readings": [{"account": "solar:main", "resource": "energy", "produced": 10}]}
+    assert outcome(settings, send_as(settings, "operator", meter, tick=2))[0] == "ACCEPTED"
+    with psycopg.connect(settings.database_url) as conn:
+        seq = conn.execute("SELECT seq FROM ledger WHERE effects_json LIKE '%%\"breaker\"%%'").fetchone()[0]
+    assert consume_keys(settings, "alerts", 1) == {f"breaker:{seq}"}
+    assert consume_keys(settings, "incidents", 1) == {f"breaker:{seq}"}
+
+    pid = governance.send(settings, governance.breaker("resume", "hospital load moved to backup generator"))
+    assert outcome(settings, pid)[0] == "ACCEPTED"
+    assert outcome(settings, send_as(settings, "solar", transfer(10), tick=2))[0] == "ACCEPTED"
+    with psycopg.connect(settings.database_url) as conn:
+        assert conn.execute("SELECT breaker_open FROM grid_status").fetchone()[0] is False
