@@ -12,9 +12,9 @@ Rows:
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import secrets
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +30,7 @@ from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import proposal_producer, send_all
 from connectors.migrate import apply_migrations
 from gridgov.config import Settings
-from streams.validator import BATCH_COUNT_MAX, Validator
+from streams.validator import BATCH_COUNT_MAX, BATCH_WAIT_S, Validator
 
 SECRET = bytes(range(32))
 LATENCY_RATE_PER_S = 10_000
@@ -117,31 +117,40 @@ def run_validator(s: Settings, total: int, batch_count: int = BATCH_COUNT_MAX) -
 
 
 def latency(s: Settings, w: Workload, rate_per_s: int, duration_s: float, offset: int) -> tuple[float, float, int]:
-    """Offer ``rate_per_s`` for ``duration_s`` while the validator runs; p50/p99 produce→commit in ms."""
+    """Offer ``rate_per_s`` for ``duration_s`` from another process while the validator runs here;
+    return p50/p99 produce→commit in ms (Kafka CreateTime to the batch's Postgres commit)."""
     count = int(rate_per_s * duration_s)
     raws = [m.raw for m in w.messages(count)]
     v = Validator(s, SECRET, version="bench")
     v.latencies_ms = []
-    stop = threading.Event()
-    worker = threading.Thread(target=_decide_until, args=(v, offset + count, stop))
-    worker.start()
-    producer = proposal_producer(s.kafka_bootstrap, linger_ms=1)
-    started = time.perf_counter()
-    for i, raw in enumerate(raws):
-        while time.perf_counter() - started < i / rate_per_s:
-            producer.poll(0.0005)
-        producer.produce(s.topic("proposals"), raw)
-    producer.flush(30)
-    worker.join(timeout=120)
-    stop.set()
+    # A separate process: a producer pacing itself in this interpreter would compete for the GIL.
+    producer = multiprocessing.get_context("spawn").Process(
+        target=paced_produce, args=(s.kafka_bootstrap, s.topic("proposals"), raws, rate_per_s)
+    )
+    producer.start()
+    _decide_until(v, offset + count, deadline_s=duration_s * 3 + 30)
+    producer.join(timeout=30)
     v.close()
     samples = sorted(v.latencies_ms)
     return statistics.median(samples), samples[int(len(samples) * 0.99)], len(samples)
 
 
-def _decide_until(v: Validator, total: int, stop: threading.Event) -> None:
-    while v.position.next_offset < total and not stop.is_set():
-        v.process(v.consumer.consume(num_messages=BATCH_COUNT_MAX, timeout=0.05))
+def paced_produce(bootstrap: str, topic: str, raws: list[bytes], rate_per_s: int) -> None:
+    producer = proposal_producer(bootstrap, linger_ms=1)
+    started = time.perf_counter()
+    for i, raw in enumerate(raws):
+        delay_s = started + i / rate_per_s - time.perf_counter()
+        if delay_s > 0:
+            time.sleep(delay_s)
+        producer.produce(topic, raw)
+        producer.poll(0)
+    producer.flush(30)
+
+
+def _decide_until(v: Validator, total: int, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while v.position.next_offset < total and time.monotonic() < deadline:
+        v.process(v.consumer.consume(num_messages=BATCH_COUNT_MAX, timeout=BATCH_WAIT_S))
         v.relay.poll()
 
 

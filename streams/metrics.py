@@ -16,3 +16,10 @@ COMMIT_SECONDS = Histogram(
 )
 LAG = Gauge("grid_consumer_lag", "Proposals on the topic not yet decided (high watermark - next offset)")
 HEAD_SEQ = Gauge("grid_ledger_head_seq", "Sequence number of the ledger head")
+
+
+def count_decisions(accepted: int, rejected_by_reason: dict[str, int]) -> None:
+    """Once per batch, not per proposal: label lookups cost more than the law's own checks."""
+    DECISIONS.labels("accepted", "").inc(accepted)
+    for reason, count in rejected_by_reason.items():
+        DECISIONS.labels("rejected", reason).inc(count)

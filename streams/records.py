@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from law.ledger import Entry
-from schemas.records import AlertRecord, IncidentRecord, LedgerEvent, RejectionRecord
+from schemas.records import AlertRecord, IncidentRecord, RejectionRecord
 from streams.store import RejectionRow
 
 Outgoing = tuple[str, bytes, bytes]  # (logical topic, key, value)
@@ -38,24 +38,26 @@ def rejection_record(r: RejectionRow) -> Outgoing:
 
 
 def entry_records(e: Entry) -> list[Outgoing]:
+    """The ledger event (built with orjson directly: this runs per entry at full speed; a unit test
+    checks the bytes against the LedgerEvent model), plus alerts and incidents for breaker effects."""
     effects: list[dict[str, Any]] = orjson.loads(e.effects_json)
-    proposal = orjson.loads(e.proposal_json)
-    event = LedgerEvent(
-        seq=e.seq,
-        source_offset=e.source_offset,
-        proposal_id=e.proposal_id,
-        kind=e.kind,
-        agent=e.agent,
-        tick=e.tick,
-        validator_version=e.validator_version,
-        policy_version=e.policy_version,
-        postings=[tuple(p) for p in e.postings],
-        effects=effects,
-        prev_hash=e.prev_hash.hex(),
-        hash=e.hash.hex(),
-        provenance=proposal.get("provenance"),
-    )
-    out: list[Outgoing] = [("ledger-events", e.proposal_id.encode(), event.model_dump_json().encode())]
+    event = {
+        "v": 1,
+        "seq": e.seq,
+        "source_offset": e.source_offset,
+        "proposal_id": e.proposal_id,
+        "kind": e.kind,
+        "agent": e.agent,
+        "tick": e.tick,
+        "validator_version": e.validator_version,
+        "policy_version": e.policy_version,
+        "postings": e.postings,
+        "effects": effects,
+        "prev_hash": e.prev_hash.hex(),
+        "hash": e.hash.hex(),
+        "provenance": orjson.loads(e.proposal_json).get("provenance") if '"provenance"' in e.proposal_json else None,
+    }
+    out: list[Outgoing] = [("ledger-events", e.proposal_id.encode(), orjson.dumps(event))]
     for effect in effects:
         if effect["t"] == "breaker":
             out += breaker_records(e, effect)
