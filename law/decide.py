@@ -285,7 +285,7 @@ def _offer_shape_problem(state: State, p: Proposal, body: Offer) -> Rejected | N
         return Rejected(
             "LIMIT_EXCEEDED", f"offers stay open at most {OFFER_OPEN_TICKS_MAX} ticks", "body.open_until_tick"
         )
-    own = sum(1 for o in state.offers.values() if o.seller == p.agent)
+    own = state.offers_by_seller.get(p.agent, 0)
     if own >= OPEN_OFFERS_PER_AGENT_MAX or len(state.offers) >= OPEN_OFFERS_COUNT_MAX:
         return Rejected("LIMIT_EXCEEDED", f"too many open offers ({own} own, {len(state.offers)} total)", None)
     return None

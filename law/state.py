@@ -74,6 +74,8 @@ class State:
     account_owner: dict[str, str] = field(default_factory=dict)
     agents: dict[str, AgentInfo] = field(default_factory=dict)
     offers: dict[str, OpenOffer] = field(default_factory=dict)
+    # Open offers per seller: an index of ``offers`` so the per-agent limit is O(1).
+    offers_by_seller: dict[str, int] = field(default_factory=dict)
     # Proposal id -> expires_tick, and the same ids bucketed by expiry for pruning in O(expired).
     seen: dict[str, int] = field(default_factory=dict)
     seen_by_expiry: dict[int, list[str]] = field(default_factory=dict)
@@ -145,7 +147,7 @@ def _advance_tick(state: State, effect: dict[str, Any]) -> None:
         for proposal_id in state.seen_by_expiry.pop(expiry):
             del state.seen[proposal_id]
     for offer_id in [o.offer_id for o in state.offers.values() if o.open_until_tick < new_tick]:
-        del state.offers[offer_id]
+        _drop_offer(state, offer_id)
     state.tick_counts.clear()
     state.tick = new_tick
 
@@ -178,10 +180,20 @@ def _offer_open(state: State, effect: dict[str, Any]) -> None:
         price=effect["price"],
         open_until_tick=effect["open_until_tick"],
     )
+    state.offers_by_seller[effect["seller"]] = state.offers_by_seller.get(effect["seller"], 0) + 1
 
 
 def _offer_close(state: State, effect: dict[str, Any]) -> None:
-    del state.offers[effect["offer_id"]]
+    _drop_offer(state, effect["offer_id"])
+
+
+def _drop_offer(state: State, offer_id: str) -> None:
+    seller = state.offers.pop(offer_id).seller
+    remaining = state.offers_by_seller[seller] - 1
+    if remaining:
+        state.offers_by_seller[seller] = remaining
+    else:
+        del state.offers_by_seller[seller]
 
 
 def _shortfall(state: State, effect: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ class RelayError(RuntimeError):
 @dataclass
 class _Pending:
     positions: dict[str, int]
-    remaining: int
+    produced_until: dict[str, int]  # per topic: how many records must be acknowledged for this batch
 
 
 class Relay:
@@ -47,51 +47,55 @@ class Relay:
                 "acks": "all",
                 "linger.ms": 5,
                 "queue.buffering.max.messages": PRODUCER_QUEUE_COUNT_MAX,
+                "on_delivery": self._delivered,
             }
         )
         self.topic = topic
         self.confirmed = dict(positions)
+        # Per topic, records produced and acknowledged so far. Each topic has one partition and the
+        # broker acknowledges a partition's records in order, so "acknowledged >= produced at the end
+        # of batch k" means every record of batches <= k arrived — without a closure per record.
+        self._produced: dict[str, int] = {}
+        self._acked: dict[str, int] = {}
         self._pending: deque[_Pending] = deque()
         self._failure: str | None = None
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failure = f"delivery to {msg.topic()} failed: {err}"
+        else:
+            self._acked[msg.topic()] = self._acked.get(msg.topic(), 0) + 1
 
     def publish(self, batch: Batch) -> None:
         """Produce the records of a committed batch; their position is confirmed by delivery reports."""
         records: list[Outgoing] = [rejection_record(r) for r in batch.rejections]
         for e in batch.entries:
             records += entry_records(e)
-        positions = dict(self.confirmed)
+        positions = dict(self._pending[-1].positions if self._pending else self.confirmed)
         if batch.entries:
             positions[LEDGER_STREAM] = batch.entries[-1].seq + 1
         if batch.rejections:
             positions[REJECTION_STREAM] = batch.rejections[-1].source_offset + 1
-        self._produce(records, positions)
-
-    def _produce(self, records: list[Outgoing], positions: dict[str, int]) -> None:
-        pending = _Pending(positions, len(records))
-        self._pending.append(pending)
         for topic, key, value in records:
-            self._produce_one(topic, key, value, pending)
+            self._produce_one(self.topic(topic), key, value)
+        self._pending.append(_Pending(positions, dict(self._produced)))
         self.poll()
 
-    def _produce_one(self, topic: str, key: bytes, value: bytes, pending: _Pending) -> None:
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                self._failure = f"delivery to {topic} failed: {err}"
-            pending.remaining -= 1
-
+    def _produce_one(self, topic: str, key: bytes, value: bytes) -> None:
         while True:
             try:
-                self.producer.produce(self.topic(topic), value=value, key=key, on_delivery=delivered)
-                return
+                self.producer.produce(topic, value=value, key=key)
+                break
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self.producer.poll(0.1)
+        self._produced[topic] = self._produced.get(topic, 0) + 1
 
     def poll(self, timeout_s: float = 0.0) -> dict[str, int]:
         """Serve delivery reports and return the positions confirmed so far."""
         self.producer.poll(timeout_s)
         if self._failure is not None:
             raise RelayError(self._failure)
-        while self._pending and self._pending[0].remaining == 0:
+        while self._pending and all(self._acked.get(t, 0) >= n for t, n in self._pending[0].produced_until.items()):
             self.confirmed = self._pending.popleft().positions
         return self.confirmed
 
