@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +24,14 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.proposal import Proposal
+from schemas.types import IDENTIFIER_PATTERN
 
 # A proposal is a few hundred bytes; a genesis with 256 participants about 60 KB. Anything larger is
 # refused before parsing, so a hostile 1 MB message costs a length check, not a parse.
 MESSAGE_BYTES_MAX = 128 * 1024
 DETAIL_LENGTH_MAX = 300
+FIELD_LENGTH_MAX = 120
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 # Pydantic error types that mean "a bound was exceeded" rather than "the shape is wrong".
 _LIMIT_ERROR_TYPES = frozenset({"less_than_equal", "less_than", "too_long", "string_too_long"})
@@ -74,19 +78,25 @@ def encode(proposal: dict[str, Any]) -> bytes:
     return orjson.dumps(proposal)
 
 
+def _identifier_or_none(value: object) -> str | None:
+    """Keep a hostile message's id or agent for the record only when it is a well-formed identifier."""
+    return value if isinstance(value, str) and _IDENTIFIER.match(value) else None
+
+
 def _identity(obj: dict[str, Any]) -> tuple[str | None, str | None]:
-    pid, agent = obj.get("id"), obj.get("agent")
-    return (
-        pid[:64] if isinstance(pid, str) else None,
-        agent[:64] if isinstance(agent, str) else None,
-    )
+    return _identifier_or_none(obj.get("id")), _identifier_or_none(obj.get("agent"))
+
+
+def printable(text: str, limit: int = DETAIL_LENGTH_MAX) -> str:
+    """Producer-controlled text made safe to store: no NUL (Postgres text refuses it), bounded length."""
+    return text.replace("\x00", "\\u0000")[:limit]
 
 
 def _from_validation_error(exc: ValidationError, obj: dict[str, Any]) -> DecodeError:
     first = exc.errors(include_url=False, include_input=False)[0]
-    field = ".".join(str(part) for part in first["loc"]) or "$"
+    field = printable(".".join(str(part) for part in first["loc"]), FIELD_LENGTH_MAX) or "$"
     reason = "LIMIT_EXCEEDED" if first["type"] in _LIMIT_ERROR_TYPES else "MALFORMED"
-    detail = f"{first['type']}: {first['msg']}"[:DETAIL_LENGTH_MAX]
+    detail = printable(f"{first['type']}: {first['msg']}")
     pid, agent = _identity(obj)
     return DecodeError(reason, field, detail, pid, agent)
 
@@ -100,7 +110,7 @@ def decode(raw: bytes | None) -> Decoded | DecodeError:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return DecodeError("MALFORMED", "$", f"not JSON: {exc}"[:DETAIL_LENGTH_MAX])
+        return DecodeError("MALFORMED", "$", printable(f"not JSON: {exc}"))
     if not isinstance(obj, dict):
         return DecodeError("MALFORMED", "$", f"expected a JSON object, got {type(obj).__name__}")
     sig_hex = obj.pop("sig", None)

@@ -36,7 +36,8 @@ UNITS: dict[str, str] = {
     "credits": "millicredit (1 credit = 1,000 units)",
 }
 
-Identifier = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+Identifier = Annotated[str, StringConstraints(strict=True, pattern=IDENTIFIER_PATTERN)]
 AgentId = Identifier
 AccountId = Identifier
 ProposalId = Identifier

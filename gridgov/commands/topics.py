@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def retention_text(retention_ms: int) -> str:
     if retention_ms < 0:
-        return "forever"
+        return f"{retention_ms} (forever)"
     return f"{retention_ms / DAY_MS:g} days" if retention_ms % DAY_MS == 0 else f"{retention_ms} ms"
 
 

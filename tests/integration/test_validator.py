@@ -63,6 +63,8 @@ def hostile() -> list[bytes]:
         orjson.dumps({**base, "body": {**base["body"], "quantity": 1.0}}),
         b'{"v":1,"quantity":NaN}',
         b"",
+        b'{"id":"\\u0000evil","agent":"a\\u0000","\\u0000":1}',  # NUL would poison a Postgres text column
+        orjson.dumps({**base, "\x00": 1}),
     ]
 
 
@@ -77,7 +79,7 @@ def test_mixed_stream_ends_in_exactly_the_expected_ledger_and_rejections(setting
     assert entries == [(e.seq, e.hash) for e in expected.entries]
     assert rejections == expected.rejections
     assert len(entries) + len(rejections) == len(messages)
-    assert {rejections[o] for o in range(len(messages) - 8, len(messages))} == {"MALFORMED", "LIMIT_EXCEEDED"}
+    assert {rejections[o] for o in range(len(messages) - 10, len(messages))} == {"MALFORMED", "LIMIT_EXCEEDED"}
     report = verify(settings.database_url)
     assert report.ok, report.problems
 
