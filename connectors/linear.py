@@ -39,7 +39,6 @@ RETRYABLE_GRAPHQL_CODES = frozenset({"RATELIMITED", "INTERNAL_SERVER_ERROR"})
 
 PRIORITY_URGENT = 1
 PRIORITY_HIGH = 2
-PRIORITY_MEDIUM = 3
 
 ISSUE_FIELDS = "id identifier url title"
 ISSUE_CREATE = f"""mutation IssueCreate($input: IssueCreateInput!) {{
@@ -131,7 +130,9 @@ class LinearClient:
         codes = _error_codes(body)
         if response.status_code == 429 or "RATELIMITED" in codes:
             raise RetryableError(
-                f"Linear rate limited: {_error_text(body)}", _retry_after_s(response, time.time())
+                f"Linear rate limited: {_error_text(body)}",
+                _retry_after_s(response, time.time()),
+                maybe_applied=False,
             )
         if response.status_code >= 500:
             raise RetryableError(f"Linear HTTP {response.status_code}: {_error_text(body)}")
@@ -142,7 +143,8 @@ class LinearClient:
             raise PermanentError(text)
         if response.status_code != 200 or not isinstance(body.get("data"), dict):
             raise PermanentError(f"Linear HTTP {response.status_code}: {response.text[:200]}")
-        return body["data"]
+        data: dict[str, Any] = body["data"]
+        return data
 
     def create_issue(self, team_id: str, title: str, description: str, priority: int) -> Issue:
         data = self.execute(

@@ -29,11 +29,16 @@ RETRY_AFTER_JITTER_FRACTION = 0.1
 
 
 class RetryableError(Exception):
-    """A transient failure: the same request may succeed later."""
+    """A transient failure: the same request may succeed later.
 
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+    ``maybe_applied`` is False only when the service certainly did not act on the request (it said
+    "rate limited"); after a timeout or a 5xx the caller must assume it might have.
+    """
+
+    def __init__(self, message: str, retry_after_s: float | None = None, maybe_applied: bool = True) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.maybe_applied = maybe_applied
 
 
 class PermanentError(Exception):
@@ -77,6 +82,10 @@ class RetryPolicy:
     attempts_max: int = ATTEMPTS_MAX
     backoff_base_s: float = BACKOFF_BASE_S
     backoff_cap_s: float = BACKOFF_CAP_S
+
+    def __post_init__(self) -> None:
+        if self.attempts_max < 1:
+            raise ValueError("attempts_max must be at least 1")
 
     def delay_s(self, attempt: int, retry_after_s: float | None) -> float:
         """Wait before attempt ``attempt + 1`` (``attempt`` counts from 0 for the first failure)."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -154,3 +157,30 @@ def test_the_database_refuses_to_change_the_ledger(settings: Settings, statement
         conn.execute(statement)
     entries, _ = stored(settings)
     assert len(entries) == 1
+
+
+def cli(settings: Settings, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    env = {
+        **os.environ,
+        "GRID_TOPIC_PREFIX": settings.topic_prefix,
+        "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "GRID_DATABASE_URL": settings.database_url,
+        "GRID_KEY_SECRET": SECRET.hex(),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gridgov.cli", *args], input=stdin, env=env, capture_output=True, timeout=60, check=True
+    )
+
+
+def test_cli_propose_signs_flags_and_sends_raw_bytes_as_given(settings: Settings) -> None:
+    body = orjson.loads(Workload(SECRET, agent_count=2, seed=1).genesis())["body"]
+    pid = (
+        cli(settings, "propose", "--agent", "operator", "--tick", "0", stdin=orjson.dumps(body)).stdout.decode().strip()
+    )
+    cli(settings, "propose", "--raw", stdin=b"\x00not a proposal")
+    run_validator(settings)
+    with psycopg.connect(settings.database_url) as conn:
+        assert conn.execute("SELECT kind FROM ledger WHERE proposal_id = %s", (pid,)).fetchone() == ("genesis",)
+        assert conn.execute("SELECT reason_code FROM rejections").fetchall() == [("MALFORMED",)]
+    verify_run = cli(settings, "verify")
+    assert b"verified" in verify_run.stdout
