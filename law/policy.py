@@ -42,6 +42,9 @@ DEFAULT_POLICY: dict[str, int] = {
     "breaker_critical_shortfall_max": -1,
     # After a human resume, automatic trips wait this many ticks so operators can act.
     "breaker_grace_ticks": 3,
+    # Rejections within one grid tick above which a critical "rejection spike" alert goes to Discord
+    # (0 = off). Telemetry for humans: no rule reads it.
+    "rejection_spike_per_tick": 200,
 }
 
 POLICY_BOUNDS: dict[str, tuple[int, int]] = {
@@ -59,6 +62,7 @@ POLICY_BOUNDS: dict[str, tuple[int, int]] = {
     "breaker_reserve_min_permille": (0, 10**9),
     "breaker_critical_shortfall_max": (-1, 10**15),
     "breaker_grace_ticks": (0, 10_000),
+    "rejection_spike_per_tick": (0, 10**9),
 }
 assert POLICY_BOUNDS.keys() == DEFAULT_POLICY.keys()
 

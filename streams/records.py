@@ -98,3 +98,19 @@ def breaker_records(e: Entry, effect: dict[str, Any]) -> list[Outgoing]:
         )
         out.append(("incidents", key.encode(), incident.model_dump_json().encode()))
     return out
+
+
+def spike_record(tick: int, count: int, threshold: int, validator_version: str, policy_version: int) -> Outgoing:
+    """One alert per grid tick whose rejections passed the policy's spike threshold."""
+    key = f"spike:{tick}"
+    alert = AlertRecord(
+        alert_id=key,
+        kind="rejection_spike",
+        severity="critical",
+        title=f"Rejection spike at tick {tick}: {count} rejections",
+        detail=f"{count} proposals rejected within grid tick {tick}; the policy threshold is {threshold} per tick",
+        telemetry={"tick": tick, "rejections": count, "threshold": threshold},
+        validator_version=validator_version,
+        policy_version=policy_version,
+    )
+    return "alerts", key.encode(), alert.model_dump_json().encode()

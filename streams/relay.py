@@ -66,9 +66,13 @@ class Relay:
         else:
             self._acked[msg.topic()] = self._acked.get(msg.topic(), 0) + 1
 
-    def publish(self, batch: Batch) -> None:
-        """Produce the records of a committed batch; their position is confirmed by delivery reports."""
-        records: list[Outgoing] = [rejection_record(r) for r in batch.rejections]
+    def publish(self, batch: Batch, extra: list[Outgoing] | None = None) -> None:
+        """Produce the records of a committed batch; their position is confirmed by delivery reports.
+
+        ``extra`` records (rejection-spike alerts) are derived telemetry: produced with the batch, but
+        not re-derived by ``catch_up`` after a crash.
+        """
+        records: list[Outgoing] = [rejection_record(r) for r in batch.rejections] + (extra or [])
         for e in batch.entries:
             records += entry_records(e)
         positions = dict(self._pending[-1].positions if self._pending else self.confirmed)

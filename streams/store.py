@@ -18,6 +18,7 @@ import psycopg
 
 from law import State, apply
 from law.ledger import GENESIS_PREV_HASH, Entry, as_accepted
+from streams import checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class LedgerStore:
             self._copy_entries(cur, batch.entries)
             self._upsert_balances(cur, batch.entries, state)
             self._write_status(cur, batch.entries[-1], state)
+            checkpoints.after_batch(cur, batch.entries, state)  # every GRID_CHECKPOINT_EVERY entries
         if batch.rejections:
             with cur.copy(f"COPY rejections ({REJECTION_COLUMNS}) FROM STDIN") as copy:
                 for r in batch.rejections:

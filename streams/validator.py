@@ -23,6 +23,7 @@ from schemas.codec import Decoded, DecodeError, decode
 from schemas.keys import keys_for
 from schemas.proposal import Genesis
 from streams import metrics
+from streams.records import Outgoing, spike_record
 from streams.relay import Relay, load_positions
 from streams.store import Batch, LedgerStore, Position, RejectionRow
 
@@ -56,6 +57,7 @@ class Validator:
         self._keys: dict[str, bytes] = {}
         self._keys_agent_count = -1
         self._reasons: Counter[str] = Counter()  # rejections of the batch being decided, by reason
+        self._spike = (-1, 0)  # (grid tick, rejections decided within it) for the spike alert
         self.relay = Relay(self.settings.kafka_bootstrap, self.settings.topic, load_positions(self.store.conn))
         self.relay.catch_up(self.store.conn)
         self.consumer = self._consumer()
@@ -222,7 +224,7 @@ class Validator:
         self.position.next_offset = batch.next_offset
         tp = TopicPartition(self.topic, 0, batch.next_offset)
         self.consumer.commit(offsets=[tp], asynchronous=True)
-        self.relay.publish(batch)
+        self.relay.publish(batch, self._spike_alerts(len(batch.rejections)))
         metrics.BATCH_SIZE.observe(len(batch.entries) + len(batch.rejections))
         metrics.HEAD_SEQ.set(self.position.head_seq)
         _, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
@@ -237,6 +239,15 @@ class Validator:
                 "last_proposal_id": batch.entries[-1].proposal_id if batch.entries else None,
             },
         )
+
+    def _spike_alerts(self, rejected: int) -> list[Outgoing]:
+        """A critical alert the first time a grid tick's rejections pass the policy's spike threshold."""
+        tick, before = self._spike if self._spike[0] == self.state.tick else (self.state.tick, 0)
+        self._spike = (tick, before + rejected)
+        threshold = self.state.policy["rejection_spike_per_tick"]
+        if not threshold or not before <= threshold < before + rejected:
+            return []
+        return [spike_record(tick, before + rejected, threshold, self.version, self.state.policy_version)]
 
     def _on_error(self, msg: Message) -> None:
         err = msg.error()

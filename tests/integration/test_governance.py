@@ -99,3 +99,10 @@ def test_breaker_trips_on_telemetry_alerts_blocks_trades_and_resumes_by_signed_c
     assert outcome(settings, send_as(settings, "solar", transfer(10), tick=2))[0] == "ACCEPTED"
     with psycopg.connect(settings.database_url) as conn:
         assert conn.execute("SELECT breaker_open FROM grid_status").fetchone()[0] is False
+
+
+def test_a_rejection_spike_above_the_policy_threshold_raises_one_alert(settings: Settings) -> None:
+    start(settings, rejection_spike_per_tick=5)
+    produce(settings, [b"not json %d" % i for i in range(12)])
+    decide_all(settings)
+    assert consume_keys(settings, "alerts", 1) == {"spike:0"}
