@@ -445,29 +445,16 @@ def _decide_policy_set(state: State, p: Proposal) -> Decision:
     return _accept(state, p, [], [{"t": "policy", "params": dict(sorted(body.params.items())), "reason": body.reason}])
 
 
-def _decide_breaker_trip(state: State, p: Proposal) -> Decision:
+def _decide_breaker(state: State, p: Proposal) -> Decision:
+    """A human trips or resumes the breaker; the telemetry at that moment travels with the entry."""
     body = p.body
-    assert isinstance(body, BreakerTrip)
-    if state.breaker_open:
-        return Rejected("BREAKER_STATE", "the breaker is already open", "body.kind")
+    assert isinstance(body, BreakerTrip | BreakerResume)
+    opening = isinstance(body, BreakerTrip)
+    if state.breaker_open == opening:
+        return Rejected("BREAKER_STATE", f"the breaker is already {'open' if opening else 'closed'}", "body.kind")
     effect = {
         "t": "breaker",
-        "open": True,
-        "reason": body.reason,
-        "by": p.agent,
-        "telemetry": state.telemetry.as_dict(),
-    }
-    return _accept(state, p, [], [effect])
-
-
-def _decide_breaker_resume(state: State, p: Proposal) -> Decision:
-    body = p.body
-    assert isinstance(body, BreakerResume)
-    if not state.breaker_open:
-        return Rejected("BREAKER_STATE", "the breaker is not open", "body.kind")
-    effect = {
-        "t": "breaker",
-        "open": False,
+        "open": opening,
         "reason": body.reason,
         "by": p.agent,
         "telemetry": state.telemetry.as_dict(),
@@ -505,8 +492,8 @@ _RULES: dict[str, Callable[[State, Proposal], Decision]] = {
     "cancel": _decide_cancel,
     "meter": _decide_meter,
     "policy_set": _decide_policy_set,
-    "breaker_trip": _decide_breaker_trip,
-    "breaker_resume": _decide_breaker_resume,
+    "breaker_trip": _decide_breaker,
+    "breaker_resume": _decide_breaker,
     "participant_add": _decide_participant_add,
     "participant_suspend": _decide_participant_suspend,
 }
