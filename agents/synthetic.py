@@ -28,9 +28,13 @@ def agent_names(count: int) -> list[str]:
 
 
 def genesis(secret: bytes, agents: list[str], pid: str = "genesis", policy: dict[str, int] | None = None) -> bytes:
-    participants = [_participant(secret, OPERATOR, "operator")] + [_participant(secret, a, "participant") for a in agents]
+    participants = [_participant(secret, OPERATOR, "operator")] + [
+        _participant(secret, a, "participant") for a in agents
+    ]
     balances = [
-        {"account": f"{a}:main", "resource": r, "quantity": OPENING_UNITS} for a in agents for r in ("energy", "water", "credits")
+        {"account": f"{a}:main", "resource": r, "quantity": OPENING_UNITS}
+        for a in agents
+        for r in ("energy", "water", "credits")
     ]
     body = {"kind": "genesis", "participants": participants, "balances": balances, "policy": policy or {}}
     return encode(_signed(secret, OPERATOR, pid, 0, body))
@@ -42,7 +46,15 @@ def _participant(secret: bytes, agent: str, role: str) -> dict[str, Any]:
 
 
 def _signed(secret: bytes, agent: str, pid: str, tick: int, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    unsigned = {"v": 1, "id": pid, "agent": agent, "tick": tick, "expires_tick": tick + TTL_TICKS, "body": body, **extra}
+    unsigned = {
+        "v": 1,
+        "id": pid,
+        "agent": agent,
+        "tick": tick,
+        "expires_tick": tick + TTL_TICKS,
+        "body": body,
+        **extra,
+    }
     return sign(unsigned, derive_key(secret, agent))
 
 
@@ -71,7 +83,12 @@ class Workload:
     def _meter(self, i: int) -> Message:
         self.tick += 1
         readings = [
-            {"account": f"{a}:main", "resource": "energy", "produced": self.rng.randrange(0, 5000), "consumed": self.rng.randrange(0, 5000)}
+            {
+                "account": f"{a}:main",
+                "resource": "energy",
+                "produced": self.rng.randrange(0, 5000),
+                "consumed": self.rng.randrange(0, 5000),
+            }
             for a in self.rng.sample(self.agents, k=min(8, len(self.agents)))
         ]
         body = {"kind": "meter", "readings": readings}
@@ -85,20 +102,36 @@ class Workload:
             return self._valid(pid, agent, self._transfer(agent, other, self.rng.randrange(1, 1000)))
         if roll < 0.70:
             self.offers.append((pid, agent))
-            body = {"kind": "offer", "account": f"{agent}:main", "resource": "energy", "quantity": self.rng.randrange(1, 5000),
-                    "price": self.rng.randrange(1, 5000), "open_until_tick": self.tick + 5}
+            body = {
+                "kind": "offer",
+                "account": f"{agent}:main",
+                "resource": "energy",
+                "quantity": self.rng.randrange(1, 5000),
+                "price": self.rng.randrange(1, 5000),
+                "open_until_tick": self.tick + 5,
+            }
             return self._valid(pid, agent, body, "?")  # LIMIT_EXCEEDED once the agent has many offers open
         if roll < 0.78 and self.offers:
             offer_id, seller = self.offers.pop(self.rng.randrange(len(self.offers)))
             buyer = other if other != seller else agent
             return self._valid(pid, buyer, {"kind": "accept", "offer_id": offer_id, "account": f"{buyer}:main"}, "?")
         if roll < 0.85:
-            provenance = {"source": "bench", "model": "synthetic", "rationale": "rebalancing reserve after a sunny tick"}
+            provenance = {
+                "source": "bench",
+                "model": "synthetic",
+                "rationale": "rebalancing reserve after a sunny tick",
+            }
             return self._valid(pid, agent, self._transfer(agent, other, 5), provenance=provenance)
         return self._hostile(pid, agent, other)
 
     def _transfer(self, src: str, dst: str, qty: int) -> dict[str, Any]:
-        return {"kind": "transfer", "from_account": f"{src}:main", "to_account": f"{dst}:main", "resource": "energy", "quantity": qty}
+        return {
+            "kind": "transfer",
+            "from_account": f"{src}:main",
+            "to_account": f"{dst}:main",
+            "resource": "energy",
+            "quantity": qty,
+        }
 
     def _valid(self, pid: str, agent: str, body: dict[str, Any], expect: str = "ACCEPTED", **extra: Any) -> Message:
         raw = encode(_signed(self.secret, agent, pid, self.tick, body, **extra))
@@ -114,7 +147,9 @@ class Workload:
             forged = {**_signed(self.secret, agent, pid, self.tick, self._transfer(agent, other, 1)), "sig": "0" * 64}
             return Message(encode(forged), "BAD_SIGNATURE")
         if kind == 2:
-            return Message(encode(_signed(self.secret, agent, pid, self.tick, self._transfer(other, agent, 1))), "NOT_OWNER")
+            return Message(
+                encode(_signed(self.secret, agent, pid, self.tick, self._transfer(other, agent, 1))), "NOT_OWNER"
+            )
         if kind == 3:
             body = self._transfer(agent, other, OPENING_UNITS * 10)
             return Message(encode(_signed(self.secret, agent, pid, self.tick, body)), "INSUFFICIENT_BALANCE")

@@ -406,8 +406,11 @@ def _interest_postings(state: State, new_tick: int, pending: Postings) -> Postin
 def _telemetry_after(state: State, postings: Postings, shortfall: dict[tuple[str, str], int], demand: int) -> Telemetry:
     reserve = sum(v for (a, r), v in state.balances.items() if r == "energy" and a in state.account_owner)
     reserve += sum(amount for a, r, amount in postings if r == "energy" and a in state.account_owner)
+    # Critical load is electrical (a hospital's theatres, not its laundry): only energy counts, in Wh.
     critical = sum(
-        units for (account, _), units in shortfall.items() if state.agents[state.account_owner[account]].critical_load
+        units
+        for (account, resource), units in shortfall.items()
+        if resource == "energy" and state.agents[state.account_owner[account]].critical_load
     )
     return Telemetry(
         energy_reserve=reserve,

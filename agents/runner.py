@@ -1,0 +1,392 @@
+"""Agent loops, the world each one may see, and the publication clock that keeps a run reproducible.
+
+Every participant runs its own loop (a thread): it polls Postgres for the grid tick, and when the
+operator's meter entry has moved it, reads *its* view (own balances, own recent rejections, the open
+offers, breaker, policy and telemetry, its unmet demand), asks its strategy for an intent and signs
+the proposal with its own key through ``gridgov propose``'s ``build``. Nobody tells an agent what to
+do or when; the validator's topic order is the only order of decisions. The operator publishes
+everything it does in a tick (a breaker resume) before that tick's meter entry, so the state an
+agent reads once it sees tick t is final until the agents' own turns are published.
+
+Determinism versus autonomy. The ledger's hash chain covers every entry's Kafka offset and the
+state it was decided against, so the same scenario and seed reproduce the same head hash only if
+the proposals reach the topic in the same order. Agents that race to the broker do not. So in the
+default *lockstep* mode an agent hands its signed proposals for tick t to the ``Outbox`` instead of
+the broker; once every agent has handed in its turn for t (or ``tick_timeout_s`` passes), the
+outbox is published in a seeded per-tick shuffle of the agents (each agent's own messages in its
+order n). Sorting by agent id would be just as reproducible, but it hands the same agents the first
+pick of every offer each tick: measured on the default scenario, ``water-1`` and ``wind-1`` lost
+every race for an offer. This is a publication clock, not an orchestrator: it never chooses,
+reorders by content or drops a proposal it received in time, and agents decide concurrently from
+what they read themselves. The price: a tick is as slow as its slowest agent, and an agent later
+than the timeout misses the tick (its turn is recorded and discarded) -- from then on the run is no
+longer guaranteed reproducible, and the summary says so.
+
+In *free-running* mode each agent publishes straight to the broker as soon as it has decided: the
+realistic interleaving, different on every run, and so is the head hash. The meter still waits
+until every agent has finished its turn (or the timeout), so no agent is starved of ticks.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+import psycopg
+from confluent_kafka import KafkaError, Message
+
+from agents.adversarial import AdversarialStrategy, Attack
+from agents.intent import to_body
+from agents.meter import FLOWING, forecast
+from agents.scenario import ParticipantSpec, Scenario
+from agents.strategy import Strategy
+from agents.view import AgentView, OpenOffer, RecentRejection
+from connectors.kafka_io import DeliveryError, proposal_producer
+from gridgov.commands.propose import build
+from law import State, price_ceiling
+from law.state import Telemetry
+from schemas.codec import encode
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.02
+IDLE_EXIT_S = 900.0  # an agent that sees no new tick for this long stops on its own
+CONNECT_TIMEOUT_S = 10
+FLUSH_TIMEOUT_S = 30.0
+PROPOSAL_TTL_TICKS = 3
+REJECTIONS_SHOWN_MAX = 16
+MARKET_OFFERS_SHOWN_MAX = 200  # cheapest offers of others per view; own offers are always shown
+ATTACKS_PER_TICK = 4
+# Not the grid's secret: build() derives the agent's key from it, a key the validator cannot know.
+WRONG_KEY_SECRET = b"adversary-guess"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One Kafka message an agent wants published, with what it expects when it is an attack."""
+
+    agent: str
+    n: int  # the agent's message number within its turn: the publication order inside an agent
+    payload: bytes
+    proposal_id: str | None
+    attack: str | None = None
+    expected_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    message: Outgoing
+    offset: int
+
+
+def proposal_id(run_id: str, agent: str, tick: int, n: int) -> str:
+    return f"{run_id}-{agent}-{tick}-{n}"
+
+
+def clean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
+    """Provenance without empty fields: the signed proposal records what is known, nothing else."""
+    return {k: v for k, v in provenance.items() if v is not None}
+
+
+# --- publishing ------------------------------------------------------------------------------------
+
+
+class Publisher:
+    """One producer; ``publish`` returns each message's offset once the broker acknowledged them all."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._producer = proposal_producer(bootstrap)
+        self._topic = topic
+
+    def publish(self, messages: list[Outgoing]) -> list[Sent]:
+        offsets: dict[int, int] = {}
+        failures: list[str] = []
+
+        def delivered(index: int, err: KafkaError | None, msg: Message) -> None:
+            offset = msg.offset()
+            if err is not None or offset is None:
+                failures.append(str(err))
+            else:
+                offsets[index] = offset
+
+        for index, message in enumerate(messages):
+            self._producer.produce(self._topic, value=message.payload, on_delivery=functools.partial(delivered, index))
+        if self._producer.flush(FLUSH_TIMEOUT_S) > 0:
+            raise DeliveryError(f"messages still undelivered after {FLUSH_TIMEOUT_S} s")
+        if failures:
+            raise DeliveryError(f"{len(failures)} messages failed: {failures[0]}")
+        return [Sent(m, offsets[i]) for i, m in enumerate(messages)]
+
+
+class Outbox:
+    """The lockstep publication clock's collecting side: one turn per agent per tick.
+
+    The clock ``open``s tick t before its meter entry is published, so no agent can hand in a turn
+    for t before it opens; ``close`` waits (bounded) for every agent and returns the messages in
+    publication order. A turn for a tick that is not open is late: recorded, never published.
+    """
+
+    def __init__(self, agents: Iterable[str], order_salt: str) -> None:
+        self._agents = frozenset(agents)
+        self._salt = order_salt
+        self._cond = threading.Condition()
+        self._tick = -1
+        self._turns: dict[str, list[Outgoing]] = {}
+        self.sent_by_agents: list[Sent] = []  # free-running: what agents published themselves
+        self.late: list[tuple[str, int]] = []
+
+    def open(self, tick: int) -> None:
+        with self._cond:
+            self._tick, self._turns = tick, {}
+
+    def submit(self, agent: str, tick: int, messages: list[Outgoing], sent: list[Sent]) -> None:
+        with self._cond:
+            self.sent_by_agents += sent
+            if tick != self._tick or agent in self._turns:
+                self.late.append((agent, tick))
+                return
+            self._turns[agent] = messages
+            self._cond.notify_all()
+
+    def leave(self, agent: str) -> None:
+        """An agent whose loop ended: later ticks stop waiting for it."""
+        with self._cond:
+            self._agents -= {agent}
+            self._cond.notify_all()
+
+    def close(self, timeout_s: float) -> tuple[list[Outgoing], list[str]]:
+        """(messages in publication order, agents that missed the tick)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not self._agents <= self._turns.keys():
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    break
+                self._cond.wait(remaining_s)
+            turns, tick, self._tick = self._turns, self._tick, -1
+        rank = {agent: publication_rank(self._salt, tick, agent) for agent in turns}
+        messages = sorted((m for ms in turns.values() for m in ms), key=lambda m: (rank[m.agent], m.n))
+        return messages, sorted(self._agents - turns.keys())
+
+
+def publication_rank(salt: str, tick: int, agent: str) -> bytes:
+    """An agent's place in tick ``tick``'s publication order: a seeded shuffle, new every tick."""
+    return hashlib.sha256(f"{salt}:{tick}:{agent}".encode()).digest()
+
+
+# --- what an agent may see -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the loop acts for: its registry entry and its profile's forecast."""
+
+    spec: ParticipantSpec
+    scenario: Scenario
+
+    @property
+    def agent(self) -> str:
+        return self.spec.agent
+
+
+class World:
+    """One agent's read-only window on Postgres. Views are read in one REPEATABLE READ snapshot."""
+
+    def __init__(self, database_url: str) -> None:
+        self.conn = psycopg.connect(database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        self.conn.read_only = True
+        self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def grid_tick(self) -> int:
+        row = self.conn.execute("SELECT tick FROM grid_status").fetchone()
+        return int(row[0]) if row else -1
+
+    def wait_tick_after(self, tick: int, stop: threading.Event, timeout_s: float) -> int | None:
+        """The first grid tick above ``tick``, or None on stop or timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            now = self.grid_tick()
+            if now > tick:
+                return now
+            stop.wait(POLL_S)
+        return None
+
+    def view(self, me: Identity) -> AgentView:
+        with self.conn.transaction():
+            status = self.conn.execute(
+                "SELECT tick, breaker_open, policy_json, telemetry_json, shortfall_json FROM grid_status"
+            ).fetchone()
+            assert status is not None, "a view is read only after the genesis entry"
+            tick, breaker_open, policy_json, telemetry_json, shortfall_json = status
+            balances: dict[str, int] = dict(
+                self.conn.execute(
+                    "SELECT resource, balance FROM world_state WHERE account = %s ORDER BY resource", (me.spec.account,)
+                ).fetchall()
+            )
+            offers = self._offers(me.agent)
+            rejections = self._rejections(me.agent)
+        policy, telemetry = orjson.loads(policy_json), Telemetry(**orjson.loads(telemetry_json))
+        return AgentView(
+            agent=me.agent,
+            participant_kind=me.spec.kind,
+            account=me.spec.account,
+            tick=tick,
+            balances=balances,
+            # What the participant expects next tick from its own (noise-free) profile.
+            expected_production={r: forecast(me.scenario, me.spec, r, "produce", tick + 1) for r in FLOWING},
+            expected_consumption={r: forecast(me.scenario, me.spec, r, "consume", tick + 1) for r in FLOWING},
+            shortfall={r: units for a, r, units in orjson.loads(shortfall_json) if a == me.spec.account},
+            open_offers=offers,
+            recent_rejections=rejections,
+            breaker_open=breaker_open,
+            price_ceiling=_ceilings(policy, telemetry),
+            trade_quantity_max={r: policy[f"trade_quantity_max_{r}"] for r in FLOWING},
+        )
+
+    def _offers(self, agent: str) -> tuple[OpenOffer, ...]:
+        columns = "offer_id, seller, account, resource, quantity, price, open_until_tick"
+        own = self.conn.execute(f"SELECT {columns} FROM open_offers WHERE seller = %s", (agent,)).fetchall()
+        others = self.conn.execute(
+            f"SELECT {columns} FROM open_offers WHERE seller <> %s "
+            "ORDER BY price::numeric / quantity, offer_id LIMIT %s",
+            (agent, MARKET_OFFERS_SHOWN_MAX),
+        ).fetchall()
+        return tuple(OpenOffer(*row) for row in sorted(own + others))
+
+    def _rejections(self, agent: str) -> tuple[RecentRejection, ...]:
+        rows = self.conn.execute(
+            "SELECT coalesce(proposal_id, ''), coalesce(kind, ''), reason_code, detail FROM rejections "
+            "WHERE agent = %s ORDER BY source_offset DESC LIMIT %s",
+            (agent, REJECTIONS_SHOWN_MAX),
+        ).fetchall()
+        return tuple(RecentRejection(*row) for row in reversed(rows))  # oldest first, as strategies read them
+
+    def replayable_id(self, agent: str, tick: int) -> str | None:
+        """An id the ledger accepted from someone else that has not expired yet: replaying it is a duplicate."""
+        row = self.conn.execute(
+            "SELECT proposal_id FROM ledger WHERE agent <> %s AND expires_tick >= %s ORDER BY seq DESC LIMIT 1",
+            (agent, tick),
+        ).fetchone()
+        return row[0] if row else None
+
+
+def _ceilings(policy: dict[str, int], telemetry: Telemetry) -> dict[str, int]:
+    """The ceilings in force, computed by the law itself so the view never disagrees with a decision."""
+    state = State(policy=policy, telemetry=telemetry)
+    ceilings = {r: price_ceiling(state, r) for r in FLOWING}
+    return {r: c for r, c in ceilings.items() if c}
+
+
+# --- turning decisions into signed proposals -------------------------------------------------------
+
+
+class Brain(Protocol):
+    def turn(self, view: AgentView, world: World) -> list[Outgoing]: ...
+
+
+@dataclass
+class Trader:
+    """A participant: one intent per tick from its strategy, signed with its own key."""
+
+    strategy: Strategy
+    secret: bytes
+    run_id: str
+
+    def turn(self, view: AgentView, world: World) -> list[Outgoing]:
+        decision = self.strategy.choose(view)
+        body = to_body(decision.intent, view)
+        if body is None:
+            return []
+        pid = proposal_id(self.run_id, view.agent, view.tick, 0)
+        signed = build(
+            view.agent, body, view.tick, PROPOSAL_TTL_TICKS, self.secret, pid, clean_provenance(decision.provenance)
+        )
+        return [Outgoing(view.agent, 0, encode(signed), pid)]
+
+
+@dataclass
+class Adversary:
+    """Sends the first few attacks of ``AdversarialStrategy`` each tick, through the same signing path
+    (with a key the grid does not know when the attack asks for it, raw bytes when it is raw)."""
+
+    strategy: AdversarialStrategy
+    secret: bytes
+    run_id: str
+    victim_account: str
+
+    def turn(self, view: AgentView, world: World) -> list[Outgoing]:
+        replay_id = world.replayable_id(view.agent, view.tick)
+        attacks = self.strategy.attacks(view, self.victim_account, replay_id)[:ATTACKS_PER_TICK]
+        return [self._message(view, n, attack) for n, attack in enumerate(attacks)]
+
+    def _message(self, view: AgentView, n: int, attack: Attack) -> Outgoing:
+        if attack.raw is not None:
+            return Outgoing(view.agent, n, attack.raw, None, attack.name, attack.expected_reason)
+        assert attack.body is not None
+        pid = attack.reuse_id or proposal_id(self.run_id, view.agent, view.tick, n)
+        secret = WRONG_KEY_SECRET if attack.sign_with_wrong_key else self.secret
+        signed = build(view.agent, attack.body, view.tick, PROPOSAL_TTL_TICKS, secret, pid, {"source": "adversarial"})
+        return Outgoing(view.agent, n, encode(signed), pid, attack.name, attack.expected_reason)
+
+
+# --- the loop --------------------------------------------------------------------------------------
+
+Deliver = Callable[[str, int, list[Outgoing]], None]
+
+
+@dataclass
+class AgentLoop:
+    """One agent's own loop: wait for a new grid tick, read the view, decide, deliver. Runs in a thread."""
+
+    me: Identity
+    brain: Brain
+    database_url: str
+    deliver: Deliver
+    outbox: Outbox
+    stop: threading.Event
+    errors: list[tuple[str, int, str]] = field(default_factory=list)
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name=f"agent-{self.me.agent}", daemon=True)
+        self.thread.start()
+
+    def join(self, timeout_s: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout_s)
+
+    def _run(self) -> None:
+        acted_tick = 0  # the genesis is tick 0; agents first act on tick 1
+        try:
+            world = World(self.database_url)
+            try:
+                while world.wait_tick_after(acted_tick, self.stop, IDLE_EXIT_S) is not None:
+                    view = world.view(self.me)
+                    self.deliver(self.me.agent, view.tick, self._turn(view, world))
+                    acted_tick = view.tick
+            finally:
+                world.close()
+        except Exception as exc:  # the database or the broker failed under this agent: it drops out
+            logger.exception("agent loop failed", extra={"agent": self.me.agent, "tick": acted_tick})
+            self.errors.append((self.me.agent, acted_tick, repr(exc)[:200]))
+        finally:
+            self.outbox.leave(self.me.agent)
+
+    def _turn(self, view: AgentView, world: World) -> list[Outgoing]:
+        """The brain's messages; a bug in a strategy costs its agent the turn, not the run."""
+        try:
+            return self.brain.turn(view, world)
+        except Exception as exc:
+            logger.exception("agent turn failed", extra={"agent": view.agent, "tick": view.tick})
+            self.errors.append((view.agent, view.tick, repr(exc)[:200]))
+            return []

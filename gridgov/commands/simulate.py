@@ -1,0 +1,111 @@
+"""``gridgov simulate``: bring up the grid and run a scenario end to end, then print its summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from agents import scenario as scenarios
+from agents.simulate import (
+    AUTO_RESUME_TICKS_DEFAULT,
+    RUN_ID,
+    RUN_ID_RULE,
+    SEED_DEFAULT,
+    TICK_TIMEOUT_S_DEFAULT,
+    TICKS_DEFAULT,
+    SimulationConfig,
+    SimulationError,
+    run,
+)
+from connectors.gemini import GeminiConfig
+from gridgov import config, infra
+from gridgov.secrets import key_secret
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="run a scenario: infrastructure, validator, metering, agents; then a summary with the ledger head hash",
+    )
+    parser.add_argument("--scenario", default="default", help="a bundled scenario (default, heatwave) or a TOML file")
+    parser.add_argument("--ticks", type=_positive, default=TICKS_DEFAULT, help="ticks to run (24 ticks = a day)")
+    parser.add_argument("--seed", type=int, default=SEED_DEFAULT, help="metering noise and agents' randomness")
+    parser.add_argument("--run-id", type=_run_id, help="namespace of the run (default: <scenario>-<seed>)")
+    parser.add_argument("--adversarial", action="store_true", help="add an agent that attacks the validator")
+    parser.add_argument(
+        "--free-running",
+        action="store_true",
+        help="agents publish as soon as they decide (realistic order; the head hash then differs run to run)",
+    )
+    parser.add_argument(
+        "--auto-resume-ticks",
+        type=_non_negative,
+        default=AUTO_RESUME_TICKS_DEFAULT,
+        help="a simulated operator resumes a tripped breaker after this many ticks (0 = never)",
+    )
+    parser.add_argument("--heuristic", action="store_true", help="heuristic agents even when GEMINI_API_KEY is set")
+    parser.add_argument(
+        "--tick-timeout-s", type=float, default=TICK_TIMEOUT_S_DEFAULT, help="how long a tick waits for each agent"
+    )
+    parser.set_defaults(func=handle)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _run_id(text: str) -> str:
+    if not RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(RUN_ID_RULE)
+    return text
+
+
+def _gemini(args: argparse.Namespace) -> GeminiConfig | None:
+    has_key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
+    return GeminiConfig.from_env() if has_key and not args.heuristic else None
+
+
+def handle(args: argparse.Namespace) -> int:
+    settings = config.load()
+    try:
+        scenario = scenarios.load(scenarios.resolve(args.scenario))
+    except scenarios.ScenarioError as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        infra.up(settings=settings)
+    except infra.InfraError as exc:
+        print(f"simulate: infrastructure failed: {exc}", file=sys.stderr)
+        return 1
+    run_config = SimulationConfig(
+        scenario=scenario,
+        ticks=args.ticks,
+        seed=args.seed,
+        run_id=args.run_id,
+        adversarial=args.adversarial,
+        free_running=args.free_running,
+        auto_resume_ticks=args.auto_resume_ticks,
+        gemini=_gemini(args),
+        tick_timeout_s=args.tick_timeout_s,
+    )
+    try:
+        summary = run(run_config, settings, key_secret(settings))
+    except (SimulationError, scenarios.ScenarioError) as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("simulate: interrupted; the validator and agents were stopped", file=sys.stderr)
+        return 130
+    print(summary.render())
+    return 0 if not summary.verify_problems else 1

@@ -1,0 +1,284 @@
+"""``gridgov simulate`` end to end against the real broker and database: the validator runs as its own
+process, every agent in its own loop. Assertions read the ledger and rejections the run left behind.
+
+Small runs (3 to 16 ticks) keep the file under two minutes; seed 7 is fixed, so each run's ledger is
+the same every time and the negotiation facts asserted here are facts of that ledger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+
+from agents import scenario as scenarios
+from agents.scenario import Scenario
+from agents.simulate import ADVERSARY, SimulationConfig, Summary, run
+from connectors.gemini import GeminiConfig
+from gridgov import config
+from gridgov.config import Settings
+from tests.standins.gemini_server import API_KEY_DEFAULT, GeminiStandIn
+
+SECRET = bytes(range(32))
+SEED = 7
+GEMINI_AGENT = "gas-1"  # holds surplus energy and water, so its heuristic fallback always proposes
+MODEL = "gemini-2.5-flash"
+ATTACK_REASONS = {
+    "overspend": "INSUFFICIENT_BALANCE",
+    "spend_victim_account": "NOT_OWNER",
+    "replay": "DUPLICATE_PROPOSAL",
+    "llm_not_json": "MALFORMED",
+    "llm_float_quantity": "MALFORMED",
+    "llm_oversized_quantity": "LIMIT_EXCEEDED",
+    "bad_signature": "BAD_SIGNATURE",
+    "self_trade": "SELF_TRADE",
+}
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, database_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    # The validator process stamps this on every entry; pinned so both runs of a pair hash the same
+    # even if the working tree changes between them.
+    monkeypatch.setenv("GRID_VALIDATOR_VERSION", "test-simulate")
+    return dataclasses.replace(
+        config.load(), home=tmp_path, kafka_bootstrap_external=kafka_bootstrap, database_url_external=database_url
+    )
+
+
+def simulate(settings: Settings, database: str, prefix: str, scenario: Scenario, **options: Any) -> Summary:
+    run_config = SimulationConfig(
+        scenario=scenario,
+        seed=SEED,
+        database_url=database,
+        topic_prefix=prefix,
+        progress=False,
+        **{"run_id": "t", "ticks": 8, **options},
+    )
+    return run(run_config, settings, SECRET)
+
+
+def load(name: str) -> Scenario:
+    return scenarios.load(scenarios.resolve(name))
+
+
+def rows(database: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def entries(database: str, kind: str) -> list[dict[str, Any]]:
+    """Ledger entries of ``kind``: the signed proposal, with tick, effects and postings."""
+    found = []
+    for seq, proposal, effects in rows(
+        database, "SELECT seq, proposal_json, effects_json FROM ledger WHERE kind = %s ORDER BY seq", kind
+    ):
+        legs = rows(database, "SELECT account, resource, amount FROM postings WHERE seq = %s ORDER BY idx", seq)
+        found.append({**orjson.loads(proposal), "seq": seq, "effects": orjson.loads(effects), "postings": legs})
+    return found
+
+
+def shortfalls(database: str) -> dict[tuple[int, str, str], int]:
+    """(tick, account, resource) -> units unmet, from every meter entry."""
+    return {
+        (m["tick"], account, resource): units
+        for m in entries(database, "meter")
+        for e in m["effects"]
+        if e["t"] == "shortfall"
+        for account, resource, units in e["units"]
+    }
+
+
+# --- negotiation and reproducibility ---------------------------------------------------------------
+
+
+@pytest.fixture
+def default_run(settings: Settings, fresh_database: str, topic_prefix: str) -> Iterator[Summary]:
+    yield simulate(settings, fresh_database, f"{topic_prefix}.a", load("default"))
+
+
+def test_the_same_seed_reproduces_the_head_hash(
+    default_run: Summary, settings: Settings, empty_database: str, topic_prefix: str
+) -> None:
+    again = simulate(settings, empty_database, f"{topic_prefix}.b", load("default"))
+    assert again.head_hash == default_run.head_hash
+    assert again.head_seq == default_run.head_seq > 8
+    assert default_run.not_reproducible_because == [] and default_run.verify_problems == []
+    assert "reproducible: yes" in default_run.render()
+
+
+def test_an_offer_gets_accepted_and_pays_the_seller(default_run: Summary, fresh_database: str) -> None:
+    offers = {o["id"]: o["body"] for o in entries(fresh_database, "offer")}
+    accepts = entries(fresh_database, "accept")
+    assert accepts and default_run.trades
+    for accept in accepts:
+        offer = offers[accept["body"]["offer_id"]]
+        buyer = accept["body"]["account"]
+        assert accept["effects"] == [{"t": "offer_close", "offer_id": accept["body"]["offer_id"], "why": "accepted"}]
+        moved: Counter[tuple[str, str]] = Counter()
+        for account, resource, amount in accept["postings"]:
+            moved[(account, resource)] += amount
+        assert moved[(buyer, offer["resource"])] == -moved[(offer["account"], offer["resource"])] == offer["quantity"]
+        assert moved[(buyer, "credits")] == -offer["price"]
+        tax = moved[("system:treasury", "credits")]  # the scenario taxes the gas plant's energy 5 %
+        assert moved[(offer["account"], "credits")] == offer["price"] - tax and tax == (
+            offer["price"] * 500 // 10_000 if offer["account"] == "gas-1:main" and offer["resource"] == "energy" else 0
+        )
+
+
+def test_a_short_participant_buys_what_it_lacks(default_run: Summary, fresh_database: str) -> None:
+    unmet = shortfalls(fresh_database)
+    offers = {o["id"]: o["body"] for o in entries(fresh_database, "offer")}
+    bought_while_short = [
+        a
+        for a in entries(fresh_database, "accept")
+        if unmet.get((a["tick"], a["body"]["account"], offers[a["body"]["offer_id"]]["resource"]), 0) > 0
+    ]
+    assert bought_while_short, "someone with unmet demand bought the resource it lacked"
+    # The heuristic says why it bought, in the provenance the ledger keeps.
+    assert all(a["provenance"]["rationale"].startswith("short ") for a in bought_while_short)
+
+
+# --- the stressed grid -----------------------------------------------------------------------------
+
+
+def test_the_heat_wave_trips_the_breaker_and_a_simulated_operator_resumes(
+    settings: Settings, fresh_database: str, topic_prefix: str
+) -> None:
+    summary = simulate(settings, fresh_database, topic_prefix, load("heatwave"), ticks=16, auto_resume_ticks=3)
+
+    trips = [e for e in summary.breaker if e.opened]
+    resumes = [e for e in summary.breaker if not e.opened]
+    assert trips and trips[0].by == "law" and "critical load" in trips[0].reason
+    assert resumes and resumes[0].by == "operator"
+    assert resumes[0].reason == "SIMULATED operator resume (auto-resume after 3 ticks)"
+    # Tripped by the meter entry of tick t; agents hold through t, t+1, t+2; resumed before t+3's meter.
+    assert resumes[0].tick == trips[0].tick + 2 and summary.simulated_resume_ticks[0] == trips[0].tick + 3
+    assert summary.shortfall_total["hospital-1"]["energy"] > 0 and summary.critical == ["hospital-1"]
+    assert "RESUME (simulated operator)" in summary.render()
+    # Nobody trades while the breaker is open: agents see it in their view and hold.
+    held = rows(
+        fresh_database,
+        "SELECT count(*) FROM ledger WHERE kind IN ('offer', 'accept', 'cancel', 'transfer') "
+        "AND tick >= %s AND tick < %s",
+        trips[0].tick,
+        trips[0].tick + 3,
+    )
+    assert held == [(0,)]
+
+
+def test_an_unmatched_offer_expires(settings: Settings, fresh_database: str, topic_prefix: str) -> None:
+    summary = simulate(settings, fresh_database, topic_prefix, load("heatwave"), ticks=16)
+    opened = {o["id"]: o["body"] for o in entries(fresh_database, "offer")}
+    closed = {
+        e["offer_id"] for kind in ("accept", "cancel") for x in entries(fresh_database, kind) for e in x["effects"]
+    }
+    still_open = {offer_id for (offer_id,) in rows(fresh_database, "SELECT offer_id FROM open_offers")}
+    expired = set(opened) - closed - still_open
+    assert expired and summary.offers["expired"] == len(expired)
+    [(grid_tick,)] = rows(fresh_database, "SELECT tick FROM grid_status")
+    assert all(opened[offer_id]["open_until_tick"] < grid_tick for offer_id in expired)
+
+
+# --- the adversary ---------------------------------------------------------------------------------
+
+
+def test_every_adversarial_attempt_ends_as_the_right_rejection(
+    settings: Settings, fresh_database: str, topic_prefix: str
+) -> None:
+    summary = simulate(settings, fresh_database, topic_prefix, load("default"), adversarial=True)
+
+    outcomes = Counter({(attack, actual): n for attack, _, actual, n in summary.attacks})
+    assert {attack for attack, _ in outcomes} >= set(ATTACK_REASONS), "every kind of attack was tried"
+    for (attack, actual), _ in outcomes.items():
+        if attack == "self_trade_setup":
+            assert actual == "ACCEPTED"  # the genuine offer the self-trade then takes
+        elif (attack, actual) == ("self_trade", "OFFER_NOT_OPEN"):
+            # A race the adversary can lose: a buyer took its 1-litre offer earlier in the same tick.
+            sold = rows(
+                fresh_database,
+                "SELECT count(*) FROM ledger WHERE kind = 'accept' AND agent <> %s AND proposal_json LIKE %s",
+                ADVERSARY,
+                f'%"offer_id":"t-{ADVERSARY}-%',
+            )
+            assert sold[0][0] > 0
+        else:
+            assert actual == ATTACK_REASONS[attack], attack
+    assert outcomes[("self_trade", "SELF_TRADE")] > 0
+    # The same story from the database alone: the adversary's only ledger entries are its setups.
+    accepted = rows(fresh_database, "SELECT kind FROM ledger WHERE agent = %s", ADVERSARY)
+    assert {kind for (kind,) in accepted} <= {"offer"}
+    assert summary.verify_problems == []
+
+
+# --- Gemini ----------------------------------------------------------------------------------------
+
+
+def gemini_grid() -> Scenario:
+    """The default grid with one Gemini participant; the rest stay heuristic."""
+    grid = load("default")
+    participants = [
+        p.model_copy(update={"strategy": "gemini" if p.agent == GEMINI_AGENT else "heuristic"})
+        for p in grid.participants
+    ]
+    return grid.model_copy(update={"participants": participants})
+
+
+def proposals_of(database: str, agent: str) -> dict[int, dict[str, Any]]:
+    """tick -> provenance of the agent's proposal, whether the ledger accepted it or not."""
+    accepted = rows(database, "SELECT tick, proposal_json FROM ledger WHERE agent = %s", agent)
+    found = {tick: orjson.loads(proposal)["provenance"] for tick, proposal in accepted}
+    rejected = rows(database, "SELECT tick, provenance_json FROM rejections WHERE agent = %s", agent)
+    return found | {tick: orjson.loads(provenance) for tick, provenance in rejected}
+
+
+def gemini_config(base_url: str) -> GeminiConfig:
+    return GeminiConfig(
+        api_key=API_KEY_DEFAULT,
+        model=MODEL,
+        base_url=base_url,
+        timeout_s=5,
+        retry_attempts=3,
+        retry_initial_delay_s=0.01,
+        retry_max_delay_s=0.05,
+    )
+
+
+def test_gemini_proposes_and_falls_back_to_the_heuristic(
+    settings: Settings, fresh_database: str, topic_prefix: str
+) -> None:
+    offer = {"action": "offer", "resource": "energy", "quantity": 1_000, "price": 120, "rationale": "spare gas power"}
+    with GeminiStandIn() as server:
+        server.push_text("Sure! I would sell some energy.")  # tick 1: not JSON
+        for _ in range(3):  # tick 2: rate limited on every attempt
+            server.push_rate_limited()
+        server.push_intent(offer, response_id="resp-tick-3", prompt_tokens=321, output_tokens=45)  # tick 3
+        gemini = gemini_config(server.base_url)
+        summary = simulate(settings, fresh_database, topic_prefix, gemini_grid(), ticks=3, gemini=gemini)
+        assert len(server.requests) == 5
+
+    by_tick = proposals_of(fresh_database, GEMINI_AGENT)
+    assert by_tick[1] == {**by_tick[1], "source": "heuristic", "fallback": "gemini invalid output"}
+    assert by_tick[2] == {**by_tick[2], "source": "heuristic", "fallback": "gemini 429 RESOURCE_EXHAUSTED"}
+    valid = by_tick[3]
+    assert (valid["source"], valid["model"], valid["response_id"]) == ("gemini", MODEL, "resp-tick-3")
+    assert (valid["prompt_tokens"], valid["output_tokens"], valid["rationale"]) == (321, 45, "spare gas power")
+    assert "fallback" not in valid and len(valid["prompt_sha256"]) == 64
+    # The model's offer landed in the ledger, priced and sized as it said, from the agent's own account.
+    [(proposal,)] = rows(fresh_database, "SELECT proposal_json FROM ledger WHERE agent = %s AND tick = 3", GEMINI_AGENT)
+    assert orjson.loads(proposal)["body"] == {
+        "kind": "offer",
+        "account": f"{GEMINI_AGENT}:main",
+        "resource": "energy",
+        "quantity": 1_000,
+        "price": 120,
+        "open_until_tick": 3 + 5,  # the intent named no duration: to_body's default
+    }
+    assert summary.strategy_sources["gemini"] == 1
+    assert summary.strategy_sources["fallback (gemini invalid output)"] == 1
+    assert summary.strategy_sources["fallback (gemini 429 RESOURCE_EXHAUSTED)"] == 1
+    assert "Gemini agents" in summary.not_reproducible_because[0]
