@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 
 from agents import scenario as scenarios
@@ -16,6 +17,7 @@ from agents.simulate import (
     TICKS_DEFAULT,
     SimulationConfig,
     SimulationError,
+    Summary,
     run,
 )
 from connectors.gemini import GeminiConfig
@@ -47,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--heuristic", action="store_true", help="heuristic agents even when GEMINI_API_KEY is set")
     parser.add_argument(
         "--tick-timeout-s", type=float, default=TICK_TIMEOUT_S_DEFAULT, help="how long a tick waits for each agent"
+    )
+    parser.add_argument(
+        "--no-sinks", action="store_true", help="skip delivering the run's rejections and alerts to Linear/Discord"
     )
     parser.set_defaults(func=handle)
 
@@ -108,4 +113,19 @@ def handle(args: argparse.Namespace) -> int:
         print("simulate: interrupted; the validator and agents were stopped", file=sys.stderr)
         return 130
     print(summary.render())
-    return 0 if not summary.verify_problems else 1
+    sinks_rc = 0 if args.no_sinks else drain_sinks(summary)
+    return 1 if summary.verify_problems or sinks_rc else 0
+
+
+SINKS_DRAIN_TIMEOUT_S = 300
+
+
+def drain_sinks(summary: Summary) -> int:
+    """Deliver the run's rejections and alerts (or write them to the outbox without credentials)."""
+    env = {**os.environ, "GRID_DATABASE_URL": summary.database_url, "GRID_TOPIC_PREFIX": summary.topic_prefix}
+    gridgov = [sys.executable, "-m", "gridgov.cli", "--log-level", "WARNING", "sinks"]
+    print("\nSinks: rejections -> Linear tickets, critical events -> Discord")
+    sys.stdout.flush()
+    drained = subprocess.run([*gridgov, "run", "--once"], env=env, timeout=SINKS_DRAIN_TIMEOUT_S, check=False)
+    status = subprocess.run([*gridgov, "status"], env=env, timeout=SINKS_DRAIN_TIMEOUT_S, check=False)
+    return drained.returncode or status.returncode
