@@ -7,6 +7,7 @@ GRIDGOV := $(VENV)/bin/gridgov
 TICKS ?= 48
 SEED ?= 7
 SCENARIO ?= agents/scenarios/default.toml
+STRESS_SCENARIO ?= agents/scenarios/heatwave.toml
 BENCH_COUNT ?= 200000
 
 .PHONY: help setup infra-up infra-down status topics migrate run stress test test-unit test-integration test-e2e lint bench validator sinks dashboard verify clean
@@ -32,11 +33,12 @@ topics: infra-up ## create the Kafka topics (idempotent) and show them
 migrate: infra-up ## apply pending database migrations
 	@$(GRIDGOV) migrate
 
-run: infra-up ## run the pipeline: validator, metering, agents on the default scenario (TICKS, SEED, SCENARIO)
+run: infra-up ## run the pipeline on the default scenario, then on the heat wave that trips the breaker (TICKS, SEED)
 	@$(GRIDGOV) simulate --scenario $(SCENARIO) --ticks $(TICKS) --seed $(SEED)
+	@$(GRIDGOV) simulate --scenario $(STRESS_SCENARIO) --ticks $(TICKS) --seed $(SEED)
 
-stress: infra-up ## run the heat-wave scenario that trips the circuit breaker
-	@$(GRIDGOV) simulate --scenario agents/scenarios/heatwave.toml --ticks $(TICKS) --seed $(SEED)
+stress: infra-up ## run only the heat-wave scenario that trips the circuit breaker
+	@$(GRIDGOV) simulate --scenario $(STRESS_SCENARIO) --ticks $(TICKS) --seed $(SEED)
 
 test: setup ## every test: unit, integration (real Kafka + Postgres, started as needed) and browser
 	@$(PY) -m pytest -q -p no:cacheprovider
