@@ -41,21 +41,8 @@ from streams.verify import entry_problems
 
 logger = logging.getLogger(__name__)
 
-LEDGER_TYPES = (
-    "int8",
-    "int8",
-    "text",
-    "text",
-    "text",
-    "int8",
-    "int8",
-    "text",
-    "int4",
-    "text",
-    "text",
-    "bytea",
-    "bytea",
-)
+# Binary COPY carries no type names: these are LEDGER_COLUMNS' types, in its order.
+LEDGER_TYPES = ("int8", "int8", *["text"] * 3, "int8", "int8", "text", "int4", "text", "text", "bytea", "bytea")
 _LEDGER_COLUMNS_OF_L = ", ".join(f"l.{c.strip()}" for c in LEDGER_COLUMNS.split(","))
 PROGRESS_EVERY_COUNT = 10_000
 ANOMALIES_RECORDED_MAX = 1_000
@@ -98,8 +85,9 @@ class Rehydration:
     head_hash: bytes = GENESIS_PREV_HASH
     entries: int = 0
     seconds: float = 0.0
-    anomalies: list[Anomaly] = field(default_factory=list)
-    differences: list[Difference] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)  # the first 1,000
+    anomaly_count: int = 0
+    differences: list[Difference] = field(default_factory=list)  # the first 1,000
     difference_count: int = 0
 
     @property
@@ -108,15 +96,17 @@ class Rehydration:
 
     @property
     def ok(self) -> bool:
-        return not self.anomalies and not self.difference_count
+        return not self.anomaly_count and not self.difference_count
 
     @property
     def entries_per_s(self) -> float:
         return self.entries / self.seconds if self.seconds else 0.0
 
     def add(self, seq: int | None, reason: str, detail: str) -> None:
-        logger.error("anomaly", extra={"run_id": self.run_id, "seq": seq, "reason": reason, "detail": detail})
-        self.anomalies.append(Anomaly(seq, reason, detail))
+        self.anomaly_count += 1
+        if len(self.anomalies) < ANOMALIES_RECORDED_MAX:
+            logger.error("anomaly", extra={"run_id": self.run_id, "seq": seq, "reason": reason, "detail": detail})
+            self.anomalies.append(Anomaly(seq, reason, detail))
 
 
 # --- reading the ledger fast ---------------------------------------------------------------------
@@ -232,8 +222,8 @@ def _checkpoints_after(conn: psycopg.Connection[Any], first_seq: int, to_seq: in
 def _check_passed_checkpoint(conn: psycopg.Connection[Any], report: Rehydration, seq: int, entry_hash: bytes) -> None:
     checkpoint = read_checkpoint(conn, seq)
     conn.commit()
-    if checkpoint is None:
-        return
+    if checkpoint is None or any(a.seq == seq and a.reason.startswith("CHECKPOINT") for a in report.anomalies):
+        return  # gone, or already reported when the start skipped it
     problem = checkpoint_problem(checkpoint, entry_hash)
     if problem is not None:
         report.add(seq, problem[0], f"checkpoint {seq}: {problem[1]}")
@@ -362,10 +352,7 @@ def start_run(conn: psycopg.Connection[Any], run_id: str, kind: str) -> None:
 
 
 def finish_run(
-    conn: psycopg.Connection[Any],
-    run_id: str,
-    anomalies: list[Anomaly],
-    summary: dict[str, Any],
+    conn: psycopg.Connection[Any], run_id: str, anomalies: list[Anomaly], anomaly_count: int, summary: dict[str, Any]
 ) -> None:
     """Record the run's outcome and its anomalies (the first 1,000) in one transaction."""
     with conn.transaction(), conn.cursor() as cur:
@@ -381,7 +368,7 @@ def finish_run(
             (
                 summary["entries"],
                 summary.get("entries_per_s"),
-                len(anomalies),
+                anomaly_count,
                 summary["ok"],
                 orjson.dumps(summary, default=str).decode(),
                 run_id,
@@ -450,7 +437,7 @@ def rehydrate(settings: Settings, wanted: FromCheckpoint = None, progress: bool 
         if report.head_seq < 0 and report.start.checkpoint_seq is not None:
             report.head_seq, report.head_hash = report.start.checkpoint_seq, report.start.prev_hash
         compare(report, caches)
-        finish_run(conn, run_id, report.anomalies, summary(report))
+        finish_run(conn, run_id, report.anomalies, report.anomaly_count, summary(report))
     if report.anomalies:
         raise_alerts(settings, run_id, report.anomalies, report.state.policy_version)
     logger.info(
@@ -474,7 +461,8 @@ def summary(report: Rehydration) -> dict[str, Any]:
         "entries": report.entries,
         "seconds": round(report.seconds, 3),
         "entries_per_s": round(report.entries_per_s),
-        "anomalies": [[a.seq, a.reason, a.detail] for a in report.anomalies[:ANOMALIES_RECORDED_MAX]],
+        "anomalies": [[a.seq, a.reason, a.detail] for a in report.anomalies],
+        "anomaly_count": report.anomaly_count,
         "differences": report.difference_count,
         "ok": report.ok,
     }

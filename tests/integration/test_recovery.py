@@ -1,0 +1,183 @@
+"""Rehydration against a ledger built by the real validator: tampering is found at its exact seq,
+recorded and alerted; T=0 and checkpoints give the same state; a corrupt checkpoint is skipped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import orjson
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from agents.synthetic import Workload
+from gridgov.config import Settings
+from schemas.records import AlertRecord, IncidentRecord
+from streams import checkpoints
+from streams.checkpoints import checkpoint_hash
+from streams.rehydrate import rehydrate
+from streams.validator import Validator
+from streams.verify import verify
+from tests.integration.test_validator import SECRET, VERSION, produce, settings
+from tests.support.fold import fold
+
+__all__ = ["settings"]  # the fixture, re-used
+
+CHECKPOINT_EVERY = 500
+BATCH_COUNT = 200  # small batches, so the run crosses several checkpoint boundaries
+CLI_TIMEOUT_S = 60
+
+
+@pytest.fixture
+def built(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """A ledger of ~2,500 entries with checkpoints, built by the real validator; returns the messages."""
+    monkeypatch.setattr(checkpoints, "checkpoint_every", lambda: CHECKPOINT_EVERY)
+    w = Workload(SECRET, agent_count=10, seed=21)
+    messages = [w.genesis()] + [m.raw for m in w.messages(3_000)]
+    produce(settings, messages)
+    validator = Validator(settings, SECRET, version=VERSION, batch_count_max=BATCH_COUNT)
+    validator.run(threading.Event(), idle_exit_s=1.0)
+    return messages
+
+
+def cli(settings: Settings, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``gridgov ARGS`` in its own process, configured for this test's database, topics and key secret."""
+    env = {
+        **os.environ,
+        "GRID_DATABASE_URL": settings.database_url,
+        "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "GRID_TOPIC_PREFIX": settings.topic_prefix,
+        "GRID_KEY_SECRET": SECRET.hex(),
+        "GRID_LOG_LEVEL": "WARNING",
+        **(env or {}),
+    }
+    cmd = [sys.executable, "-m", "gridgov.cli", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)
+
+
+def sql(settings: Settings, *statements: str) -> None:
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement.encode())
+
+
+def first_transfer_seq(settings: Settings, after_seq: int) -> int:
+    with psycopg.connect(settings.database_url) as conn:
+        row = conn.execute("SELECT min(seq) FROM ledger WHERE kind = 'transfer' AND seq > %s", (after_seq,)).fetchone()
+    assert row is not None and row[0] is not None
+    return int(row[0])
+
+
+def record_value(settings: Settings, topic: str, key: str, timeout_s: float = 20.0) -> bytes:
+    """The value of the first record under ``key`` on a grid topic, polled until it arrives."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "check-values"})
+    consumer.assign([TopicPartition(settings.topic(topic), 0, 0)])
+    try:
+        for _ in range(int(timeout_s / 0.5)):
+            for m in consumer.consume(num_messages=1_000, timeout=0.5):
+                if m.error() is None and m.key() == key.encode():
+                    return bytes(m.value())
+    finally:
+        consumer.close()
+    raise AssertionError(f"no record {key} on {topic}")
+
+
+def test_a_tampered_posting_is_named_by_seq_and_reason_recorded_and_alerted(
+    settings: Settings, built: list[bytes]
+) -> None:
+    seq = first_transfer_seq(settings, 1_000)
+    # What an attacker with superuser rights does: disable the append-only trigger, edit, re-enable.
+    sql(
+        settings,
+        "ALTER TABLE postings DISABLE TRIGGER postings_append_only",
+        f"UPDATE postings SET amount = amount + 1000000 WHERE seq = {seq} AND idx = 1",
+        "ALTER TABLE postings ENABLE TRIGGER postings_append_only",
+    )
+
+    report = verify(settings.database_url)
+    assert {(p.where, p.reason) for p in report.problems if p.where.startswith("seq")} == {
+        (f"seq {seq}", "HASH_MISMATCH"),
+        (f"seq {seq}", "NOT_CONSERVED"),
+    }
+    verify_cli = cli(settings, "verify")
+    assert verify_cli.returncode == 1
+    assert f"MISMATCH seq {seq}: HASH_MISMATCH" in verify_cli.stdout
+
+    done = cli(settings, "rehydrate", "--no-progress")
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"ANOMALY seq {seq}: HASH_MISMATCH" in done.stdout
+    assert f"ANOMALY seq {seq}: NOT_CONSERVED" in done.stdout
+    assert "DIFFERENCE world_state energy@" in done.stdout  # the skipped entry's effect on the cache
+
+    with psycopg.connect(settings.database_url) as conn:
+        run_id, ok, anomalies = conn.execute(
+            "SELECT run_id, ok, anomalies FROM replay_runs ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
+        recorded = conn.execute("SELECT seq, reason FROM replay_anomalies WHERE run_id = %s", (run_id,)).fetchall()
+    assert (ok, anomalies) == (False, 2)
+    assert sorted(recorded) == [(seq, "HASH_MISMATCH"), (seq, "NOT_CONSERVED")]
+
+    alert_id = f"anomaly:{run_id}:{seq}"
+    alert = AlertRecord.model_validate_json(record_value(settings, "alerts", alert_id))
+    assert (alert.kind, alert.severity, alert.seq) == ("replay_anomaly", "critical", seq)
+    incident = IncidentRecord.model_validate_json(record_value(settings, "incidents", alert_id))
+    assert (incident.kind, incident.seq) == ("replay_anomaly", seq)
+
+
+def test_t0_and_every_checkpoint_give_the_same_state_as_the_pure_fold(settings: Settings, built: list[bytes]) -> None:
+    expected = fold(built, SECRET, ["operator", *Workload(SECRET, agent_count=10).agents], VERSION).state
+    seqs = checkpoint_seqs(settings)
+    assert len(seqs) >= 3, seqs
+
+    from_zero = rehydrate(settings, None, progress=False)
+    latest = rehydrate(settings, "latest", progress=False)
+    middle = rehydrate(settings, seqs[1], progress=False)
+
+    assert from_zero.ok and latest.ok and middle.ok, (from_zero.anomalies, from_zero.differences[:5])
+    assert (latest.start.checkpoint_seq, middle.start.checkpoint_seq) == (seqs[-1], seqs[1])
+    assert from_zero.state == latest.state == middle.state == expected
+    assert latest.entries == from_zero.entries - seqs[-1] - 1
+
+
+def test_a_corrupt_checkpoint_is_skipped_for_an_earlier_one(settings: Settings, built: list[bytes]) -> None:
+    seqs = checkpoint_seqs(settings)
+    sql(
+        settings,
+        f"UPDATE checkpoints SET state_json = replace(state_json, '\"tick\":', '\"tick\": ') WHERE seq = {seqs[-1]}",
+    )
+
+    report = rehydrate(settings, "latest", progress=False)
+
+    assert report.start.checkpoint_seq == seqs[-2]
+    assert [(a.seq, a.reason) for a in report.anomalies] == [(seqs[-1], "CHECKPOINT_CORRUPT")]
+    assert report.difference_count == 0
+    assert report.state == rehydrate(settings, None, progress=False).state
+
+
+def test_a_forged_checkpoint_with_a_valid_hash_is_caught_by_the_fold_from_t0(
+    settings: Settings, built: list[bytes]
+) -> None:
+    seq = checkpoint_seqs(settings)[0]
+    with psycopg.connect(settings.database_url) as conn:
+        ledger_hash, text = conn.execute(
+            "SELECT ledger_hash, state_json FROM checkpoints WHERE seq = %s", (seq,)
+        ).fetchone()
+        state = orjson.loads(text)
+        state["balances"][-1][2] += 1  # one unit more for someone, and a hash recomputed to match
+        forged = orjson.dumps(state, option=orjson.OPT_SORT_KEYS).decode()
+        conn.execute(
+            "UPDATE checkpoints SET state_json = %s, hash = %s WHERE seq = %s",
+            (forged, checkpoint_hash(bytes(ledger_hash), forged), seq),
+        )
+
+    report = rehydrate(settings, None, progress=False)
+
+    assert [(a.seq, a.reason) for a in report.anomalies] == [(seq, "CHECKPOINT_MISMATCH")]
+
+
+def checkpoint_seqs(settings: Settings) -> list[int]:
+    with psycopg.connect(settings.database_url) as conn:
+        return [s for (s,) in conn.execute("SELECT seq FROM checkpoints ORDER BY seq")]
