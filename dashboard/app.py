@@ -1,0 +1,46 @@
+"""The Grid Governance dashboard: ``gridgov dashboard`` runs it with ``streamlit run``.
+
+Every page reads Postgres through a read-only role and refreshes its live sections in place; the
+governance console acts only by publishing signed commands, exactly like the CLI.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import console, sources
+
+PAGES = (
+    ("overview", "Overview", ":material/monitoring:"),
+    ("flows", "Flows", ":material/swap_horiz:"),
+    ("rejections", "Rejections", ":material/block:"),
+    ("ledger", "Ledger explorer", ":material/manage_search:"),
+    ("governance", "Governance console", ":material/gavel:"),
+    ("replay", "Replay & anomalies", ":material/history:"),
+)
+
+
+def sidebar() -> None:
+    s = sources.settings()
+    try:
+        target = sources.current_target()
+    except sources.SourceError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+    st.sidebar.caption(f"Postgres as **{target.role}** ({target.note}) · topic `{s.topic('proposals')}`")
+
+
+def main() -> None:
+    st.set_page_config(page_title="Grid Governance", page_icon=":material/bolt:", layout="wide")
+    pages = {key: st.Page(f"views/{key}.py", title=title, icon=icon, url_path=key) for key, title, icon in PAGES}
+    page = st.navigation(list(pages.values()))
+    # Links from Linear issues and alerts open /?view=ledger&offset=…: forward them to that page.
+    view = st.query_params.get("view")
+    if view in pages and page.url_path != view:
+        st.switch_page(pages[view], query_params={k: v for k, v in st.query_params.items() if k != "view"})
+    sidebar()
+    console.credentials()  # at the first run, so a generated development password is printed right away
+    page.run()
+
+
+main()

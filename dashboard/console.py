@@ -1,0 +1,107 @@
+"""The governance console's state: who is signed in, and the signed commands this session sent.
+
+Commands go out through ``gridgov.governance.send`` (signed as the operator, published to the
+proposals topic), the same path as the CLI; the validator decides them like any proposal, so the
+console shows each command's fate by looking for its proposal id in the ledger or the rejections.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from dashboard import auth, queries, sources
+from gridgov import governance
+
+REASON_LENGTH_MAX = 200  # the law allows 280; the rest is for the "via dashboard" suffix
+SIGNED_IN_KEY = "console_user"
+SENT_KEY = "console_sent"
+DECIDED_KEY = "console_decided"
+WAITING = "waiting for the validator…"
+
+
+@dataclass(frozen=True)
+class Sent:
+    proposal_id: str
+    what: str
+    at_s: float
+
+
+@st.cache_resource(show_spinner=False)
+def _credentials(user: str, configured_hash: str, env_mode: str, one_time: str) -> auth.Credentials:
+    """Once per process and configuration, so a generated development password is made and printed once."""
+    env = {
+        "GRID_DASHBOARD_USER": user,
+        "GRID_DASHBOARD_PASSWORD_HASH": configured_hash,
+        "GRID_ENV": env_mode,
+        auth.ONE_TIME_MARKER: one_time,
+    }
+    found = auth.load_credentials(env)
+    if found.generated_password is not None:
+        print(auth.one_time_notice(found), file=sys.stderr, flush=True)
+    return found
+
+
+def credentials() -> auth.Credentials:
+    env = os.environ
+    return _credentials(
+        env.get("GRID_DASHBOARD_USER", ""),
+        env.get("GRID_DASHBOARD_PASSWORD_HASH", ""),
+        env.get("GRID_ENV", ""),
+        env.get(auth.ONE_TIME_MARKER, ""),
+    )
+
+
+def signed_in() -> str | None:
+    user: str | None = st.session_state.get(SIGNED_IN_KEY)
+    return user
+
+
+def sign_in(user: str, password: str) -> bool:
+    if not auth.check_login(credentials(), user, password):
+        return False
+    st.session_state[SIGNED_IN_KEY] = user.strip()
+    return True
+
+
+def sign_out() -> None:
+    st.session_state.pop(SIGNED_IN_KEY, None)
+
+
+def send(body: dict[str, Any], what: str) -> str:
+    """Sign and publish one governance command; remember it so the page can show what became of it."""
+    proposal_id = governance.send(sources.settings(), body, source="operator")
+    st.session_state.setdefault(SENT_KEY, []).insert(0, Sent(proposal_id, what, time.time()))
+    return proposal_id
+
+
+def reason_with_author(reason: str) -> str:
+    return f"{reason.strip()} (via dashboard, {signed_in()})"
+
+
+def sent_commands() -> list[Sent]:
+    sent: list[Sent] = st.session_state.get(SENT_KEY, [])
+    return sent
+
+
+def fate(sent: Sent) -> str:
+    """What the validator made of a command: accepted, rejected, or still on its way."""
+    found = sources.fetch(queries.outcome, sent.proposal_id, governance.operator_id())
+    return found or WAITING
+
+
+def newly_decided(proposal_ids: list[str]) -> bool:
+    """True once per batch of commands that the validator decided since the last call."""
+    known: set[str] = st.session_state.setdefault(DECIDED_KEY, set())
+    fresh = set(proposal_ids) - known
+    known |= fresh
+    return bool(fresh)
+
+
+def changed_params(current: dict[str, int], wanted: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in wanted.items() if current.get(k) != v}

@@ -1,0 +1,424 @@
+"""Every dashboard page under Streamlit's AppTest, against a real Postgres seeded by a real validator run.
+
+One ledger serves the module: a synthetic workload (trades, offers, hostile input), a Gemini-sourced
+transfer, a meter reading that leaves an agent short, and an operator's breaker trip, all decided by
+the validator from a real Kafka topic; the real Linear sink (against the Linear stand-in) then files
+the conflicts, so the rejections page can show which ticket each became.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from agents.synthetic import Workload
+from connectors.kafka_admin import ensure_topics
+from connectors.kafka_io import proposal_producer, send_all
+from connectors.migrate import apply_migrations
+from dashboard import auth, fmt, frames, queries, sources
+from gridgov import config, governance
+from gridgov.commands.propose import build
+from gridgov.config import Settings
+from law.policy import DEFAULT_POLICY
+from schemas.codec import encode
+from streams.rehydrate import rehydrate
+from streams.validator import Validator
+from tests.conftest import _delete_topics, temporary_database
+from tests.standins.linear_server import LinearStandIn
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+APP = str(REPO_ROOT / "dashboard" / "app.py")
+SECRET = bytes(range(32))
+PASSWORD = "correct horse battery staple"
+PASSWORD_HASH = auth.hash_password(PASSWORD, iterations=auth.ITERATIONS_MIN)  # the minimum keeps logins fast here
+GEMINI_PROPOSAL = "gemini-proof-1"
+GEMINI_PROVENANCE = {
+    "source": "gemini",
+    "model": "gemini-2.5-flash",
+    "prompt_tokens": 812,
+    "output_tokens": 64,
+    "latency_ms": 930,
+    "rationale": "Selling surplus solar to a neighbour who is short this tick.",
+}
+SHORT_AGENT = "agent003"
+SHORTFALL_WH = 5_000
+APP_TIMEOUT_S = 30
+SINK_TIMEOUT_S = 45
+
+
+@dataclasses.dataclass(frozen=True)
+class Seeded:
+    settings: Settings
+    agents: list[str]
+    accepted_ids: list[str]
+
+
+def signed(agent: str, body: dict[str, Any], tick: int, pid: str, provenance: dict[str, Any] | None = None) -> bytes:
+    return encode(build(agent, body, tick, 10, SECRET, pid, provenance))
+
+
+def seed_messages(workload: Workload) -> list[bytes]:
+    transfer = {
+        "kind": "transfer",
+        "from_account": "agent001:main",
+        "to_account": "agent002:main",
+        "resource": "energy",
+        "quantity": 1234,
+    }
+    reading = {"account": f"{SHORT_AGENT}:main", "resource": "energy", "consumed": 10**12 + SHORTFALL_WH}
+    return [
+        workload.genesis(),
+        *(m.raw for m in workload.messages(400)),
+        signed("agent001", transfer, 0, GEMINI_PROPOSAL, GEMINI_PROVENANCE),
+        signed("operator", {"kind": "meter", "readings": [reading]}, 1, "meter-1", {"source": "meter"}),
+        signed("operator", governance.breaker("trip", "seeded for the dashboard tests"), 1, "trip-1"),
+        *(m.raw for m in workload.messages(20)),  # refused while the breaker is open: CIRCUIT_OPEN
+    ]
+
+
+def decide(settings: Settings) -> None:
+    Validator(settings, SECRET, version="test-law").run(threading.Event(), idle_exit_s=1.0)
+
+
+def file_conflicts(settings: Settings, home: Path) -> None:
+    """The real Linear sink, once, against the Linear stand-in."""
+    with LinearStandIn() as linear:
+        env = {
+            **os.environ,
+            "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "GRID_DATABASE_URL": settings.database_url,
+            "GRID_TOPIC_PREFIX": settings.topic_prefix,
+            "GRID_HOME": str(home),
+            "LINEAR_API_KEY": linear.api_key,
+            "LINEAR_TEAM_ID": linear.team_id,
+            "GRID_LINEAR_URL": linear.url,
+            "GRID_SINK_LINGER_S": "0.2",
+            "GRID_SINK_BATCH_AGE_MAX_S": "0.5",
+        }
+        env.pop("DISCORD_WEBHOOK_URL", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "sinks", "run", "--once"],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            timeout=SINK_TIMEOUT_S,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def seeded(kafka_bootstrap: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    with temporary_database(database_url) as url:
+        apply_migrations(url)
+        settings = dataclasses.replace(
+            config.load(), topic_prefix=prefix, kafka_bootstrap_external=kafka_bootstrap, database_url_external=url
+        )
+        ensure_topics(settings)
+        workload = Workload(SECRET, agent_count=6, seed=11, run_id="dash")
+        send_all(
+            proposal_producer(kafka_bootstrap),
+            settings.topic("proposals"),
+            [(None, m) for m in seed_messages(workload)],
+        )
+        decide(settings)
+        file_conflicts(settings, tmp_path_factory.mktemp("sinks"))
+        try:
+            yield Seeded(settings, workload.agents, [pid for pid, _ in workload.accepted_ids])
+        finally:
+            st.cache_resource.clear()  # closes the dashboard's pools before the database is dropped
+            _delete_topics(kafka_bootstrap, prefix)
+
+
+def start_app(s: Settings, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("GRID_DATABASE_URL", s.database_url)
+    monkeypatch.setenv("GRID_KAFKA_BOOTSTRAP", s.kafka_bootstrap)
+    monkeypatch.setenv("GRID_TOPIC_PREFIX", s.topic_prefix)
+    monkeypatch.setenv("GRID_KEY_SECRET", SECRET.hex())
+    monkeypatch.setenv("GRID_DASHBOARD_PASSWORD_HASH", PASSWORD_HASH)
+    monkeypatch.delenv("GRID_DASHBOARD_DATABASE_URL", raising=False)
+    monkeypatch.delenv("GRID_ENV", raising=False)
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT_S)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture
+def app(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    return start_app(seeded.settings, monkeypatch)
+
+
+def open_page(at: AppTest, page: str, **query: str) -> AppTest:
+    at.query_params.update(query)
+    at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "success", "error", "warning") for e in at.get(kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def charts(at: AppTest) -> list[Any]:
+    return list(at.get("plotly_chart"))
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+def test_overview_shows_throughput_breaker_policy_and_head(app: AppTest, seeded: Seeded) -> None:
+    shown = metrics(app)
+    with psycopg.connect(seeded.settings.database_url) as conn:
+        head, rejected = conn.execute("SELECT max(seq), (SELECT count(*) FROM rejections) FROM ledger").fetchone()
+    assert shown["Head seq"] == f"{head:,}"
+    assert shown["Accepted (all time)"] == f"{head + 1:,} entries"
+    assert shown["Rejected (all time)"] == f"{rejected:,}"
+    assert shown["Consumer lag"] == "0 proposals"
+    assert shown["Entries per second"].endswith("/s") and shown["Entries per second"] != "0.0/s"
+    assert shown["Unmet critical load"] == "0 Wh"
+    assert shown["Policy version"] == "v1"  # the genesis sets the policy once
+    assert "Circuit breaker OPEN" in texts(app) and "seeded for the dashboard tests" in texts(app)
+    assert "grid_reader" in texts(app)  # the sidebar names the read-only role
+    assert "Not verified yet." in texts(app)
+    assert len(charts(app)) >= 3  # decisions, reserve and unmet demand per tick
+
+
+def test_overview_verifies_the_ledger_on_demand(app: AppTest) -> None:
+    app.button(key="verify").click().run()
+    assert not app.exception
+    assert any("chain, conservation, offsets and world_state agree" in s.value for s in app.success)
+
+
+def test_flows_page_draws_sankey_balances_and_unmet_demand(app: AppTest) -> None:
+    open_page(app, "flows")
+    figures = [c.proto.spec for c in charts(app)]
+    assert len(figures) == 3, texts(app)
+    assert '"type":"sankey"' in figures[0].replace(" ", "")
+    assert SHORT_AGENT in figures[2]  # the unmet-demand bars name the agent left short
+    app.selectbox(key="flows_resource").select("credits").run()
+    assert not app.exception
+
+
+def test_rejections_page_shows_reasons_agents_and_linear_tickets(app: AppTest) -> None:
+    open_page(app, "rejections")
+    assert len(charts(app)) == 2  # over time, and per agent
+    conflicts, latest = (d.value for d in app.dataframe)
+    assert conflicts["issue_url"].str.contains("/issue/GRID-").all()
+    assert "CIRCUIT_OPEN" in set(conflicts["reason_code"])
+    assert latest["issue_url"].notna().any()
+    app.radio(key="rejections_by").set_value("agent").run()
+    assert not app.exception
+
+
+def test_ledger_explorer_shows_a_gemini_proposal_with_postings_hashes_and_provenance(
+    app: AppTest, seeded: Seeded
+) -> None:
+    open_page(app, "ledger", q=GEMINI_PROPOSAL)
+    shown = metrics(app)
+    assert shown["Kind"] == "transfer"
+    assert shown["Prompt tokens"] == "812" and shown["Output tokens"] == "64" and shown["Model latency"] == "930 ms"
+    assert GEMINI_PROVENANCE["rationale"] in texts(app) and "gemini-2.5-flash" in texts(app)
+    postings = app.dataframe[0].value
+    assert sorted(postings["quantity"]) == ["-1.23 kWh", "1.23 kWh"]
+    with psycopg.connect(seeded.settings.database_url) as conn:
+        hash_, prev = conn.execute(
+            "SELECT hash, prev_hash FROM ledger WHERE proposal_id = %s", (GEMINI_PROPOSAL,)
+        ).fetchone()
+    assert [c.value for c in app.code] == [bytes(hash_).hex(), bytes(prev).hex()]
+
+
+def test_ledger_explorer_finds_by_seq_agent_offset_and_rejection(app: AppTest) -> None:
+    open_page(app, "ledger", seq="0")
+    assert metrics(app)["Kind"] == "genesis"
+    app.query_params.clear()
+    open_page(app, "ledger", q="agent004")
+    assert "Latest entries of agent004" in [h.value for h in app.subheader]
+    app.query_params.clear()
+    open_page(app, "ledger", q="trip-1")
+    assert metrics(app)["Kind"] == "breaker_trip"
+    app.query_params.clear()
+    open_page(app, "ledger", q="no-such-thing")
+    assert any("No entry, rejection or agent" in w.value for w in app.warning)
+
+
+def test_links_from_linear_issues_open_the_explorer(app: AppTest, seeded: Seeded) -> None:
+    with psycopg.connect(seeded.settings.database_url) as conn:
+        (offset,) = conn.execute("SELECT min(source_offset) FROM rejections").fetchone()
+    app.query_params.update({"view": "ledger", "offset": str(offset)})
+    app.run()
+    assert not app.exception
+    assert any(h.value.startswith("Rejected: ") for h in app.subheader)
+    with psycopg.connect(seeded.settings.database_url) as conn:
+        conflict, occurrences = conn.execute("SELECT conflict_id, occurrences FROM sink_conflicts LIMIT 1").fetchone()
+    app.query_params.clear()
+    app.query_params.update({"view": "ledger", "conflict": conflict})
+    app.run()
+    assert len(app.dataframe[0].value) == occurrences
+    assert app.dataframe[0].value["ticket"].str.startswith("GRID-").all()
+
+
+def test_replay_page_has_empty_states_before_any_run(app: AppTest) -> None:
+    open_page(app, "replay")
+    assert "No rehydrate or replay run yet" in texts(app)
+    assert "No anomalies recorded." in texts(app)
+
+
+@pytest.mark.parametrize("page", ["overview", "flows", "rejections", "ledger", "governance", "replay"])
+def test_every_page_has_an_empty_state_before_any_data(
+    page: str, kafka_bootstrap: str, fresh_database: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = dataclasses.replace(
+        config.load(),
+        topic_prefix=topic_prefix,
+        kafka_bootstrap_external=kafka_bootstrap,
+        database_url_external=fresh_database,
+    )
+    try:
+        at = open_page(start_app(settings, monkeypatch), page)
+        assert at.info or at.caption, texts(at)
+        assert not charts(at) and not at.error
+    finally:
+        st.cache_resource.clear()
+
+
+def test_replay_page_shows_a_run_and_the_anomalies_it_found(
+    kafka_bootstrap: str, fresh_database: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = dataclasses.replace(
+        config.load(),
+        topic_prefix=topic_prefix,
+        kafka_bootstrap_external=kafka_bootstrap,
+        database_url_external=fresh_database,
+    )
+    ensure_topics(settings)
+    workload = Workload(SECRET, agent_count=3, seed=5, run_id="tamper")
+    send_all(
+        proposal_producer(kafka_bootstrap),
+        settings.topic("proposals"),
+        [(None, m) for m in [workload.genesis(), *(m.raw for m in workload.messages(30))]],
+    )
+    decide(settings)
+    with psycopg.connect(fresh_database, autocommit=True) as conn:  # a superuser tampering on purpose
+        conn.execute("ALTER TABLE postings DISABLE TRIGGER postings_append_only")
+        (tampered,) = conn.execute("SELECT min(seq) FROM postings WHERE seq > 0").fetchone()
+        conn.execute("UPDATE postings SET amount = amount + 1 WHERE seq = %s AND idx = 0", (tampered,))
+    rehydrate(settings, progress=False)
+    try:
+        at = open_page(start_app(settings, monkeypatch), "replay")
+        shown = metrics(at)
+        assert shown["Latest run"] == "rehydrate" and int(shown["Anomalies"]) >= 1
+        assert len(charts(at)) == 1  # anomalies by reason
+        runs, anomalies = (d.value for d in at.dataframe)
+        assert not runs["ok"].iloc[0]
+        assert {"HASH_MISMATCH", "NOT_CONSERVED"} <= set(anomalies["reason"])
+        assert set(anomalies["seq"].dropna()) == {tampered}
+    finally:
+        st.cache_resource.clear()  # the pool to this database, before the fixture drops it
+
+
+def test_balance_history_rebuilds_the_ledger_balances(seeded: Seeded) -> None:
+    with psycopg.connect(seeded.settings.database_url, autocommit=True) as conn:
+        from_seq = queries.seq_window(conn, 100)["first_seq"]
+        history = frames.balance_history(
+            queries.balances_now(conn, "energy"), queries.balance_changes(conn, "energy", from_seq), 10_000
+        )
+        assert history["seq"].min() == from_seq - 1 and len(history) > len(seeded.agents)
+        for row in history.sample(20, random_state=1).itertuples():
+            (expected,) = conn.execute(
+                "SELECT sum(amount) FROM postings WHERE account = %s AND resource = 'energy' AND seq <= %s",
+                (f"{row.participant}:main", row.seq),
+            ).fetchone()
+            assert row.balance == expected, row
+
+
+def test_every_policy_parameter_is_shown_with_its_unit() -> None:
+    assert set(fmt.POLICY_UNITS) == set(DEFAULT_POLICY)
+
+
+def test_console_refuses_a_wrong_password_and_shows_no_actions(app: AppTest) -> None:
+    open_page(app, "governance")
+    app.text_input[1].input("wrong password")
+    app.button[0].click().run()
+    assert any("Wrong operator name or password" in e.value for e in app.error)
+    assert not [t for t in app.text_input if (t.key or "").startswith("breaker_reason")]
+
+
+def test_console_refuses_every_login_in_production_without_a_hash(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch, app: AppTest
+) -> None:
+    monkeypatch.delenv("GRID_DASHBOARD_PASSWORD_HASH")
+    monkeypatch.setenv("GRID_ENV", "production")
+    open_page(app, "governance")
+    assert any("production mode needs GRID_DASHBOARD_PASSWORD_HASH" in e.value for e in app.error)
+    assert not app.text_input  # no login form at all
+
+
+def test_console_resumes_the_breaker_and_changes_policy_through_signed_commands(app: AppTest, seeded: Seeded) -> None:
+    open_page(app, "governance")
+    app.text_input[1].input(PASSWORD)
+    app.button[0].click().run()
+    assert not app.exception and "Signed in as **operator**" in texts(app)
+
+    app.text_input(key="breaker_reason_resume").input("reserve restored")
+    app.button(key="FormSubmitter:breaker-Resume breaker").click().run()
+    assert any("breaker resume" in s.value for s in app.success), texts(app)
+    app.number_input(key="policy_carbon_tax_bps").set_value(25)
+    app.text_input(key="policy_reason").input("price carbon")
+    app.button(key="FormSubmitter:policy-Propose policy change").click().run()
+    assert any("carbon_tax_bps=25" in s.value for s in app.success), texts(app)
+
+    decide(seeded.settings)
+    with psycopg.connect(seeded.settings.database_url) as conn:
+        rows = conn.execute(
+            "SELECT kind, proposal_json FROM ledger WHERE kind IN ('breaker_resume', 'policy_set') ORDER BY seq"
+        ).fetchall()
+        breaker_open, policy = conn.execute("SELECT breaker_open, policy_json FROM grid_status").fetchone()
+    assert [k for k, _ in rows] == ["breaker_resume", "policy_set"]
+    assert all('"source":"operator"' in p and "via dashboard, operator" in p for _, p in rows)
+    assert not breaker_open and '"carbon_tax_bps":25' in policy
+    st.cache_data.clear()
+    app.run()
+    outcomes = app.dataframe[0].value["outcome"].tolist()
+    assert all(o.startswith("accepted as seq") for o in outcomes), outcomes
+
+
+def test_without_the_reader_role_it_reads_through_the_main_url_read_only(seeded: Seeded) -> None:
+    main = seeded.settings.database_url
+    target = sources.target(main, main.replace("postgres@", "no_such_role@", 1))
+    assert target.role == "postgres" and "read-only" in target.note
+    with psycopg.connect(target.url) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.execute("INSERT INTO relay_position VALUES ('dashboard', 1)")
+
+
+def test_an_unreachable_database_is_a_message_not_a_traceback(seeded: Seeded) -> None:
+    with pytest.raises(sources.SourceError, match="unreachable"):
+        sources.target("postgresql://postgres@127.0.0.1:1/grid", "postgresql://grid_reader@127.0.0.1:1/grid")
+
+
+def test_the_dashboard_role_cannot_write(seeded: Seeded) -> None:
+    reader = seeded.settings.database_url.replace("postgres@", "grid_reader@", 1)
+    with psycopg.connect(reader, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO relay_position VALUES ('dashboard', 1)")
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO relay_position VALUES ('dashboard', 1)")
