@@ -21,8 +21,8 @@ setup: ## install system packages (as root), the venv and the project
 infra-up: setup ## start the local Kafka broker and PostgreSQL (idempotent)
 	@$(GRIDGOV) infra up
 
-infra-down: ## stop what infra-up started
-	@$(GRIDGOV) infra down
+infra-down: ## stop what infra-up started (and a background dashboard)
+	@$(GRIDGOV) dashboard stop; $(GRIDGOV) infra down
 
 status: ## show what runs where (bootstrap address, postgresql:// URL)
 	@$(GRIDGOV) infra status; $(GRIDGOV) topics
@@ -35,7 +35,7 @@ migrate: infra-up ## apply pending database migrations
 
 run: infra-up ## run the pipeline on the default scenario, then on the heat wave that trips the breaker (TICKS, SEED)
 	@$(GRIDGOV) simulate --scenario $(SCENARIO) --ticks $(TICKS) --seed $(SEED)
-	@$(GRIDGOV) simulate --scenario $(STRESS_SCENARIO) --ticks $(TICKS) --seed $(SEED)
+	@$(GRIDGOV) simulate --scenario $(STRESS_SCENARIO) --ticks $(TICKS) --seed $(SEED) --dashboard
 
 stress: infra-up ## run only the heat-wave scenario that trips the circuit breaker
 	@$(GRIDGOV) simulate --scenario $(STRESS_SCENARIO) --ticks $(TICKS) --seed $(SEED)

@@ -7,20 +7,30 @@ import getpass
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import httpx
 
 from dashboard import auth
 from gridgov import config
 from gridgov.config import REPO_ROOT
+from gridgov.infra import process
 
 APP_PATH = REPO_ROOT / "dashboard" / "app.py"
 PORT_DEFAULT = 8501
 ADDRESS_DEFAULT = "127.0.0.1"
+HEALTH_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("dashboard", help="serve the dashboard, or hash a console password")
     parser.add_argument(
-        "action", nargs="?", default="run", choices=("run", "hash-password"), help="default: run the dashboard"
+        "action",
+        nargs="?",
+        default="run",
+        choices=("run", "start", "stop", "hash-password"),
+        help="run (foreground, the default), start (in the background, replacing an earlier one), stop",
     )
     # The container sets STREAMLIT_SERVER_* so it can listen on 0.0.0.0; flags given here still win.
     parser.add_argument("--port", type=int, default=int(os.environ.get("STREAMLIT_SERVER_PORT") or PORT_DEFAULT))
@@ -29,7 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def handle(args: argparse.Namespace) -> int:
-    return hash_password() if args.action == "hash-password" else serve(args.port, args.address)
+    if args.action == "hash-password":
+        return hash_password()
+    if args.action == "start":
+        return start(args.port, args.address)
+    if args.action == "stop":
+        return stop()
+    return serve(args.port, args.address)
 
 
 def hash_password() -> int:
@@ -67,8 +83,8 @@ def app_environment() -> dict[str, str]:
     return env
 
 
-def serve(port: int, address: str) -> int:
-    command = [
+def streamlit_command(port: int, address: str) -> list[str]:
+    return [
         sys.executable, "-m", "streamlit", "run", str(APP_PATH),
         "--server.headless", "true",
         "--server.port", str(port),
@@ -77,9 +93,51 @@ def serve(port: int, address: str) -> int:
         "--server.fileWatcherType", "none",
         "--client.toolbarMode", "viewer",
     ]  # fmt: skip
+
+
+def serve(port: int, address: str) -> int:
     env = app_environment()
     print(f"dashboard: http://{address}:{port}", flush=True)
     try:
-        return subprocess.run(command, env=env, cwd=REPO_ROOT, check=False).returncode
+        return subprocess.run(streamlit_command(port, address), env=env, cwd=REPO_ROOT, check=False).returncode
     except KeyboardInterrupt:
         return 0
+
+
+def _pid_path() -> Path:
+    return config.load().home / "dashboard" / "dashboard.pid"
+
+
+def start(port: int, address: str) -> int:
+    """Serve in the background (surviving this command, like the infrastructure); health awaited."""
+    stop()
+    env = app_environment()
+    log_path = _pid_path().with_name("dashboard.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    pid = process.spawn_detached(streamlit_command(port, address), log_path, REPO_ROOT, env)
+    _pid_path().write_text(f"{pid}\n")
+    try:
+        process.poll_until(
+            lambda: _healthy(address, port), HEALTH_TIMEOUT_S, "dashboard", alive=lambda: process.pid_alive(pid)
+        )
+    except process.InfraError as exc:
+        print(f"dashboard: {exc}\n{process.log_tail(log_path)}", file=sys.stderr)
+        return 1
+    print(f"dashboard: http://{address}:{port} (pid {pid}, log {log_path}; stop with `gridgov dashboard stop`)")
+    return 0
+
+
+def _healthy(address: str, port: int) -> bool:
+    try:
+        return httpx.get(f"http://{address}:{port}/_stcore/health", timeout=1.0).text == "ok"
+    except httpx.HTTPError:
+        return False
+
+
+def stop() -> int:
+    pid = process.read_pid(_pid_path())
+    if pid is not None and process.pid_alive(pid) and "streamlit" in " ".join(process.cmdline(pid)):
+        process.terminate(pid, STOP_TIMEOUT_S)
+        print(f"dashboard: stopped pid {pid}")
+    _pid_path().unlink(missing_ok=True)
+    return 0

@@ -51,6 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--tick-timeout-s", type=float, default=TICK_TIMEOUT_S_DEFAULT, help="how long a tick waits for each agent"
     )
     parser.add_argument(
+        "--dashboard", action="store_true", help="afterwards, serve the dashboard on this run in the background"
+    )
+    parser.add_argument(
         "--no-sinks", action="store_true", help="skip delivering the run's rejections and alerts to Linear/Discord"
     )
     parser.set_defaults(func=handle)
@@ -114,7 +117,16 @@ def handle(args: argparse.Namespace) -> int:
         return 130
     print(summary.render())
     sinks_rc = 0 if args.no_sinks else drain_sinks(summary)
-    return 1 if summary.verify_problems or sinks_rc else 0
+    dashboard_rc = start_dashboard(summary) if args.dashboard else 0
+    return 1 if summary.verify_problems or sinks_rc or dashboard_rc else 0
+
+
+def start_dashboard(summary: Summary) -> int:
+    env = {**os.environ, "GRID_DATABASE_URL": summary.database_url, "GRID_TOPIC_PREFIX": summary.topic_prefix}
+    print(f"\nDashboard on run {summary.run_id}:")
+    sys.stdout.flush()
+    command = [sys.executable, "-m", "gridgov.cli", "--log-level", "WARNING", "dashboard", "start"]
+    return subprocess.run(command, env=env, timeout=SINKS_DRAIN_TIMEOUT_S, check=False).returncode
 
 
 SINKS_DRAIN_TIMEOUT_S = 300

@@ -23,7 +23,7 @@ class InfraError(RuntimeError):
     """A local service could not be fetched, prepared, started or stopped."""
 
 
-def spawn_detached(cmd: list[str], log_path: Path, cwd: Path) -> int:
+def spawn_detached(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
     """Start ``cmd`` in a new session, orphaned from us, output appended to ``log_path``; return its pid.
 
     A shell backgrounds the command and exits at once, so the service is never our child: no zombie
@@ -32,7 +32,7 @@ def spawn_detached(cmd: list[str], log_path: Path, cwd: Path) -> int:
     """
     script = f"exec {shlex.join(cmd)} >>{shlex.quote(str(log_path))} 2>&1 </dev/null &\necho $!"
     done = subprocess.run(
-        ["sh", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=30, start_new_session=True
+        ["sh", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=30, start_new_session=True
     )
     if done.returncode != 0:
         raise InfraError(f"could not start {cmd[0]}: {done.stderr.strip()}")
