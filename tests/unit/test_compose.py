@@ -15,7 +15,7 @@ from gridgov import config
 ROOT = Path(__file__).resolve().parents[2]
 APP_COMMANDS = {
     "validator": ["gridgov", "validator"],
-    "agents": ["gridgov", "simulate"],
+    "agents": ["gridgov", "simulate", "--no-sinks"],
     "sinks": ["gridgov", "sinks"],
     "dashboard": ["gridgov", "dashboard"],
 }
@@ -67,6 +67,8 @@ def test_app_service_command_and_env(services: dict[str, Any], name: str) -> Non
     )
     assert (url.username, url.password) == (pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"])
     assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    # every service signs or verifies with the same key secret, required rather than defaulted
+    assert env["GRID_KEY_SECRET"].startswith("${GRID_KEY_SECRET:?")
 
 
 def test_init_prepares_schema_and_topics_after_both_servers_are_healthy(services: dict[str, Any]) -> None:
