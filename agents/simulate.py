@@ -59,7 +59,7 @@ from agents.scenario import ParticipantSpec, Scenario, ScenarioError
 from agents.strategy import Decision, Strategy
 from agents.view import AgentView
 from connectors.gemini import GeminiClient, GeminiConfig
-from connectors.kafka_admin import admin_client, ensure_topics
+from connectors.kafka_admin import delete_topics, ensure_topics
 from connectors.migrate import apply_migrations
 from gridgov.commands.infra import format_table
 from gridgov.commands.propose import build
@@ -78,7 +78,6 @@ DECIDE_TIMEOUT_S = 60.0  # the validator decides a tick in milliseconds; this is
 POLL_S = 0.01
 SERVICE_STOP_TIMEOUT_S = 15.0
 AGENT_JOIN_TIMEOUT_S = 5.0
-ADMIN_TIMEOUT_S = 30.0
 OPERATOR_TTL_TICKS = 5
 # Proposal ids are "<run>-<agent>-<tick>-<n>", at most 64 characters: 24 + 1 + 24 + 1 + 12 + 2.
 RUN_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,23}")
@@ -143,13 +142,6 @@ def _recreate_database(server_url: str, name: str) -> str:
     return urlsplit(server_url)._replace(path=f"/{name}").geturl()
 
 
-def _delete_topics(bootstrap: str, prefix: str) -> None:
-    admin = admin_client(bootstrap)
-    names = [t for t in admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics if t.startswith(prefix)]
-    for future in admin.delete_topics(names, operation_timeout=ADMIN_TIMEOUT_S).values() if names else ():
-        future.result(timeout=ADMIN_TIMEOUT_S)
-
-
 def prepare_namespace(config: SimulationConfig, settings: Settings) -> Namespace:
     run_id = config.effective_run_id
     database_url = config.database_url or _recreate_database(settings.database_url, _database_name(run_id))
@@ -158,9 +150,9 @@ def prepare_namespace(config: SimulationConfig, settings: Settings) -> Namespace
     if prefix is None:
         # Topic deletion is asynchronous in Kafka, so a run never reuses a name: a random suffix,
         # and the previous run's topics of the same id are deleted.
-        stale = f"{settings.topic_prefix}.{run_id}."
-        _delete_topics(settings.kafka_bootstrap, stale)
-        prefix = stale + secrets.token_hex(3)
+        stale = f"{settings.topic_prefix}.{run_id}"
+        delete_topics(settings.kafka_bootstrap, stale)
+        prefix = f"{stale}.{secrets.token_hex(3)}"
     ns_settings = dataclasses.replace(settings, topic_prefix=prefix, database_url_external=database_url)
     ensure_topics(ns_settings)
     return Namespace(run_id, ns_settings)

@@ -75,7 +75,7 @@ class TopicMismatchError(RuntimeError):
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "logger": logger})
+    return AdminClient({"bootstrap.servers": bootstrap}, logger=logger)
 
 
 def _wait_for_metadata(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, int]:
@@ -164,6 +164,14 @@ def describe_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[To
     return [_info(n, len(topics[n].partitions), configs[n]) for n in names]
 
 
+def delete_topics(bootstrap: str, prefix: str, timeout_s: float = TIMEOUT_S) -> None:
+    """Delete every topic named ``{prefix}.…``, and wait until the broker accepted each deletion."""
+    admin = admin_client(bootstrap)
+    names = [t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(f"{prefix}.")]
+    for future in admin.delete_topics(names, operation_timeout=timeout_s).values() if names else ():
+        future.result(timeout=timeout_s)
+
+
 def reset_group_offsets(
     bootstrap: str,
     group: str,
@@ -179,7 +187,8 @@ def reset_group_offsets(
     partitions = sorted(admin.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
     if to_offset == "earliest":
         # the log start may be past 0 once retention has deleted segments
-        query = {TopicPartition(topic, p): OffsetSpec.earliest() for p in partitions}
+        # confluent_kafka leaves OffsetSpec's factory classmethods unannotated (it returns an OffsetSpec)
+        query = {TopicPartition(topic, p): OffsetSpec.earliest() for p in partitions}  # type: ignore[no-untyped-call]
         futures = admin.list_offsets(query, request_timeout=timeout_s)
         offsets = {tp.partition: f.result(timeout=timeout_s).offset for tp, f in futures.items()}
     else:

@@ -1,14 +1,30 @@
-"""Producing proposals: one configured confluent-kafka producer and a delivery-checked send."""
+"""Producing proposals: one configured confluent-kafka producer, a delivery-checked send, and the two
+aimed at the grid's proposals topic; and the offset of a consumed record, which the stubs leave optional."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from confluent_kafka import KafkaError, Message, Producer
+
+from gridgov.config import Settings
 
 FLUSH_TIMEOUT_S = 30.0
 
 
 class DeliveryError(RuntimeError):
     pass
+
+
+def consumed_offset(msg: Message) -> int:
+    """The offset of a record ``consume`` returned (``msg.error()`` is None).
+
+    The stubs type ``offset()`` as optional because a message that is an error event, or one produced
+    but not yet delivered, has none; a consumed record always comes from its place in the log.
+    """
+    offset = msg.offset()
+    assert offset is not None, "a consumed message without error always has an offset"
+    return offset
 
 
 def proposal_producer(bootstrap: str, linger_ms: int = 2) -> Producer:
@@ -44,3 +60,10 @@ def send_all(producer: Producer, topic: str, values: list[tuple[bytes | None, by
         raise DeliveryError(f"messages still undelivered after {FLUSH_TIMEOUT_S} s")
     if failures:
         raise DeliveryError(f"{len(failures)} messages failed: {failures[0]}")
+
+
+def send_proposals(settings: Settings, raws: Iterable[bytes], linger_ms: int = 2) -> None:
+    """Publish encoded proposals, unkeyed and in order, on the grid's proposals topic; return once
+    the broker acknowledged every one."""
+    producer = proposal_producer(settings.kafka_bootstrap, linger_ms)
+    send_all(producer, settings.topic("proposals"), [(None, raw) for raw in raws])

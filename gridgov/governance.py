@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from connectors.kafka_io import proposal_producer, send_all
+from connectors.kafka_io import send_proposals
 from gridgov.commands.propose import build, current_tick
 from gridgov.config import Settings
 from gridgov.secrets import key_secret
@@ -34,7 +34,7 @@ def send(settings: Settings, body: dict[str, Any], operator: str | None = None, 
     proposal = build(
         operator or operator_id(), body, tick, GOVERNANCE_TTL_TICKS, key_secret(settings), pid, {"source": source}
     )
-    send_all(proposal_producer(settings.kafka_bootstrap), settings.topic("proposals"), [(None, encode(proposal))])
+    send_proposals(settings, [encode(proposal)])
     return pid
 
 
@@ -69,3 +69,12 @@ def wait_for_decision(database_url: str, proposal_id: str, timeout_s: float = DE
                 return f"rejected {rejection[0]}: {rejection[1]}"
             time.sleep(DECISION_POLL_S)
     return f"not decided within {timeout_s:.0f} s (is the validator running?)"
+
+
+def send_and_report(settings: Settings, body: dict[str, Any], wait: bool) -> int:
+    """For the CLI: ``send`` the command, print its proposal id and, if ``wait``, the validator's decision."""
+    pid = send(settings, body)
+    print(f"sent {pid}")
+    if wait:
+        print(wait_for_decision(settings.database_url, pid))
+    return 0

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from agents.synthetic import Workload
 from connectors.kafka_admin import ensure_topics
-from connectors.kafka_io import proposal_producer, send_all
+from connectors.kafka_io import proposal_producer, send_proposals
 from connectors.migrate import apply_migrations
 from gridgov.config import Settings
 from streams.validator import BATCH_COUNT_MAX, BATCH_WAIT_S, Validator
@@ -66,10 +66,6 @@ def scratch(settings: Settings) -> Iterator[Settings]:
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(tag)))
-
-
-def produce(s: Settings, raws: list[bytes]) -> None:
-    send_all(proposal_producer(s.kafka_bootstrap, linger_ms=20), s.topic("proposals"), [(None, r) for r in raws])
 
 
 def consume_only(s: Settings, count: int) -> Row:
@@ -159,7 +155,7 @@ def run(settings: Settings, count: int) -> list[Row | str]:
     raws = [w.genesis()] + [m.raw for m in w.messages(count)]
     out: list[Row | str] = []
     with scratch(settings) as s:
-        produce(s, raws)
+        send_proposals(s, raws, linger_ms=20)
         out.append(consume_only(s, len(raws)))
         out.append(insert_only(s, len(raws)))
         out.append(Row("validator (auth + law + chain + exactly-once)", len(raws), run_validator(s, len(raws))))
@@ -167,7 +163,7 @@ def run(settings: Settings, count: int) -> list[Row | str]:
         out.append(f"latency at {LATENCY_RATE_PER_S}/s offered, {n} proposals: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     with scratch(settings) as s:
         naive = [w.genesis()] + [m.raw for m in Workload(SECRET, 50, 2, "naive").messages(NAIVE_COUNT)]
-        produce(s, naive)
+        send_proposals(s, naive, linger_ms=20)
         out.append(Row("naive baseline (1 tx per proposal)", len(naive), run_validator(s, len(naive), batch_count=1)))
     return out
 

@@ -32,11 +32,11 @@ from connectors.kafka_io import proposal_producer, send_all
 from gridgov.config import Settings
 from gridgov.version import validator_version
 from law import Accepted, State, apply
-from law.ledger import GENESIS_PREV_HASH, Entry, all_resources_balance, canonical
+from law.ledger import GENESIS_PREV_HASH, all_resources_balance, canonical
 from law.snapshot import from_json, to_json
 from schemas.records import AlertRecord, IncidentRecord
 from streams.checkpoints import checkpoint_problem, checkpoints_newest_first, read_checkpoint
-from streams.store import LEDGER_COLUMNS
+from streams.store import LEDGER_COLUMNS, Postings, entry_from_row
 from streams.verify import entry_problems
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ ALERTS_SENT_MAX = 20
 DETAIL_CHARS_MAX = 3_900  # AlertRecord.detail allows 4,000
 
 Row = tuple[Any, ...]  # LEDGER_COLUMNS, then the postings as JSON
-Legs = tuple[tuple[str, str, int], ...]
 FromCheckpoint = Literal["latest"] | int | None
 
 
@@ -112,7 +111,7 @@ class Rehydration:
 # --- reading the ledger fast ---------------------------------------------------------------------
 
 
-def stream_entries(database_url: str, from_seq: int, to_seq: int) -> Iterator[tuple[Row, Legs]]:
+def stream_entries(database_url: str, from_seq: int, to_seq: int) -> Iterator[tuple[Row, Postings]]:
     """(ledger row, postings) for seq in [from_seq, to_seq], in seq order, over one binary COPY.
 
     The server groups each entry's postings into one JSON array (a merge join on the primary keys,
@@ -129,10 +128,6 @@ def stream_entries(database_url: str, from_seq: int, to_seq: int) -> Iterator[tu
         for row in copy.rows():
             legs = row[13]
             yield row, tuple(map(tuple, orjson.loads(legs))) if legs else ()
-
-
-def _as_entry(row: Row, legs: Legs) -> Entry:
-    return Entry(*row[:9], postings=legs, effects_json=row[9], proposal_json=row[10], prev_hash=row[11], hash=row[12])
 
 
 # --- the start: T=0 or a checkpoint --------------------------------------------------------------
@@ -186,7 +181,7 @@ def fold(database_url: str, conn: psycopg.Connection[Any], report: Rehydration, 
     report.seconds = time.perf_counter() - started
 
 
-def _verified(row: Row, legs: Legs, expected: int, prev_hash: bytes, last_offset: int) -> Accepted | None:
+def _verified(row: Row, legs: Postings, expected: int, prev_hash: bytes, last_offset: int) -> Accepted | None:
     """The entry's decision if every check passes, else None. The fast path: one decode per entry."""
     seq, source_offset, proposal_id, kind, agent, tick, expires_tick, version, policy_version = row[:9]
     effects, proposal_json, prev, entry_hash = row[9:13]
@@ -201,9 +196,9 @@ def _verified(row: Row, legs: Legs, expected: int, prev_hash: bytes, last_offset
     return accepted if hashlib.sha256(prev + body).digest() == entry_hash else None
 
 
-def _report_entry(report: Rehydration, row: Row, legs: Legs, expected: int, prev: bytes, last: int) -> None:
+def _report_entry(report: Rehydration, row: Row, legs: Postings, expected: int, prev: bytes, last: int) -> None:
     try:
-        found = entry_problems(_as_entry(row, legs), expected, prev, last)
+        found = entry_problems(entry_from_row(row, legs), expected, prev, last)
     except (orjson.JSONDecodeError, TypeError):
         found = [("HASH_MISMATCH", "effects_json is not JSON: the row was edited")]
     for reason, detail in found:

@@ -64,7 +64,9 @@ class Relay:
         if err is not None:
             self._failure = f"delivery to {msg.topic()} failed: {err}"
         else:
-            self._acked[msg.topic()] = self._acked.get(msg.topic(), 0) + 1
+            topic = msg.topic()
+            assert topic is not None, "a delivery report carries the topic its record was produced to"
+            self._acked[topic] = self._acked.get(topic, 0) + 1
 
     def publish(self, batch: Batch, extra: list[Outgoing] | None = None) -> None:
         """Produce the records of a committed batch; their position is confirmed by delivery reports.

@@ -33,8 +33,8 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from tqdm import tqdm
 
-from connectors.kafka_admin import admin_client, ensure_topics, reset_group_offsets
-from connectors.kafka_io import proposal_producer
+from connectors.kafka_admin import admin_client, delete_topics, ensure_topics, reset_group_offsets
+from connectors.kafka_io import consumed_offset, proposal_producer
 from connectors.migrate import apply_migrations
 from gridgov.config import REPO_ROOT, Settings
 from streams.rehydrate import Anomaly, finish_run, new_run_id, raise_alerts, start_run
@@ -72,13 +72,6 @@ class ReplaySettings(Settings):
 def replay_settings(live: Settings, target_url: str, output_prefix: str) -> ReplaySettings:
     base = {f.name: getattr(live, f.name) for f in dataclasses.fields(Settings)}
     return ReplaySettings(**{**base, "database_url_external": target_url}, output_prefix=output_prefix)
-
-
-def delete_topics(bootstrap: str, prefix: str) -> None:
-    admin = admin_client(bootstrap)
-    names = [t for t in admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics if t.startswith(f"{prefix}.")]
-    for future in admin.delete_topics(names, operation_timeout=ADMIN_TIMEOUT_S).values() if names else ():
-        future.result(timeout=ADMIN_TIMEOUT_S)
 
 
 def delete_group(bootstrap: str, group: str) -> None:
@@ -152,7 +145,7 @@ def _decide_until(v: Validator, to_offset: int) -> None:
         while v.position.next_offset < to_offset:
             messages = v.consumer.consume(num_messages=BATCH_COUNT_MAX, timeout=CONSUME_WAIT_S)
             # Beyond the bound is the live validator's future, not this replay's.
-            if v.process([m for m in messages if m.error() is not None or m.offset() < to_offset]):
+            if v.process([m for m in messages if m.error() is not None or consumed_offset(m) < to_offset]):
                 last_progress = time.monotonic()
             elif time.monotonic() - last_progress > STALL_S:
                 raise ReplayError(f"no progress for {STALL_S:.0f} s at offset {v.position.next_offset}")
@@ -222,7 +215,7 @@ def mirror_proposals(bootstrap: str, source: str, dest: str, to_offset: int) -> 
 def _consume(consumer: Consumer) -> list[Message]:
     messages = consumer.consume(num_messages=FETCH_COUNT, timeout=CONSUME_WAIT_S)
     good = [m for m in messages if m.error() is None]
-    errors = [m.error() for m in messages if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF]
+    errors = [e for m in messages if (e := m.error()) is not None and e.code() != KafkaError._PARTITION_EOF]
     if errors:
         raise ReplayError(f"reading the proposals failed: {errors[0]}")
     return good

@@ -30,6 +30,7 @@ LEDGER_COLUMNS = (
     "seq, source_offset, proposal_id, kind, agent, tick, expires_tick, validator_version, "
     "policy_version, effects_json, proposal_json, prev_hash, hash"
 )
+Postings = tuple[tuple[str, str, int], ...]
 REJECTION_COLUMNS = (
     "source_offset, proposal_id, agent, kind, reason_code, field, detail, tick, validator_version, "
     "policy_version, provenance_json"
@@ -279,11 +280,26 @@ def iter_entries(conn: psycopg.Connection[Any], from_seq: int = 0) -> Iterator[E
             while pending is not None and pending[0] == row[0]:
                 legs.append((pending[1], pending[2], pending[3]))
                 pending = next(postings, None)
-            yield Entry(
-                *row[:9],
-                postings=tuple(legs),
-                effects_json=row[9],
-                proposal_json=row[10],
-                prev_hash=bytes(row[11]),
-                hash=bytes(row[12]),
-            )
+            yield entry_from_row(row, tuple(legs))
+
+
+def entry_from_row(row: tuple[Any, ...], postings: Postings) -> Entry:
+    """The entry a row of ``LEDGER_COLUMNS`` (in that order) describes, with its postings."""
+    seq, source_offset, proposal_id, kind, agent, tick, expires_tick, validator_version, policy_version = row[:9]
+    effects, proposal, prev_hash, hash_ = row[9:13]
+    return Entry(
+        seq,
+        source_offset,
+        proposal_id,
+        kind,
+        agent,
+        tick,
+        expires_tick,
+        validator_version,
+        policy_version,
+        postings=postings,
+        effects_json=effects,
+        proposal_json=proposal,
+        prev_hash=bytes(prev_hash),
+        hash=bytes(hash_),
+    )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from connectors.kafka_io import consumed_offset
 from gridgov.config import Settings
 from gridgov.version import validator_version
 from law import Accepted, State, apply, decide
@@ -126,7 +127,7 @@ class Validator:
         for msg in messages:
             if msg.error() is not None:
                 self._on_error(msg)
-            elif msg.offset() >= batch.next_offset:
+            elif consumed_offset(msg) >= batch.next_offset:
                 self._decide(msg, batch)
             else:
                 metrics.REDELIVERED.inc()
@@ -143,7 +144,7 @@ class Validator:
         return len(batch.entries) + len(batch.rejections)
 
     def _decide(self, msg: Message, batch: Batch) -> None:
-        offset = msg.offset()
+        offset = consumed_offset(msg)
         decoded = decode(msg.value())
         if isinstance(decoded, DecodeError):
             batch.rejections.append(self._decode_rejection(offset, decoded))
@@ -251,6 +252,7 @@ class Validator:
 
     def _on_error(self, msg: Message) -> None:
         err = msg.error()
+        assert err is not None, "called only for the messages whose error() is set"
         if err.code() == KafkaError._PARTITION_EOF:
             return
         if err.fatal():

@@ -9,33 +9,31 @@ Each is resolved once per session, first match wins:
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import os
 import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
+from connectors.kafka_admin import delete_topics
 from connectors.migrate import apply_migrations
-from gridgov import infra
-
-logger = logging.getLogger(__name__)
+from gridgov import config, infra
+from gridgov.config import Settings
 
 INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 POSTGRES_IMAGE = "postgres:16"
 DOCKER_INFO_TIMEOUT_S = 10
 CONTAINER_START_TIMEOUT_S = 120
-ADMIN_TIMEOUT_S = 30
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,37 +100,29 @@ def postgres_container() -> Iterator[str]:
         yield container.get_connection_url()
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    external = os.environ.get("GRID_KAFKA_BOOTSTRAP")
+def _server(
+    env_var: str, service: str, container: Callable[[], AbstractContextManager[str]], address: str
+) -> Iterator[str]:
+    """The address of ``service``, resolved in the order the module docstring gives."""
+    external = os.environ.get(env_var)
     if external:
-        infra.wait_ready(["kafka"])
+        infra.wait_ready([service])
         yield external
     elif docker_available():
-        with kafka_container() as bootstrap:
-            yield bootstrap
+        with container() as found:
+            yield found
     else:
-        yield infra.up(["kafka"])["kafka"]["bootstrap"]
+        yield infra.up([service])[service][address]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    yield from _server("GRID_KAFKA_BOOTSTRAP", "kafka", kafka_container, "bootstrap")
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    external = os.environ.get("GRID_DATABASE_URL")
-    if external:
-        infra.wait_ready(["postgres"])
-        yield external
-    elif docker_available():
-        with postgres_container() as url:
-            yield url
-    else:
-        yield infra.up(["postgres"])["postgres"]["url"]
-
-
-def _delete_topics(bootstrap: str, prefix: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": logger})
-    names = [t for t in admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics if t.startswith(f"{prefix}.")]
-    for future in admin.delete_topics(names, operation_timeout=ADMIN_TIMEOUT_S).values() if names else ():
-        future.result(timeout=ADMIN_TIMEOUT_S)
+    yield from _server("GRID_DATABASE_URL", "postgres", postgres_container, "url")
 
 
 @pytest.fixture
@@ -142,7 +132,17 @@ def topic_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
     bootstrap = request.getfixturevalue("kafka_bootstrap") if "kafka_bootstrap" in request.fixturenames else None
     yield prefix
     if bootstrap is not None:
-        _delete_topics(bootstrap, prefix)
+        delete_topics(bootstrap, prefix)
+
+
+def grid_settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Settings:
+    """The configuration, pointed at the test's broker, database and topic prefix."""
+    return dataclasses.replace(
+        config.load(),
+        topic_prefix=topic_prefix,
+        kafka_bootstrap_external=kafka_bootstrap,
+        database_url_external=database_url,
+    )
 
 
 @contextmanager

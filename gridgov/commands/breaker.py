@@ -37,8 +37,4 @@ def handle(args: argparse.Namespace) -> int:
         return status(settings.database_url)
     if not args.reason:
         raise SystemExit(f"breaker {args.action} needs --reason")
-    pid = governance.send(settings, governance.breaker(args.action, args.reason))
-    print(f"sent {pid}")
-    if not args.no_wait:
-        print(governance.wait_for_decision(settings.database_url, pid))
-    return 0
+    return governance.send_and_report(settings, governance.breaker(args.action, args.reason), wait=not args.no_wait)

@@ -57,8 +57,4 @@ def handle(args: argparse.Namespace) -> int:
         body = {"kind": "participant_add", "participant": participant}
     else:
         body = {"kind": "participant_suspend", "agent": args.agent, "reason": args.reason}
-    pid = governance.send(settings, body)
-    print(f"sent {pid}")
-    if not args.no_wait:
-        print(governance.wait_for_decision(settings.database_url, pid))
-    return 0
+    return governance.send_and_report(settings, body, wait=not args.no_wait)

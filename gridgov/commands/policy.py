@@ -51,8 +51,4 @@ def handle(args: argparse.Namespace) -> int:
     params = parse_params(args.params)
     if not params:
         raise SystemExit("policy set needs at least one key=value")
-    pid = governance.send(settings, governance.policy_set(params, args.reason))
-    print(f"sent {pid}")
-    if not args.no_wait:
-        print(governance.wait_for_decision(settings.database_url, pid))
-    return 0
+    return governance.send_and_report(settings, governance.policy_set(params, args.reason), wait=not args.no_wait)

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from connectors.kafka_io import proposal_producer, send_all
+from connectors.kafka_io import send_proposals
 from gridgov import config
 from gridgov.secrets import key_secret
 from schemas.codec import encode, sign
@@ -79,5 +79,5 @@ def handle(args: argparse.Namespace) -> int:
         )
         payload = encode(proposal)
         print(proposal["id"])
-    send_all(proposal_producer(settings.kafka_bootstrap), settings.topic("proposals"), [(None, payload)])
+    send_proposals(settings, [payload])
     return 0

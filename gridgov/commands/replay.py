@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -58,7 +59,7 @@ def _reset(settings: config.Settings, args: argparse.Namespace) -> int:
     if args.to_earliest and args.to_offset is not None:
         print("--to-earliest and --to-offset exclude each other", file=sys.stderr)
         return 2
-    target = "earliest" if args.to_offset is None else args.to_offset
+    target: int | Literal["earliest"] = "earliest" if args.to_offset is None else args.to_offset
     topic = settings.topic("proposals")
     try:
         offsets = reset_group_offsets(settings.kafka_bootstrap, args.reset_group, topic, target)

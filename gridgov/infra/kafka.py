@@ -194,7 +194,7 @@ def answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when a broker at ``bootstrap`` serves metadata: the same call every client starts with."""
     if not any(port_open(host, port) for host, port in _hosts(bootstrap)):
         return False
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _RDKAFKA_LOGGER})
+    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=_RDKAFKA_LOGGER)
     try:
         admin.list_topics(timeout=timeout_s)
     except KafkaException:

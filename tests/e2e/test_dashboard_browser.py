@@ -8,7 +8,6 @@ artifacts/screenshots/ for people to look at.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import socket
@@ -25,11 +24,12 @@ import pytest
 
 from agents.synthetic import Workload
 from connectors.kafka_admin import ensure_topics
-from connectors.kafka_io import proposal_producer, send_all
-from gridgov import config, governance
+from connectors.kafka_io import send_proposals
+from gridgov import governance
 from gridgov.config import Settings
 from streams.rehydrate import rehydrate
 from streams.validator import Validator
+from tests.conftest import grid_settings
 from tests.integration.test_dashboard_apptest import (
     GEMINI_PROPOSAL,
     GEMINI_PROVENANCE,
@@ -90,12 +90,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT
 @pytest.fixture
 def settings(kafka_bootstrap: str, fresh_database: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("GRID_KEY_SECRET", SECRET.hex())  # this test trips the breaker as the operator
-    s = dataclasses.replace(
-        config.load(),
-        topic_prefix=topic_prefix,
-        kafka_bootstrap_external=kafka_bootstrap,
-        database_url_external=fresh_database,
-    )
+    s = grid_settings(kafka_bootstrap, fresh_database, topic_prefix)
     ensure_topics(s)
     return s
 
@@ -153,10 +148,6 @@ def healthy(url: str) -> bool:
         return False
 
 
-def produce(settings: Settings, messages: list[bytes]) -> None:
-    send_all(proposal_producer(settings.kafka_bootstrap), settings.topic("proposals"), [(None, m) for m in messages])
-
-
 def ledger_has(settings: Settings, where: str, *params: object) -> bool:
     with psycopg.connect(settings.database_url) as conn:
         return conn.execute(f"SELECT count(*) FROM ledger WHERE {where}", params).fetchone() != (0,)
@@ -174,7 +165,7 @@ def test_live_metrics_explorer_and_resuming_a_tripped_breaker(
     from playwright.sync_api import Page, expect, sync_playwright
 
     workload = Workload(SECRET, agent_count=6, seed=21, run_id="e2e")
-    produce(settings, seed_messages(workload)[:-21])  # everything but the breaker trip and what follows it
+    send_proposals(settings, seed_messages(workload)[:-21])  # everything but the breaker trip and what follows it
     wait_until(lambda: ledger_has(settings, "proposal_id = %s", GEMINI_PROPOSAL), "the seed is decided")
     file_conflicts(settings, tmp_path)
     rehydrate(settings, progress=False)  # one recorded run for the replay page
@@ -204,7 +195,7 @@ def test_live_metrics_explorer_and_resuming_a_tripped_breaker(
         open_page(page, "")
         expect(page.get_by_test_id("stMetric").filter(has_text="Head seq")).to_be_visible()
         before = metric(page, "Head seq")
-        produce(settings, [m.raw for m in workload.messages(300)])
+        send_proposals(settings, [m.raw for m in workload.messages(300)])
         expect(
             page.get_by_test_id("stMetric").filter(has_text="Head seq").get_by_test_id("stMetricValue")
         ).not_to_have_text(before, timeout=WAIT_TIMEOUT_S * 1000)

@@ -24,18 +24,18 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from agents.synthetic import Workload
-from connectors.kafka_admin import ensure_topics
-from connectors.kafka_io import proposal_producer, send_all
+from connectors.kafka_admin import delete_topics, ensure_topics
+from connectors.kafka_io import send_proposals
 from connectors.migrate import apply_migrations
 from dashboard import auth, fmt, frames, queries, sources
-from gridgov import config, governance
+from gridgov import governance
 from gridgov.commands.propose import build
 from gridgov.config import Settings
 from law.policy import DEFAULT_POLICY
 from schemas.codec import encode
 from streams.rehydrate import rehydrate
 from streams.validator import Validator
-from tests.conftest import _delete_topics, temporary_database
+from tests.conftest import grid_settings, temporary_database
 from tests.standins.linear_server import LinearStandIn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -123,23 +123,17 @@ def seeded(kafka_bootstrap: str, database_url: str, tmp_path_factory: pytest.Tem
     prefix = f"t{uuid.uuid4().hex[:8]}"
     with temporary_database(database_url) as url:
         apply_migrations(url)
-        settings = dataclasses.replace(
-            config.load(), topic_prefix=prefix, kafka_bootstrap_external=kafka_bootstrap, database_url_external=url
-        )
+        settings = grid_settings(kafka_bootstrap, url, prefix)
         ensure_topics(settings)
         workload = Workload(SECRET, agent_count=6, seed=11, run_id="dash")
-        send_all(
-            proposal_producer(kafka_bootstrap),
-            settings.topic("proposals"),
-            [(None, m) for m in seed_messages(workload)],
-        )
+        send_proposals(settings, seed_messages(workload))
         decide(settings)
         file_conflicts(settings, tmp_path_factory.mktemp("sinks"))
         try:
             yield Seeded(settings, workload.agents, [pid for pid, _ in workload.accepted_ids])
         finally:
             st.cache_resource.clear()  # closes the dashboard's pools before the database is dropped
-            _delete_topics(kafka_bootstrap, prefix)
+            delete_topics(kafka_bootstrap, prefix)
 
 
 def start_app(s: Settings, monkeypatch: pytest.MonkeyPatch) -> AppTest:
@@ -286,12 +280,7 @@ def test_replay_page_has_empty_states_before_any_run(app: AppTest) -> None:
 def test_every_page_has_an_empty_state_before_any_data(
     page: str, kafka_bootstrap: str, fresh_database: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = dataclasses.replace(
-        config.load(),
-        topic_prefix=topic_prefix,
-        kafka_bootstrap_external=kafka_bootstrap,
-        database_url_external=fresh_database,
-    )
+    settings = grid_settings(kafka_bootstrap, fresh_database, topic_prefix)
     try:
         at = open_page(start_app(settings, monkeypatch), page)
         assert at.info or at.caption, texts(at)
@@ -303,19 +292,10 @@ def test_every_page_has_an_empty_state_before_any_data(
 def test_replay_page_shows_a_run_and_the_anomalies_it_found(
     kafka_bootstrap: str, fresh_database: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = dataclasses.replace(
-        config.load(),
-        topic_prefix=topic_prefix,
-        kafka_bootstrap_external=kafka_bootstrap,
-        database_url_external=fresh_database,
-    )
+    settings = grid_settings(kafka_bootstrap, fresh_database, topic_prefix)
     ensure_topics(settings)
     workload = Workload(SECRET, agent_count=3, seed=5, run_id="tamper")
-    send_all(
-        proposal_producer(kafka_bootstrap),
-        settings.topic("proposals"),
-        [(None, m) for m in [workload.genesis(), *(m.raw for m in workload.messages(30))]],
-    )
+    send_proposals(settings, [workload.genesis(), *(m.raw for m in workload.messages(30))])
     decide(settings)
     with psycopg.connect(fresh_database, autocommit=True) as conn:  # a superuser tampering on purpose
         conn.execute("ALTER TABLE postings DISABLE TRIGGER postings_append_only")

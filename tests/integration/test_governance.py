@@ -9,13 +9,14 @@ import psycopg
 import pytest
 
 from agents.synthetic import genesis
+from connectors.kafka_io import send_proposals
 from gridgov import governance
 from gridgov.commands.propose import build
 from gridgov.config import Settings
 from schemas.codec import encode, sign
 from schemas.keys import derive_key
 from streams.validator import Validator
-from tests.integration.test_validator import SECRET, VERSION, consume_keys, produce, settings
+from tests.integration.test_validator import SECRET, VERSION, consume_keys, settings
 
 __all__ = ["settings"]
 
@@ -34,13 +35,13 @@ def decide_all(settings: Settings) -> None:
 def start(settings: Settings, **policy: int) -> None:
     raw = orjson.loads(genesis(SECRET, AGENTS, "genesis", policy))
     raw["body"]["participants"][1]["critical_load"] = True  # hospital
-    produce(settings, [encode(sign(raw, derive_key(SECRET, "operator")))])
+    send_proposals(settings, [encode(sign(raw, derive_key(SECRET, "operator")))])
     decide_all(settings)
 
 
 def send_as(settings: Settings, agent: str, body: dict, tick: int = 0) -> str:
     proposal = build(agent, body, tick, 10, SECRET)
-    produce(settings, [encode(proposal)])
+    send_proposals(settings, [encode(proposal)])
     return str(proposal["id"])
 
 
@@ -103,6 +104,6 @@ def test_breaker_trips_on_telemetry_alerts_blocks_trades_and_resumes_by_signed_c
 
 def test_a_rejection_spike_above_the_policy_threshold_raises_one_alert(settings: Settings) -> None:
     start(settings, rejection_spike_per_tick=5)
-    produce(settings, [b"not json %d" % i for i in range(12)])
+    send_proposals(settings, [b"not json %d" % i for i in range(12)])
     decide_all(settings)
     assert consume_keys(settings, "alerts", 1) == {"spike:0"}

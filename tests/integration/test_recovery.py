@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from agents.synthetic import Workload
+from connectors.kafka_io import send_proposals
 from gridgov.config import Settings
 from schemas.records import AlertRecord, IncidentRecord
 from streams import checkpoints
@@ -21,7 +22,7 @@ from streams.checkpoints import checkpoint_hash
 from streams.rehydrate import rehydrate
 from streams.validator import Validator
 from streams.verify import verify
-from tests.integration.test_validator import SECRET, VERSION, produce, settings
+from tests.integration.test_validator import SECRET, VERSION, settings
 from tests.support.fold import fold
 
 __all__ = ["settings"]  # the fixture, re-used
@@ -37,7 +38,7 @@ def built(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     monkeypatch.setattr(checkpoints, "checkpoint_every", lambda: CHECKPOINT_EVERY)
     w = Workload(SECRET, agent_count=10, seed=21)
     messages = [w.genesis()] + [m.raw for m in w.messages(3_000)]
-    produce(settings, messages)
+    send_proposals(settings, messages)
     validator = Validator(settings, SECRET, version=VERSION, batch_count_max=BATCH_COUNT)
     validator.run(threading.Event(), idle_exit_s=1.0)
     return messages

@@ -18,6 +18,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from agents.synthetic import Workload
 from connectors.kafka_admin import admin_client
+from connectors.kafka_io import send_proposals
 from gridgov.config import REPO_ROOT, Settings
 from gridgov.infra.kafka import libs_dir
 from law.policy import DEFAULT_POLICY
@@ -26,7 +27,7 @@ from streams.validator import GROUP_ID_DEFAULT, Validator
 from streams.verify import verify
 from tests.conftest import temporary_database
 from tests.integration.test_recovery import cli
-from tests.integration.test_validator import SECRET, VERSION, produce, settings, stored
+from tests.integration.test_validator import SECRET, VERSION, settings, stored
 from tests.support.fold import Expected, fold
 
 __all__ = ["settings"]  # the fixture, re-used
@@ -38,7 +39,7 @@ TOOL_TIMEOUT_S = 60
 
 
 def run_live(settings: Settings, messages: list[bytes]) -> None:
-    produce(settings, messages)
+    send_proposals(settings, messages)
     Validator(settings, SECRET, version=VERSION).run(threading.Event(), idle_exit_s=1.0)
 
 
@@ -61,7 +62,7 @@ def test_replay_into_a_fresh_database_reproduces_the_live_head_hash(
 ) -> None:
     _, messages = workload(2_000, seed=31)
     run_live(settings, messages)
-    produce(settings, [m.raw for m in Workload(SECRET, AGENT_COUNT, 32, "late").messages(50)])  # not yet decided
+    send_proposals(settings, [m.raw for m in Workload(SECRET, AGENT_COUNT, 32, "late").messages(50)])  # not yet decided
 
     result = replay(settings, empty_database, SECRET, VERSION)
 

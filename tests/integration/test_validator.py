@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -16,11 +15,11 @@ from confluent_kafka import Consumer
 
 from agents.synthetic import Workload
 from connectors.kafka_admin import ensure_topics
-from connectors.kafka_io import proposal_producer, send_all
-from gridgov import config
+from connectors.kafka_io import send_proposals
 from gridgov.config import Settings
 from streams.validator import Validator
 from streams.verify import verify
+from tests.conftest import grid_settings
 from tests.support.fold import fold
 
 SECRET = bytes(range(32))
@@ -29,18 +28,9 @@ VERSION = "test-law"
 
 @pytest.fixture
 def settings(kafka_bootstrap: str, fresh_database: str, topic_prefix: str) -> Iterator[Settings]:
-    s = dataclasses.replace(
-        config.load(),
-        topic_prefix=topic_prefix,
-        kafka_bootstrap_external=kafka_bootstrap,
-        database_url_external=fresh_database,
-    )
+    s = grid_settings(kafka_bootstrap, fresh_database, topic_prefix)
     ensure_topics(s)
     yield s
-
-
-def produce(settings: Settings, raws: list[bytes]) -> None:
-    send_all(proposal_producer(settings.kafka_bootstrap), settings.topic("proposals"), [(None, r) for r in raws])
 
 
 def run_validator(settings: Settings) -> None:
@@ -74,7 +64,7 @@ def hostile() -> list[bytes]:
 def test_mixed_stream_ends_in_exactly_the_expected_ledger_and_rejections(settings: Settings) -> None:
     w = Workload(SECRET, agent_count=10, seed=3)
     messages = [w.genesis()] + [m.raw for m in w.messages(3_000)] + hostile()
-    produce(settings, messages)
+    send_proposals(settings, messages)
     run_validator(settings)
 
     expected = fold(messages, SECRET, ["operator", *w.agents], VERSION)
@@ -90,7 +80,7 @@ def test_mixed_stream_ends_in_exactly_the_expected_ledger_and_rejections(setting
 def test_every_rejection_and_entry_is_published(settings: Settings) -> None:
     w = Workload(SECRET, agent_count=5, seed=4)
     messages = [w.genesis()] + [m.raw for m in w.messages(500)]
-    produce(settings, messages)
+    send_proposals(settings, messages)
     run_validator(settings)
     entries, rejections = stored(settings)
 
@@ -126,10 +116,10 @@ def consume_keys(settings: Settings, topic: str, count: int, timeout_s: float = 
 def test_redelivery_and_restart_never_apply_twice(settings: Settings) -> None:
     w = Workload(SECRET, agent_count=5, seed=5)
     first = [w.genesis()] + [m.raw for m in w.messages(300)]
-    produce(settings, first)
+    send_proposals(settings, first)
     run_validator(settings)
     second = [m.raw for m in w.messages(300)]
-    produce(settings, second)
+    send_proposals(settings, second)
     run_validator(settings)  # a restart resumes from the database position
     run_validator(settings)  # and a third start with nothing new decides nothing twice
     entries, rejections = stored(settings)
@@ -151,7 +141,7 @@ def test_redelivery_and_restart_never_apply_twice(settings: Settings) -> None:
 )
 def test_the_database_refuses_to_change_the_ledger(settings: Settings, statement: str) -> None:
     w = Workload(SECRET, agent_count=3, seed=6)
-    produce(settings, [w.genesis()])
+    send_proposals(settings, [w.genesis()])
     run_validator(settings)
     with psycopg.connect(settings.database_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute(statement)

@@ -13,9 +13,10 @@ from pathlib import Path
 import psycopg
 
 from agents.synthetic import Workload
+from connectors.kafka_io import send_proposals
 from gridgov.config import Settings
 from streams.verify import verify
-from tests.integration.test_validator import SECRET, VERSION, consume_keys, produce, settings, stored
+from tests.integration.test_validator import SECRET, VERSION, consume_keys, settings, stored
 from tests.support.fold import fold
 
 __all__ = ["settings"]  # the fixture, re-used
@@ -50,7 +51,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(settings: Setting
     log = tmp_path / "validator.log"
     w = Workload(SECRET, agent_count=20, seed=11)
     messages = [w.genesis()] + [m.raw for m in w.messages(PROPOSAL_COUNT)]
-    produce(settings, messages)
+    send_proposals(settings, messages)
     rng = random.Random(7)
     kills = 0
     while kills < KILL_COUNT and decided_count(settings) < len(messages):

@@ -14,34 +14,24 @@ Tests program it: ``fail(500, n)``, ``rate_limit(n, s)`` (forced 429s with ``ret
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.standins.base import Answer, Fault, ProgrammableStandIn, read_body
 
 WEBHOOK_ID = "1234567890"
 WEBHOOK_TOKEN = "standin-token"
 BUCKET_SIZE = 5
 BUCKET_WINDOW_S = 2.0
-REQUEST_BYTES_MAX = 1024 * 1024
-HOLD_TIMEOUT_S = 30.0
-SHUTDOWN_POLL_S = 0.02
 LIMITS = {"content": 2000, "title": 256, "description": 4096, "name": 256, "value": 1024, "footer": 2048}
 EMBEDS_COUNT_MAX = 10
 FIELDS_COUNT_MAX = 25
 EMBEDS_TOTAL_LENGTH_MAX = 6000
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    status: int
-    retry_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +40,6 @@ class Request:
     status: int
     retry_after_s: float | None
     payload: Any
-
-
-@dataclass
-class _Hold:
-    after_apply: bool
-    reached: threading.Event = field(default_factory=threading.Event)
-    released: threading.Event = field(default_factory=threading.Event)
 
 
 def limit_violations(payload: dict[str, Any]) -> list[str]:
@@ -87,64 +70,30 @@ def limit_violations(payload: dict[str, Any]) -> list[str]:
     return problems
 
 
-class DiscordStandIn:
+class DiscordStandIn(ProgrammableStandIn[Request]):
     """``with DiscordStandIn() as discord:`` accepts webhook posts on ``discord.webhook_url``."""
 
     def __init__(self, bucket_size: int = BUCKET_SIZE, bucket_window_s: float = BUCKET_WINDOW_S) -> None:
+        super().__init__("discord-standin")
         self._bucket_size = bucket_size
         self._bucket_window_s = bucket_window_s
         self._remaining = bucket_size
         self._bucket_reset_at_s = 0.0  # monotonic
-        self._lock = threading.Lock()
-        self._faults: deque[Fault] = deque()
-        self._hold: _Hold | None = None
         self.messages: list[dict[str, Any]] = []
-        self.requests: list[Request] = []
         self.violations = 0  # requests sent into an empty bucket
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True)
 
     @property
     def webhook_url(self) -> str:
         """As Discord shows it to a user: without the API version, which the client adds."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/api/webhooks/{WEBHOOK_ID}/{WEBHOOK_TOKEN}"
-
-    def __enter__(self) -> DiscordStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    def fail(self, status: int, count: int) -> None:
-        with self._lock:
-            self._faults.extend(Fault(status) for _ in range(count))
-
-    def rate_limit(self, count: int, retry_after_s: float) -> None:
-        with self._lock:
-            self._faults.extend(Fault(429, retry_after_s) for _ in range(count))
+        return f"{self.origin}/api/webhooks/{WEBHOOK_ID}/{WEBHOOK_TOKEN}"
 
     def hold(self, after_apply: bool) -> threading.Event:
-        with self._lock:
-            self._hold = _Hold(after_apply)
-            return self._hold.reached
-
-    def release(self) -> None:
-        with self._lock:
-            hold, self._hold = self._hold, None
-        if hold is not None:
-            hold.released.set()
+        """Park the next request; returns an event set once one is parked."""
+        return self._hold_next(after_apply)
 
     def snapshot(self) -> tuple[list[dict[str, Any]], list[Request]]:
         with self._lock:
-            return list(self.messages), list(self.requests)
+            return list(self.messages), list(self._requests)
 
     def _take_token(self, now_s: float) -> float | None:
         """Spend one request from the bucket; None if spent, else seconds until the bucket refills."""
@@ -169,7 +118,7 @@ class DiscordStandIn:
     def _answer(self, path: str, query: str, payload: Any, now_s: float) -> tuple[int, Any, dict[str, str]]:
         if path != f"/api/v10/webhooks/{WEBHOOK_ID}/{WEBHOOK_TOKEN}":
             return 401, {"message": "Invalid Webhook Token", "code": 50027}, {}
-        fault = self._faults.popleft() if self._faults else None
+        fault = self._next_fault()
         if fault is None and self._take_token(now_s) is None:
             self.violations += 1
             fault = Fault(429, self._bucket_reset_at_s - now_s)
@@ -189,38 +138,14 @@ class DiscordStandIn:
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         arrived_s = time.monotonic()
         parts = urlsplit(handler.path)
-        length = int(handler.headers.get("Content-Length", "0"))
-        payload = json.loads(handler.rfile.read(min(length, REQUEST_BYTES_MAX)) or b"null")
-        with self._lock:
-            hold, self._hold = self._hold, None
-            if hold is None or hold.after_apply:
-                status, answer, headers = self._answer(parts.path, parts.query, payload, arrived_s)
-                retry_after = answer.get("retry_after") if status == 429 else None
-                self.requests.append(Request(arrived_s, status, retry_after, payload))
-                headers = {**headers, **self._bucket_headers(time.monotonic())}
-        if hold is not None:
-            hold.reached.set()
-            hold.released.wait(HOLD_TIMEOUT_S)
-            if not hold.after_apply:
-                return  # parked before it was applied: lost with its client, nothing created
-        body = json.dumps(answer).encode() if answer is not None else b""
-        handler.send_response(status)
-        for name, value in {"Content-Type": "application/json", **headers}.items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
+        payload = json.loads(read_body(handler) or b"null")
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        standin = self
+        def answer() -> Answer:
+            status, body, headers = self._answer(parts.path, parts.query, payload, arrived_s)
+            retry_after = body.get("retry_after") if status == 429 else None
+            self._record(Request(arrived_s, status, retry_after, payload))
+            headers = {"Content-Type": "application/json", **headers, **self._bucket_headers(time.monotonic())}
+            return status, json.dumps(body).encode() if body is not None else b"", headers
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                # the client may die while we hold or answer its request
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    standin._serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
+        # a request parked before it was applied is lost with its client: nothing created
+        self._serve_unless_held(handler, answer)

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from tests.standins.base import StandIn, read_body, send
+
 API_KEY_DEFAULT = "test-key"
-REQUEST_BYTES_MAX = 1024 * 1024
 REPLIES_QUEUED_MAX = 64
-SHUTDOWN_POLL_S = 0.02  # how often serve_forever checks for shutdown; the default 0.5 s slows every test
 _PATH = re.compile(r"^/v1beta/models/(?P<model>[A-Za-z0-9._-]{1,80}):generateContent$")
 
 
@@ -69,31 +67,19 @@ def text_reply(text: str, *, response_id: str = "resp-1", prompt_tokens: int = 1
     )
 
 
-class GeminiStandIn:
+class GeminiStandIn(StandIn[RecordedRequest]):
     """``with GeminiStandIn() as server:`` serves on ``server.base_url`` until the block ends."""
 
+    protocol_version = "HTTP/1.1"
+
     def __init__(self, api_key: str = API_KEY_DEFAULT) -> None:
+        super().__init__("gemini-standin")
         self.api_key = api_key
-        self._lock = threading.Lock()
         self._replies: deque[Reply] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": SHUTDOWN_POLL_S},
-            name="gemini-standin",
-            daemon=True,
-        )
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
+        return self.origin
 
     # --- programming the replies -----------------------------------------------------------------
 
@@ -123,19 +109,6 @@ class GeminiStandIn:
     def push_server_error(self) -> None:
         self.push(_error_reply(500, "INTERNAL", "An internal error has occurred."))
 
-    # --- lifecycle -------------------------------------------------------------------------------
-
-    def __enter__(self) -> GeminiStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
     # --- serving ---------------------------------------------------------------------------------
 
     def _answer(self, path: str, api_key: str | None, raw: bytes) -> Reply:
@@ -145,7 +118,7 @@ class GeminiStandIn:
         except ValueError:
             body = None
         with self._lock:
-            self._requests.append(RecordedRequest(path, match and match["model"], api_key, body))
+            self._record(RecordedRequest(path, match and match["model"], api_key, body))
             if match is None:
                 return _error_reply(404, "NOT_FOUND", f"no such method: {path}")
             if api_key != self.api_key:
@@ -157,23 +130,6 @@ class GeminiStandIn:
                 return _error_reply(400, "FAILED_PRECONDITION", "stand-in: no reply queued")
             return self._replies.popleft()
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                length = min(int(self.headers.get("Content-Length") or 0), REQUEST_BYTES_MAX)
-                reply = standin._answer(self.path, self.headers.get("x-goog-api-key"), self.rfile.read(length))
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep test output clean; the recorded requests are the log
-
-        return Handler
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        reply = self._answer(handler.path, handler.headers.get("x-goog-api-key"), read_body(handler))
+        send(handler, reply.status, reply.body, reply.headers)

@@ -15,32 +15,22 @@ Every request is recorded with its arrival time.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.standins.base import Answer, Fault, ProgrammableStandIn, read_body
 
 API_KEY_DEFAULT = "lin_api_standin"
 TEAM_ID_DEFAULT = "team-standin"
 REQUESTS_PER_HOUR = 5_000
-REQUEST_BYTES_MAX = 1024 * 1024
-HOLD_TIMEOUT_S = 30.0
-SHUTDOWN_POLL_S = 0.02
 # the first field selected in the operation names it; longer names first so "issue" does not match "issueCreate"
 _OPERATIONS = ("issueCreate", "commentCreate", "attachmentCreate", "attachmentsForURL", "issues", "issue")
 _FIRST_FIELD = re.compile(r"\{\s*(\w+)\s*\(")
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    status: int
-    retry_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +59,6 @@ class StoredIssue:
         return {"id": self.id, "identifier": self.identifier, "url": self.url, "title": self.title}
 
 
-@dataclass
-class _Hold:
-    operation: str
-    after_apply: bool
-    reached: threading.Event = field(default_factory=threading.Event)
-    released: threading.Event = field(default_factory=threading.Event)
-
-
 def _operation(query: str) -> str:
     match = _FIRST_FIELD.search(query)
     name = match[1] if match else ""
@@ -87,52 +69,25 @@ def _errors(message: str, code: str) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code}}]}
 
 
-class LinearStandIn:
+class LinearStandIn(ProgrammableStandIn[Request]):
     """``with LinearStandIn() as linear:`` serves GraphQL on ``linear.url`` until the block ends."""
 
     def __init__(self, api_key: str = API_KEY_DEFAULT, team_id: str = TEAM_ID_DEFAULT) -> None:
+        super().__init__("linear-standin")
         self.api_key = api_key
         self.team_id = team_id
-        self._lock = threading.Lock()
-        self._faults: deque[Fault] = deque()
-        self._hold: _Hold | None = None
         self._budget: int | None = None  # requests left before a reset; None: plenty
         self._budget_reset_after_s = 0.0
         self._budget_reset_at_s: float | None = None  # wall clock, set when the budget runs out
         self.violations = 0  # requests sent while the budget was spent
         self.issues: list[StoredIssue] = []
         self._attachments: dict[str, str] = {}  # url -> issue id
-        self.requests: list[Request] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/graphql"
+        return f"{self.origin}/graphql"
 
-    def __enter__(self) -> LinearStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    # --- programming the stand-in ---------------------------------------------------------------
-
-    def fail(self, status: int, count: int) -> None:
-        with self._lock:
-            self._faults.extend(Fault(status) for _ in range(count))
-
-    def rate_limit(self, count: int, retry_after_s: float) -> None:
-        with self._lock:
-            self._faults.extend(Fault(429, retry_after_s) for _ in range(count))
+    # --- programming the stand-in (and fail, rate_limit, release) -------------------------------
 
     def limit_budget(self, requests: int, reset_after_s: float) -> None:
         """Allow ``requests`` more, then 0 remaining until ``reset_after_s`` after the last of them."""
@@ -142,27 +97,19 @@ class LinearStandIn:
 
     def hold(self, operation: str, after_apply: bool) -> threading.Event:
         """Park the next ``operation`` request; returns an event set once one is parked."""
-        with self._lock:
-            self._hold = _Hold(operation, after_apply)
-            return self._hold.reached
-
-    def release(self) -> None:
-        with self._lock:
-            hold, self._hold = self._hold, None
-        if hold is not None:
-            hold.released.set()
+        return self._hold_next(after_apply, operation)
 
     # --- reading what arrived -------------------------------------------------------------------
 
     def snapshot(self) -> tuple[list[StoredIssue], list[Request]]:
         with self._lock:
-            return list(self.issues), list(self.requests)
+            return list(self.issues), list(self._requests)
 
     # --- serving ----------------------------------------------------------------------------------
 
     def _rate_headers(self) -> dict[str, str]:
         reset_at_s = self._budget_reset_at_s or time.time() + 3600
-        remaining = self._budget if self._budget is not None else REQUESTS_PER_HOUR - len(self.requests)
+        remaining = self._budget if self._budget is not None else REQUESTS_PER_HOUR - len(self._requests)
         return {
             "X-RateLimit-Requests-Limit": str(REQUESTS_PER_HOUR),
             "X-RateLimit-Requests-Remaining": str(remaining),
@@ -188,7 +135,7 @@ class LinearStandIn:
         """Under the lock: status, body and extra headers for one request."""
         if authorization != self.api_key:
             return 400, _errors("Authentication required, not authenticated", "AUTHENTICATION_ERROR"), {}
-        fault = self._faults.popleft() if self._faults else None
+        fault = self._next_fault()
         if fault is None and (wait_s := self._spend_budget()) is not None:
             self.violations += 1
             fault = Fault(429, wait_s)
@@ -259,46 +206,18 @@ class LinearStandIn:
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         arrived_s = time.monotonic()
-        length = int(handler.headers.get("Content-Length", "0"))
-        body = json.loads(handler.rfile.read(min(length, REQUEST_BYTES_MAX)) or b"{}")
+        body = json.loads(read_body(handler) or b"{}")
         operation = _operation(body.get("query", ""))
         variables = body.get("variables") or {}
         authorization = handler.headers.get("Authorization")
-        with self._lock:
-            hold = self._hold if self._hold and self._hold.operation == operation else None
-            if hold is not None:
-                self._hold = None
-            if hold is None or hold.after_apply:
-                status, answer, headers = self._answer(operation, variables, authorization)
-                headers |= self._rate_headers()
-                retry_after = float(headers["Retry-After"]) if "Retry-After" in headers else None
-                remaining = int(headers["X-RateLimit-Requests-Remaining"])
-                self.requests.append(
-                    Request(arrived_s, operation, variables, authorization, status, retry_after, remaining)
-                )
-        if hold is not None:
-            hold.reached.set()
-            hold.released.wait(HOLD_TIMEOUT_S)
-            if not hold.after_apply:
-                return  # a request parked before it was applied is lost with its client: nothing answered
-        payload = json.dumps(answer).encode()
-        handler.send_response(status)
-        for name, value in {"Content-Type": "application/json", **headers}.items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        standin = self
+        def answer() -> Answer:
+            status, reply, headers = self._answer(operation, variables, authorization)
+            headers |= self._rate_headers()
+            retry_after = float(headers["Retry-After"]) if "Retry-After" in headers else None
+            remaining = int(headers["X-RateLimit-Requests-Remaining"])
+            self._record(Request(arrived_s, operation, variables, authorization, status, retry_after, remaining))
+            return status, json.dumps(reply).encode(), {"Content-Type": "application/json", **headers}
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                # the client may die while we hold or answer its request
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    standin._serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
+        # a request parked before it was applied is lost with its client: nothing answered
+        self._serve_unless_held(handler, answer, operation)
