@@ -45,8 +45,9 @@ class Validator:
     group_id: str = GROUP_ID_DEFAULT
     version: str = ""
     batch_count_max: int = BATCH_COUNT_MAX
-    # When a list, produce→commit latency of every decided message is appended (benchmarks only).
-    latencies_ms: list[int] | None = None
+    # When a list, (produce time, produce→commit latency) in ms of every decided message is appended
+    # (benchmarks only).
+    latencies_ms: list[tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
         self.version = self.version or validator_version()
@@ -140,7 +141,7 @@ class Validator:
         self._after_commit(batch)
         if self.latencies_ms is not None:
             now_ms = int(time.time() * 1000)  # wall clock for measurement only; no decision reads it
-            self.latencies_ms += [now_ms - m.timestamp()[1] for m in messages if m.error() is None]
+            self.latencies_ms += [(m.timestamp()[1], now_ms - m.timestamp()[1]) for m in messages if m.error() is None]
         return len(batch.entries) + len(batch.rejections)
 
     def _decide(self, msg: Message, batch: Batch) -> None:
