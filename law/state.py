@@ -136,6 +136,36 @@ def apply(state: State, entry: Accepted) -> State:
     return state
 
 
+def inconsistency(state: State, entry: Accepted) -> str | None:
+    """Why ``entry`` cannot follow ``state`` (None when it can): the check an audit runs before
+    ``apply``, so a ledger with an entry removed or edited is reported instead of crashing the fold."""
+    held: dict[tuple[str, str], int] = {}
+    for account, resource, amount in entry.postings:
+        key = (account, resource)
+        held[key] = held.get(key, state.balances.get(key, 0)) + amount
+    overdrawn = next((k for k, v in held.items() if v < 0 and k[0] in state.account_owner), None)
+    if overdrawn is not None:
+        return f"{overdrawn[0]} would hold {held[overdrawn]} {overdrawn[1]}"
+    for effect in entry.effects:
+        problem = _effect_problem(state, effect)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _effect_problem(state: State, effect: dict[str, Any]) -> str | None:
+    kind = effect["t"]
+    if kind == "offer_close" and effect["offer_id"] not in state.offers:
+        return f"closes offer {effect['offer_id']!r}, which is not open"
+    if kind == "offer_open" and effect["offer_id"] in state.offers:
+        return f"opens offer {effect['offer_id']!r} twice"
+    if kind == "suspend" and effect["agent"] not in state.agents:
+        return f"suspends unknown agent {effect['agent']!r}"
+    if kind == "register" and effect["participant"]["agent"] in state.agents:
+        return f"registers {effect['participant']['agent']!r} twice"
+    return None
+
+
 def _remember(state: State, proposal_id: str, expires_tick: int) -> None:
     state.seen[proposal_id] = expires_tick
     state.seen_by_expiry.setdefault(expires_tick, []).append(proposal_id)

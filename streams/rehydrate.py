@@ -34,6 +34,7 @@ from gridgov.version import validator_version
 from law import Accepted, State, apply
 from law.ledger import GENESIS_PREV_HASH, all_resources_balance, canonical
 from law.snapshot import from_json, to_json
+from law.state import inconsistency
 from schemas.records import AlertRecord, IncidentRecord
 from streams.checkpoints import checkpoint_problem, checkpoints_newest_first, read_checkpoint
 from streams.store import LEDGER_COLUMNS, Postings, entry_from_row
@@ -164,8 +165,11 @@ def fold(database_url: str, conn: psycopg.Connection[Any], report: Rehydration, 
     for row, legs in stream_entries(database_url, expected, to_seq):
         seq, source_offset, entry_hash = row[0], row[1], row[12]
         accepted = _verified(row, legs, expected, prev_hash, last_offset)
-        if accepted is not None:
+        conflict = inconsistency(state, accepted) if accepted is not None else None
+        if accepted is not None and conflict is None:
             apply(state, accepted)
+        elif conflict is not None:
+            report.add(seq, "FOLD_INCONSISTENT", f"cannot follow the entries before it: {conflict}; not applied")
         else:
             _report_entry(report, row, legs, expected, prev_hash, last_offset)
         # Continue from what is stored, so one bad row is one anomaly, not a cascade.

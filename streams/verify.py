@@ -14,6 +14,7 @@ import psycopg
 
 from law import State, apply
 from law.ledger import GENESIS_PREV_HASH, Entry, all_resources_balance, as_accepted, recompute_hash
+from law.state import inconsistency
 from streams.store import iter_entries
 
 PROBLEMS_REPORTED_MAX = 1_000
@@ -68,10 +69,13 @@ def walk(conn: psycopg.Connection[Any], report: Report | None = None, from_seq: 
     for entry in iter_entries(conn, from_seq):
         report.entries += 1
         found = entry_problems(entry, expected, prev_hash, last_offset)
+        accepted = as_accepted(entry)
+        if not found and (conflict := inconsistency(report.state, accepted)) is not None:
+            found.append(("FOLD_INCONSISTENT", f"cannot follow the entries before it: {conflict}"))
         for reason, detail in found:
             report.add(f"seq {entry.seq}", reason, detail)
         if not found:
-            apply(report.state, as_accepted(entry))
+            apply(report.state, accepted)
         # Continue the chain from what is stored, so one bad row yields one report, not a cascade.
         expected, prev_hash, last_offset = entry.seq + 1, entry.hash, entry.source_offset
         report.head_seq, report.head_hash = entry.seq, entry.hash
@@ -107,9 +111,22 @@ def check_offsets(conn: psycopg.Connection[Any], report: Report) -> None:
         report.add("offsets", "POSITION_MISMATCH", f"stored position {position[0]}, decided up to {highest + 1}")
 
 
+def check_orphan_postings(conn: psycopg.Connection[Any], report: Report) -> None:
+    """Postings must belong to a ledger entry: orphans mean an entry row was removed."""
+    rows = conn.execute(
+        "SELECT DISTINCT p.seq FROM postings p LEFT JOIN ledger l ON l.seq = p.seq WHERE l.seq IS NULL "
+        "ORDER BY p.seq LIMIT %s",
+        (PROBLEMS_REPORTED_MAX,),
+    ).fetchall()
+    conn.commit()
+    for (seq,) in rows:
+        report.add(f"seq {seq}", "ORPHAN_POSTINGS", "postings exist for a seq with no ledger entry")
+
+
 def verify(database_url: str) -> Report:
     with psycopg.connect(database_url) as conn:
         report = walk(conn)
         compare_world_state(conn, report.state, report)
         check_offsets(conn, report)
+        check_orphan_postings(conn, report)
     return report

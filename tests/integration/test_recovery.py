@@ -128,6 +128,28 @@ def test_a_tampered_posting_is_named_by_seq_and_reason_recorded_and_alerted(
     assert (incident.kind, incident.seq) == ("replay_anomaly", seq)
 
 
+def test_a_deleted_entry_is_one_gap_and_its_postings_orphans_not_a_cascade(
+    settings: Settings, built: list[bytes]
+) -> None:
+    seq = first_transfer_seq(settings, 1_000)
+    sql(
+        settings,
+        "ALTER TABLE ledger DISABLE TRIGGER ledger_append_only",
+        f"DELETE FROM ledger WHERE seq = {seq}",
+        "ALTER TABLE ledger ENABLE TRIGGER ledger_append_only",
+    )
+    found = {(p.where, p.reason) for p in verify(settings.database_url).problems if p.where.startswith("seq")}
+    assert {
+        (f"seq {seq + 1}", "SEQ_GAP"),
+        (f"seq {seq + 1}", "CHAIN_BROKEN"),
+        (f"seq {seq}", "ORPHAN_POSTINGS"),
+    } <= found
+    # Later entries that depended on the skipped one are named too, each once; nothing crashes.
+    assert {reason for _, reason in found} <= {"SEQ_GAP", "CHAIN_BROKEN", "ORPHAN_POSTINGS", "FOLD_INCONSISTENT"}
+    done = cli(settings, "rehydrate", "--no-progress")
+    assert done.returncode == 1 and f"ANOMALY seq {seq + 1}: SEQ_GAP" in done.stdout, done.stderr[-2000:]
+
+
 def test_t0_and_every_checkpoint_give_the_same_state_as_the_pure_fold(settings: Settings, built: list[bytes]) -> None:
     expected = fold(built, SECRET, ["operator", *Workload(SECRET, agent_count=10).agents], VERSION).state
     seqs = checkpoint_seqs(settings)

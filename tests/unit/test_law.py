@@ -6,6 +6,8 @@ import orjson
 import pytest
 
 from law import Accepted, Rejected
+from law.ledger import as_accepted
+from law.state import inconsistency
 from schemas.codec import encode
 from tests.support.world import OPERATOR, World, account
 
@@ -192,3 +194,10 @@ def test_participants_add_and_suspend(world: World) -> None:
     assert reason(world.submit(OPERATOR, {"kind": "participant_suspend", "agent": "battery"})) == "ACCEPTED"
     assert reason(world.submit("battery", transfer("battery", "solar", 1))) == "SUSPENDED"
     assert reason(world.submit("newcomer", transfer("newcomer", "solar", 1))) == "INSUFFICIENT_BALANCE"
+
+
+def test_an_entry_that_cannot_follow_the_state_is_named_before_it_is_applied(world: World) -> None:
+    assert reason(world.submit("solar", offer("solar", 10, 10), pid="o9")) == "ACCEPTED"
+    assert reason(world.submit("solar", {"kind": "cancel", "offer_id": "o9"})) == "ACCEPTED"
+    cancel = as_accepted(world.entries[-1])
+    assert inconsistency(world.state, cancel) == "closes offer 'o9', which is not open"

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from law import Accepted, Rejected, State, apply
 from law.ledger import all_resources_balance, as_accepted, recompute_hash
+from law.state import inconsistency
 from schemas.codec import encode, sign
 from schemas.keys import derive_key
 from tests.support.world import AGENTS, OPERATOR, SECRET, World, account
@@ -119,6 +120,7 @@ def test_same_sequence_same_hashes_and_fold_reproduces_state(sequence: list) -> 
     folded = State()
     for entry in first.entries:
         assert recompute_hash(entry) == entry.hash
+        assert inconsistency(folded, as_accepted(entry)) is None
         apply(folded, as_accepted(entry))
     assert folded == first.state
 
