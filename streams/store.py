@@ -18,6 +18,7 @@ import psycopg
 
 from law import State, apply
 from law.ledger import GENESIS_PREV_HASH, Entry, as_accepted
+from law.state import inconsistency
 from streams import checkpoints
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,10 @@ class Position:
     head_hash: bytes
 
 
+class LedgerCorrupt(RuntimeError):
+    pass
+
+
 class LedgerStore:
     def __init__(self, database_url: str, consumer: str, topic: str, partition: int = 0) -> None:
         self.conn = psycopg.connect(database_url, autocommit=False)
@@ -116,7 +121,15 @@ class LedgerStore:
         """Rebuild the law's state by folding every ledger entry from T=0."""
         state = State()
         for entry in iter_entries(self.conn):
-            apply(state, as_accepted(entry))
+            accepted = as_accepted(entry)
+            conflict = inconsistency(state, accepted)
+            if conflict is not None:
+                # Deciding on top of a damaged ledger would extend the damage: stop and say where.
+                raise LedgerCorrupt(
+                    f"ledger seq {entry.seq} cannot follow the entries before it ({conflict}); "
+                    "run `gridgov verify` and `gridgov rehydrate`"
+                )
+            apply(state, accepted)
         self.conn.commit()
         self._offers_persisted = set(state.offers)
         self._agents_persisted = _registry_signature(state)
