@@ -60,7 +60,7 @@ def canonical(
             accepted.expires_tick,
             validator_version,
             accepted.policy_version,
-            [list(p) for p in accepted.postings],
+            accepted.postings,  # orjson writes tuples as arrays
             effects,
             proposal_json,
         ]
