@@ -18,6 +18,7 @@ import psycopg
 
 from law import State, apply
 from law.ledger import GENESIS_PREV_HASH, Entry, as_accepted
+from law.snapshot import from_json
 from law.state import inconsistency
 from streams import checkpoints
 
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 # One well-known advisory lock: at most one validator writes a given ledger.
 VALIDATOR_LOCK_KEY = 0x67726964_6C656467  # "gridledg"
 FOLD_FETCH_COUNT = 5_000
+CHECKPOINT_SEQ_ANY = 2**62
 
 LEDGER_COLUMNS = (
     "seq, source_offset, proposal_id, kind, agent, tick, expires_tick, validator_version, "
@@ -118,9 +120,9 @@ class LedgerStore:
         )
 
     def fold(self) -> State:
-        """Rebuild the law's state by folding every ledger entry from T=0."""
-        state = State()
-        for entry in iter_entries(self.conn):
+        """Rebuild the law's state: from the newest checkpoint that verifies, else from T=0."""
+        state = self._latest_checkpoint_state()
+        for entry in iter_entries(self.conn, state.seq_next):
             accepted = as_accepted(entry)
             conflict = inconsistency(state, accepted)
             if conflict is not None:
@@ -134,6 +136,20 @@ class LedgerStore:
         self._offers_persisted = set(state.offers)
         self._agents_persisted = _registry_signature(state)
         return state
+
+    def _latest_checkpoint_state(self) -> State:
+        """The state in the newest checkpoint linked to its ledger entry and intact; a fresh State
+        when there is none. (A full audit, ``gridgov rehydrate``, also re-derives checkpoints.)"""
+        for checkpoint in checkpoints.checkpoints_newest_first(self.conn, CHECKPOINT_SEQ_ANY):
+            row = self.conn.execute("SELECT hash FROM ledger WHERE seq = %s", (checkpoint.seq,)).fetchone()
+            problem = checkpoints.checkpoint_problem(checkpoint, bytes(row[0]) if row else None)
+            if problem is None:
+                self.conn.commit()
+                logger.info("folding from checkpoint", extra={"seq": checkpoint.seq})
+                return from_json(checkpoint.state_json)
+            logger.warning("skipping checkpoint", extra={"seq": checkpoint.seq, "problem": problem[1]})
+        self.conn.commit()
+        return State()
 
     # --- one batch -------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from schemas.records import AlertRecord, IncidentRecord
 from streams import checkpoints
 from streams.checkpoints import checkpoint_hash
 from streams.rehydrate import rehydrate
+from streams.store import LedgerStore
 from streams.validator import Validator
 from streams.verify import verify
 from tests.integration.test_validator import SECRET, VERSION, settings
@@ -178,6 +179,18 @@ def test_a_corrupt_checkpoint_is_skipped_for_an_earlier_one(settings: Settings, 
     assert [(a.seq, a.reason) for a in report.anomalies] == [(seqs[-1], "CHECKPOINT_CORRUPT")]
     assert report.difference_count == 0
     assert report.state == rehydrate(settings, None, progress=False).state
+
+
+def test_the_validator_starts_from_the_newest_intact_checkpoint(settings: Settings, built: list[bytes]) -> None:
+    seqs = checkpoint_seqs(settings)
+    sql(settings, f"UPDATE checkpoints SET hash = sha256(hash) WHERE seq = {seqs[-1]}")
+    store = LedgerStore(settings.database_url, "check", settings.topic("proposals"))
+    try:
+        assert store._latest_checkpoint_state().seq_next == seqs[-2] + 1
+        expected = fold(built, SECRET, ["operator", *Workload(SECRET, agent_count=10).agents], VERSION)
+        assert store.fold() == expected.state
+    finally:
+        store.close()
 
 
 def test_a_forged_checkpoint_with_a_valid_hash_is_caught_by_the_fold_from_t0(
