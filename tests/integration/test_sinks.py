@@ -21,10 +21,10 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from schemas.proposal import Provenance
 from schemas.records import AlertRecord, IncidentRecord, Record, RejectionRecord
 from tests.standins.discord_server import DiscordStandIn
 from tests.standins.linear_server import LinearStandIn
+from tests.support.records import sample_rejection
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TIMEOUT_S = 30
@@ -68,20 +68,7 @@ def produce(bootstrap: str, topic: str, records: list[tuple[str, Record]]) -> No
 def rejection(
     offset: int, reason: str, agent: str, kind: str, rationale: str = "cheaper than waiting"
 ) -> RejectionRecord:
-    return RejectionRecord(
-        rejection_id=f"rej:{offset}",
-        source_offset=offset,
-        proposal_id=f"p-{offset}",
-        agent=agent,
-        kind=kind,
-        reason_code=reason,
-        field="body.quantity",
-        detail=f"needs {offset} kWh, has 3",
-        tick=offset // 10,
-        validator_version="law-1.4.0",
-        policy_version=7,
-        provenance=Provenance(source="gemini", model="gemini-2.5-flash", rationale=rationale),
-    )
+    return sample_rejection(offset, reason, agent, kind, rationale, tick=offset // 10)
 
 
 def rejections(bootstrap: str, prefix: str, offsets: range, reason: str, agent: str, kind: str) -> None:

@@ -22,11 +22,11 @@ from connectors.discord import (
 )
 from connectors.linear import LinearClient
 from connectors.retry import PermanentError, RetryableError, RetryPolicy
-from schemas.proposal import Provenance
-from schemas.records import AlertRecord, IncidentRecord, RejectionRecord
+from schemas.records import AlertRecord, IncidentRecord
 from sinks import payloads
 from sinks.conflicts import MISSING_PART, ConflictKey, Rejection, group
 from tests.standins.discord_server import limit_violations
+from tests.support.records import sample_rejection
 
 DAY_S = 24 * 3600
 NOON_S = 1_767_225_600.0 + 12 * 3600  # 2026-01-01T12:00:00Z
@@ -40,20 +40,7 @@ def rejection(
     at_s: float = NOON_S,
     rationale: str = "cheap now",
 ) -> Rejection:
-    record = RejectionRecord(
-        rejection_id=f"rej:{offset}",
-        source_offset=offset,
-        proposal_id=f"p-{offset}",
-        agent=agent,
-        kind=kind,
-        reason_code=reason,
-        field="body.quantity",
-        detail="needs 9 kWh, has 3",
-        tick=3,
-        validator_version="law-1.4.0",
-        policy_version=7,
-        provenance=Provenance(source="gemini", model="gemini-2.5-flash", rationale=rationale),
-    )
+    record = sample_rejection(offset, reason, agent, kind, rationale)
     return Rejection(record, partition=0, offset=offset, timestamp_s=at_s)
 
 
