@@ -66,6 +66,17 @@ def sql(settings: Settings, *statements: str) -> None:
             conn.execute(statement.encode())
 
 
+def tamper(settings: Settings, table: str, statement: str) -> None:
+    """What an attacker with superuser rights does: disable the append-only trigger, edit, re-enable."""
+    trigger = f"{table}_append_only"
+    sql(
+        settings,
+        f"ALTER TABLE {table} DISABLE TRIGGER {trigger}",
+        statement,
+        f"ALTER TABLE {table} ENABLE TRIGGER {trigger}",
+    )
+
+
 def first_transfer_seq(settings: Settings, after_seq: int) -> int:
     with psycopg.connect(settings.database_url) as conn:
         row = conn.execute("SELECT min(seq) FROM ledger WHERE kind = 'transfer' AND seq > %s", (after_seq,)).fetchone()
@@ -91,13 +102,7 @@ def test_a_tampered_posting_is_named_by_seq_and_reason_recorded_and_alerted(
     settings: Settings, built: list[bytes]
 ) -> None:
     seq = first_transfer_seq(settings, 1_000)
-    # What an attacker with superuser rights does: disable the append-only trigger, edit, re-enable.
-    sql(
-        settings,
-        "ALTER TABLE postings DISABLE TRIGGER postings_append_only",
-        f"UPDATE postings SET amount = amount + 1000000 WHERE seq = {seq} AND idx = 1",
-        "ALTER TABLE postings ENABLE TRIGGER postings_append_only",
-    )
+    tamper(settings, "postings", f"UPDATE postings SET amount = amount + 1000000 WHERE seq = {seq} AND idx = 1")
 
     report = verify(settings.database_url)
     assert {(p.where, p.reason) for p in report.problems if p.where.startswith("seq")} == {
@@ -133,12 +138,7 @@ def test_a_deleted_entry_is_one_gap_and_its_postings_orphans_not_a_cascade(
     settings: Settings, built: list[bytes]
 ) -> None:
     seq = first_transfer_seq(settings, 1_000)
-    sql(
-        settings,
-        "ALTER TABLE ledger DISABLE TRIGGER ledger_append_only",
-        f"DELETE FROM ledger WHERE seq = {seq}",
-        "ALTER TABLE ledger ENABLE TRIGGER ledger_append_only",
-    )
+    tamper(settings, "ledger", f"DELETE FROM ledger WHERE seq = {seq}")
     found = {(p.where, p.reason) for p in verify(settings.database_url).problems if p.where.startswith("seq")}
     assert {
         (f"seq {seq + 1}", "SEQ_GAP"),
