@@ -7,6 +7,7 @@ WORKDIR /app
 # only what the package needs: the checkout's .venv and .grid (local Kafka/PostgreSQL state) stay out
 # README.m[d]: the readme is optional for the build, and a glob may match nothing
 COPY pyproject.toml README.m[d] ./
+COPY core/ core/
 COPY gridgov/ gridgov/
 COPY schemas/ schemas/
 COPY streams/ streams/

@@ -14,10 +14,11 @@ from fractions import Fraction
 from typing import Any
 
 from agents.heuristic import REFERENCE_PRICE_PER_1000, HeuristicStrategy
-from agents.intent import Intent, to_body
+from agents.intent import to_body
 from agents.strategy import Decision
 from agents.view import AgentView, OpenOffer
 from connectors.gemini import GeminiClient, GeminiResult
+from schemas.intent import Intent
 from schemas.types import RESOURCES
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ import random
 from collections import deque
 from fractions import Fraction
 
-from agents.intent import Intent
 from agents.strategy import Decision
 from agents.view import AgentView, OpenOffer, RecentRejection
+from schemas.intent import Intent
 from schemas.types import Resource
 
 # Credits are money: spent when accepting, never offered as a resource.

@@ -1,29 +1,14 @@
-"""The intent a strategy returns (the LLM's structured output schema), and its translation into a
-proposal body. The model chooses *what* to do; this code fills in the account it owns and the
-proposal id, and the agent's key signs it. Nothing here can spend another agent's account."""
+"""An intent's translation into a proposal body: this code fills in the account the agent owns, and the
+agent's key signs it. Nothing an intent says can spend another agent's account."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from agents.view import AgentView
+from schemas.intent import Intent
 
 OFFER_OPEN_TICKS_DEFAULT = 5
-
-
-class Intent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["offer", "accept", "cancel", "transfer", "hold"]
-    resource: Literal["energy", "water", "credits"] | None = None
-    quantity: int | None = Field(default=None, ge=1, le=10**15)
-    price: int | None = Field(default=None, ge=0, le=10**15, description="total millicredits")
-    offer_id: str | None = Field(default=None, max_length=64)
-    to_account: str | None = Field(default=None, max_length=64)
-    open_for_ticks: int | None = Field(default=None, ge=1, le=50)
-    rationale: str = Field(default="", max_length=500)
 
 
 def to_body(intent: Intent, view: AgentView) -> dict[str, Any] | None:

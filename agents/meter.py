@@ -16,7 +16,7 @@ import random
 from typing import Any
 
 from agents.scenario import Direction, Flow, Flowing, ParticipantSpec, Scenario
-from gridgov.commands.propose import build
+from schemas.envelope import build
 
 TICKS_PER_DAY = 24
 PERMILLE = 1_000

@@ -49,10 +49,10 @@ from agents.scenario import ParticipantSpec, Scenario
 from agents.strategy import Strategy
 from agents.view import AgentView, OpenOffer, RecentRejection
 from connectors.kafka_io import DeliveryError, proposal_producer
-from gridgov.commands.propose import build
 from law import State, price_ceiling
 from law.state import Telemetry
 from schemas.codec import encode
+from schemas.envelope import build
 
 logger = logging.getLogger(__name__)
 

@@ -61,10 +61,10 @@ from agents.view import AgentView
 from connectors.gemini import GeminiClient, GeminiConfig
 from connectors.kafka_admin import delete_topics, ensure_topics
 from connectors.migrate import apply_migrations
-from gridgov.commands.infra import format_table
-from gridgov.commands.propose import build
-from gridgov.config import Settings
+from core.config import Settings
+from core.tables import format_table
 from schemas.codec import encode, key_fingerprint
+from schemas.envelope import build
 from schemas.keys import derive_key
 from streams.verify import verify
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agents.intent import Intent
 from agents.view import AgentView
+from schemas.intent import Intent
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from google import genai
 from google.genai import errors, types
 from pydantic import ConfigDict, ValidationError
 
-from agents.intent import Intent
+from schemas.intent import Intent
 
 MODEL_DEFAULT = "gemini-2.5-flash"
 TIMEOUT_S_DEFAULT = 20.0

@@ -22,7 +22,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from gridgov.config import Settings
+from core.config import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from gridgov.config import Settings
+from core.config import Settings
 
 FLUSH_TIMEOUT_S = 30.0
 

@@ -1,6 +1,6 @@
 """The governance console's state: who is signed in, and the signed commands this session sent.
 
-Commands go out through ``gridgov.governance.send`` (signed as the operator, published to the
+Commands go out through ``connectors.governance.send`` (signed as the operator, published to the
 proposals topic), the same path as the CLI; the validator decides them like any proposal, so the
 console shows each command's fate by looking for its proposal id in the ledger or the rejections.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import streamlit as st
 
+from connectors import governance
 from dashboard import auth, queries, sources
-from gridgov import governance
 
 REASON_LENGTH_MAX = 200  # the law allows 280; the rest is for the "via dashboard" suffix
 SIGNED_IN_KEY = "console_user"

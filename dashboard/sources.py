@@ -18,9 +18,9 @@ import streamlit as st
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from psycopg_pool import ConnectionPool
 
+from core import config
+from core.config import Settings
 from dashboard import queries
-from gridgov import config
-from gridgov.config import Settings
 
 logger = logging.getLogger(__name__)
 

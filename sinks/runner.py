@@ -43,7 +43,7 @@ from connectors.discord import DiscordWebhook
 from connectors.linear import TIMEOUT as LINEAR_TIMEOUT
 from connectors.linear import LinearClient
 from connectors.retry import Stopped, Waiter
-from gridgov.config import Settings
+from core.config import Settings
 from sinks import discord_sink, linear_sink
 from sinks.batching import BatchingSink, Message
 from sinks.delivery import Deliverer

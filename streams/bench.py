@@ -25,18 +25,19 @@ from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 from tqdm import tqdm
 
-from agents.synthetic import Workload
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import proposal_producer, send_proposals
 from connectors.migrate import apply_migrations
-from gridgov.config import Settings
-from streams.validator import BATCH_COUNT_MAX, BATCH_WAIT_S, Validator
+from core.config import Settings
+from streams.validator import BATCH_COUNT_MAX, open_validator
+from streams.workload import Workload
 
 SECRET = bytes(range(32))
 LATENCY_RATE_PER_S = 10_000
 LATENCY_DURATION_S = 12.0
 LATENCY_WARMUP_S = 2.0
 NAIVE_COUNT = 5_000
+STALL_S = 30.0  # no offset decided for this long: the workload did not arrive
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,10 @@ def insert_only(s: Settings, count: int) -> Row:
 
 def run_validator(s: Settings, total: int, batch_count: int = BATCH_COUNT_MAX) -> float:
     """Seconds from start until ``total`` offsets are decided and committed."""
-    v = Validator(s, SECRET, version="bench", batch_count_max=batch_count)
+    v = open_validator(s, SECRET, version="bench", batch_count_max=batch_count)
     started = time.perf_counter()
     with tqdm(total=total, desc="validator", unit="proposal", leave=False) as bar:
-        while v.position.next_offset < total:
-            bar.update(v.process(v.consumer.consume(num_messages=batch_count, timeout=0.5)))
+        v.run_until(total, STALL_S, progress=lambda done: bar.update(done - bar.n))
     elapsed = time.perf_counter() - started
     v.close()
     return elapsed
@@ -118,14 +118,14 @@ def latency(s: Settings, w: Workload, rate_per_s: int, duration_s: float, offset
     return p50/p99 produce→commit in ms (Kafka CreateTime to the batch's Postgres commit)."""
     count = int(rate_per_s * duration_s)
     raws = [m.raw for m in w.messages(count)]
-    v = Validator(s, SECRET, version="bench")
+    v = open_validator(s, SECRET, version="bench")
     v.latencies_ms = []
     # A separate process: a producer pacing itself in this interpreter would compete for the GIL.
     producer = multiprocessing.get_context("spawn").Process(
         target=paced_produce, args=(s.kafka_bootstrap, s.topic("proposals"), raws, rate_per_s)
     )
     producer.start()
-    _decide_until(v, offset + count, deadline_s=duration_s * 3 + 30)
+    v.run_until(offset + count, STALL_S)
     producer.join(timeout=30)
     v.close()
     # Steady state: the first seconds include the consumer's first fetches, not the validator's work.
@@ -144,13 +144,6 @@ def paced_produce(bootstrap: str, topic: str, raws: list[bytes], rate_per_s: int
         producer.produce(topic, raw)
         producer.poll(0)
     producer.flush(30)
-
-
-def _decide_until(v: Validator, total: int, deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    while v.position.next_offset < total and time.monotonic() < deadline:
-        v.process(v.consumer.consume(num_messages=BATCH_COUNT_MAX, timeout=BATCH_WAIT_S))
-        v.relay.poll()
 
 
 def run(settings: Settings, count: int) -> list[Row | str]:

@@ -28,22 +28,20 @@ import psycopg
 from psycopg import sql
 from tqdm import tqdm
 
+from connectors.checkpoints import checkpoint_problem, checkpoints_newest_first, read_checkpoint
 from connectors.kafka_io import proposal_producer, send_all
-from gridgov.config import Settings
-from gridgov.version import validator_version
+from core.config import Settings
+from core.rows import LEDGER_COLUMNS, LEDGER_TYPES, Postings, entry_from_row
+from core.version import validator_version
 from law import Accepted, State, apply
 from law.ledger import GENESIS_PREV_HASH, all_resources_balance, canonical
 from law.snapshot import from_json, to_json
 from law.state import inconsistency
 from schemas.records import AlertRecord, IncidentRecord
-from streams.checkpoints import checkpoint_problem, checkpoints_newest_first, read_checkpoint
-from streams.store import LEDGER_COLUMNS, Postings, entry_from_row
 from streams.verify import entry_problems
 
 logger = logging.getLogger(__name__)
 
-# Binary COPY carries no type names: these are LEDGER_COLUMNS' types, in its order.
-LEDGER_TYPES = ("int8", "int8", *["text"] * 3, "int8", "int8", "text", "int4", "text", "text", "bytea", "bytea")
 _LEDGER_COLUMNS_OF_L = ", ".join(f"l.{c.strip()}" for c in LEDGER_COLUMNS.split(","))
 PROGRESS_EVERY_COUNT = 10_000
 ANOMALIES_RECORDED_MAX = 1_000

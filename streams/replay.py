@@ -34,11 +34,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from tqdm import tqdm
 
 from connectors.kafka_admin import admin_client, delete_topics, ensure_topics, reset_group_offsets
-from connectors.kafka_io import consumed_offset, proposal_producer
+from connectors.kafka_io import proposal_producer
 from connectors.migrate import apply_migrations
-from gridgov.config import REPO_ROOT, Settings
+from core.config import REPO_ROOT, Settings
 from streams.rehydrate import Anomaly, finish_run, new_run_id, raise_alerts, start_run
-from streams.validator import BATCH_COUNT_MAX, Validator
+from streams.validator import ValidatorStalled, open_validator
 
 logger = logging.getLogger(__name__)
 
@@ -129,27 +129,18 @@ def run_same_law(live: Settings, target_url: str, to_offset: int, secret: bytes,
     settings = replay_settings(live, target_url, f"{live.topic_prefix}.{run_id}")
     ensure_topics(settings)
     reset_group_offsets(settings.kafka_bootstrap, group, live.topic("proposals"), "earliest")
-    validator = Validator(settings, secret, group_id=group, version=version)
+    validator = open_validator(settings, secret, group_id=group, version=version)
     try:
-        _decide_until(validator, to_offset)
+        with tqdm(total=to_offset, desc="replay", unit="offset", unit_scale=True) as bar:
+            # Beyond the bound is the live validator's future, not this replay's.
+            validator.run_until(to_offset, STALL_S, progress=lambda done: bar.update(done - bar.n))
         validator.relay.flush()
+    except ValidatorStalled as exc:
+        raise ReplayError(f"{exc}: the topic is shorter than the bound, or stuck") from exc
     finally:
         validator.close()
         delete_group(settings.kafka_bootstrap, group)
         delete_topics(settings.kafka_bootstrap, settings.output_prefix)
-
-
-def _decide_until(v: Validator, to_offset: int) -> None:
-    last_progress = time.monotonic()
-    with tqdm(total=to_offset, desc="replay", unit="offset", unit_scale=True) as bar:
-        while v.position.next_offset < to_offset:
-            messages = v.consumer.consume(num_messages=BATCH_COUNT_MAX, timeout=CONSUME_WAIT_S)
-            # Beyond the bound is the live validator's future, not this replay's.
-            if v.process([m for m in messages if m.error() is not None or consumed_offset(m) < to_offset]):
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > STALL_S:
-                raise ReplayError(f"no progress for {STALL_S:.0f} s at offset {v.position.next_offset}")
-            bar.update(v.position.next_offset - bar.n)
 
 
 # --- another law, in its own process -------------------------------------------------------------

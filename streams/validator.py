@@ -1,8 +1,11 @@
 """The validator: one ordered consumer of the single-partition proposals topic.
 
-poll a batch -> decode -> decide -> seal -> commit to Postgres (with the consumer position) ->
-commit the Kafka group offset (for tooling only) -> relay the records. Branching lives in the law;
+poll a batch -> ``LedgerStep.step`` each message -> commit to the store (with the consumer position)
+-> commit the Kafka group offset (for tooling only) -> relay the records. Branching lives in the law;
 this loop only moves bytes and keeps the order.
+
+``Validator`` receives its store, consumer and relay (``open_validator`` connects the real ones), so
+a test can run it on an in-memory store that passes the same contract tests as the Postgres one.
 """
 
 from __future__ import annotations
@@ -12,22 +15,22 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from connectors.kafka_io import consumed_offset
-from gridgov.config import Settings
-from gridgov.version import validator_version
-from law import Accepted, State, apply, decide
-from law.ledger import Entry, seal
-from schemas.codec import Decoded, DecodeError, decode
-from schemas.keys import keys_for
-from schemas.proposal import Genesis
+from connectors.ledger_store import LedgerStore, LedgerStoreContract
+from connectors.relay import Relay
+from core.config import Settings
+from core.keyring import Keyring
+from core.outgoing import Outgoing, spike_record
+from core.rows import Batch, Position, Rejection
+from core.step import LedgerStep
+from core.version import validator_version
 from streams import metrics
-from streams.records import Outgoing, spike_record
-from streams.relay import Relay, load_positions
-from streams.store import Batch, LedgerStore, Position, RejectionRow
 
 logger = logging.getLogger(__name__)
 
@@ -37,82 +40,55 @@ BATCH_COUNT_MAX = 5_000
 BATCH_WAIT_S = 0.005
 GROUP_ID_DEFAULT = "grid-validator"
 LOCK_WAIT_S = 30.0
+LOCK_RETRY_S = 0.5
+
+
+class ValidatorStalled(RuntimeError):
+    """``run_until`` saw no new offset decided for longer than its stall limit."""
+
+
+class ProposalSource(Protocol):
+    """The consumer side the loop needs (confluent-kafka's ``Consumer`` has it)."""
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]: ...
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[True]) -> None: ...
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = ..., cached: bool = ...
+    ) -> tuple[int, int] | None: ...
+    def close(self) -> None: ...
+
+
+class RecordSink(Protocol):
+    """The relay side the loop needs (``connectors.relay.Relay`` has it)."""
+
+    def publish(self, batch: Batch, extra: list[Outgoing] | None = None) -> None: ...
+    def poll(self, timeout_s: float = 0.0) -> dict[str, int]: ...
+    def flush(self) -> dict[str, int]: ...
 
 
 @dataclass
 class Validator:
-    settings: Settings
-    secret: bytes
-    group_id: str = GROUP_ID_DEFAULT
-    version: str = ""
+    store: LedgerStoreContract
+    consumer: ProposalSource
+    relay: RecordSink
+    step: LedgerStep
+    position: Position
+    topic: str
     batch_count_max: int = BATCH_COUNT_MAX
     # When a list, (produce time, produce→commit latency) in ms of every decided message is appended
     # (benchmarks only).
     latencies_ms: list[tuple[int, int]] | None = None
-
-    def __post_init__(self) -> None:
-        self.version = self.version or validator_version()
-        self.topic = self.settings.topic("proposals")
-        self.store = LedgerStore(self.settings.database_url, self.group_id, self.topic)
-        self._wait_for_lock()
-        self.state: State = self.store.fold()
-        self.position: Position = self.store.position()
-        self._keys: dict[str, bytes] = {}
-        self._keys_agent_count = -1
-        self._reasons: Counter[str] = Counter()  # rejections of the batch being decided, by reason
-        self._spike = (-1, 0)  # (grid tick, rejections decided within it) for the spike alert
-        self.relay = Relay(self.settings.kafka_bootstrap, self.settings.topic, load_positions(self.store.conn))
-        self.relay.catch_up(self.store.conn)
-        self.consumer = self._consumer()
-        # The fold left a large heap of long-lived objects; freezing it keeps the collector's full passes
-        # (which would otherwise walk all of it) from adding pauses to batch latency.
-        gc.collect()
-        gc.freeze()
-        logger.info(
-            "validator ready",
-            extra={
-                "validator_version": self.version,
-                "next_offset": self.position.next_offset,
-                "head_seq": self.position.head_seq,
-                "topic": self.topic,
-            },
-        )
-
-    def _wait_for_lock(self) -> None:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while not self.store.lock():
-            if time.monotonic() > deadline:
-                raise RuntimeError("another validator holds the ledger lock")
-            time.sleep(0.5)
-
-    def _consumer(self) -> Consumer:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": self.group_id,
-                "enable.auto.commit": False,  # the database holds the position; Kafka's copy is for tooling
-                "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "max.partition.fetch.bytes": 8 * 1024 * 1024,
-            }
-        )
-
-        # assign(), not subscribe(): the single writer is guaranteed by the Postgres lock, a restart
-        # after SIGKILL need not wait for the group coordinator to expire the dead member, and the
-        # group has no active members, so operators can reset its offsets with Kafka's own tools.
-        consumer.assign([TopicPartition(self.topic, 0, self.position.next_offset)])
-        return consumer
+    _reasons: Counter[str] = field(default_factory=Counter)  # rejections of the batch being decided
+    _spike: tuple[int, int] = (-1, 0)  # (grid tick, rejections decided within it) for the spike alert
 
     # --- the loop --------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, idle_exit_s: float | None = None) -> None:
+        """Decide until ``stop`` is set (or nothing arrived for ``idle_exit_s``), then flush and close."""
         idle_since = time.monotonic()
         try:
             while not stop.is_set():
-                messages = self.consumer.consume(num_messages=self.batch_count_max, timeout=BATCH_WAIT_S)
-                decided = self.process(messages)
-                self.relay.poll()
-                if decided:
+                if self.poll_once():
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
@@ -120,12 +96,35 @@ class Validator:
         finally:
             self.close()
 
+    def run_until(self, to_offset: int, stall_s: float, progress: Callable[[int], None] | None = None) -> None:
+        """Decide offsets below ``to_offset`` and stop there; messages at or beyond it are not decided.
+
+        Raises ``ValidatorStalled`` when no offset was decided for ``stall_s`` seconds.
+        """
+        last_progress = time.monotonic()
+        while self.position.next_offset < to_offset:
+            if self.poll_once(to_offset):
+                last_progress = time.monotonic()
+                if progress is not None:
+                    progress(self.position.next_offset)
+            elif time.monotonic() - last_progress > stall_s:
+                raise ValidatorStalled(f"no progress for {stall_s:.0f} s at offset {self.position.next_offset}")
+
+    def poll_once(self, to_offset: int | None = None) -> int:
+        """Consume one batch (at most up to ``to_offset``), decide and commit it; the count decided."""
+        messages = self.consumer.consume(num_messages=self.batch_count_max, timeout=BATCH_WAIT_S)
+        if to_offset is not None:
+            messages = [m for m in messages if m.error() is not None or consumed_offset(m) < to_offset]
+        decided = self.process(messages)
+        self.relay.poll()
+        return decided
+
     def process(self, messages: list[Message]) -> int:
         """Decide, commit and relay one batch; return how many new offsets it decided.
 
-        1. Skip offsets below the database position (a redelivery after a crash or a group reset).
-        2. Decide each remaining message in offset order, folding accepted entries into the state.
-        3. Commit the batch and the new position in one Postgres transaction.
+        1. Skip offsets below the stored position (a redelivery after a crash or a group reset).
+        2. Step each remaining message in offset order: an entry (folded into the state) or a rejection.
+        3. Commit the batch and the new position in one store transaction.
         4. Commit the Kafka group offset (tooling only) and hand the records to the relay.
         """
         batch = Batch(next_offset=self.position.next_offset)
@@ -140,99 +139,35 @@ class Validator:
         if batch.next_offset == self.position.next_offset:
             return 0
         started = time.perf_counter()
-        self.store.commit(batch, self.state, self.relay.poll())
+        self.store.commit(batch, self.step.state, self.relay.poll())
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.count_decisions(len(batch.entries), self._reasons)
         self._after_commit(batch)
         if self.latencies_ms is not None:
             now_ms = int(time.time() * 1000)  # wall clock for measurement only; no decision reads it
             self.latencies_ms += [(m.timestamp()[1], now_ms - m.timestamp()[1]) for m in messages if m.error() is None]
-        return len(batch.entries) + len(batch.rejections)
+        return batch.decided_count
 
     def _decide(self, msg: Message, batch: Batch) -> None:
         offset = consumed_offset(msg)
-        decoded = decode(msg.value())
-        if isinstance(decoded, DecodeError):
-            batch.rejections.append(self._decode_rejection(offset, decoded))
+        result = self.step.step(msg.value(), offset)
+        if isinstance(result, Rejection):
+            self._reasons[result.reason_code] += 1
+            logger.debug(
+                "rejected", extra={"offset": offset, "proposal_id": result.proposal_id, "reason": result.reason_code}
+            )
+            batch.rejections.append(result)
         else:
-            decision = decide(self.state, decoded, offset, self._keyring(decoded))
-            if isinstance(decision, Accepted):
-                batch.entries.append(self._seal(offset, decision, decoded))
-                apply(self.state, decision)
-            else:
-                batch.rejections.append(
-                    self._law_rejection(offset, decoded, decision.reason_code, decision.detail, decision.field)
-                )
+            batch.entries.append(result)
+            self.position.head_seq, self.position.head_hash = result.seq, result.hash
         batch.next_offset = offset + 1
-
-    def _seal(self, offset: int, decision: Accepted, decoded: Decoded) -> Entry:
-        entry = seal(
-            self.position.head_hash,
-            self.state.seq_next,
-            offset,
-            decision,
-            self.version,
-            decoded.signed_bytes.decode(),
-        )
-        self.position.head_hash, self.position.head_seq = entry.hash, entry.seq
-        return entry
-
-    def _keyring(self, decoded: Decoded) -> dict[str, bytes]:
-        """Fingerprint -> key for the registered agents; rebuilt only when the registry grows.
-
-        Before genesis nobody is registered, so the keys are those of the agents the genesis names;
-        the law still checks that its signer is an operator it registers.
-        """
-        body = decoded.proposal.body
-        if not self.state.agents and isinstance(body, Genesis):
-            return keys_for(self.secret, [p.agent for p in body.participants])
-        if len(self.state.agents) != self._keys_agent_count:
-            self._keys = keys_for(self.secret, self.state.agents)
-            self._keys_agent_count = len(self.state.agents)
-        return self._keys
-
-    def _decode_rejection(self, offset: int, e: DecodeError) -> RejectionRow:
-        self._reasons[e.reason_code] += 1
-        logger.debug("rejected", extra={"offset": offset, "proposal_id": e.proposal_id, "reason": e.reason_code})
-        return RejectionRow(
-            offset,
-            e.proposal_id,
-            e.agent,
-            None,
-            e.reason_code,
-            e.field,
-            e.detail,
-            None,
-            self.version,
-            self.state.policy_version,
-            None,
-        )
-
-    def _law_rejection(self, offset: int, d: Decoded, code: str, detail: str, field: str | None) -> RejectionRow:
-        self._reasons[code] += 1
-        p = d.proposal
-        logger.debug("rejected", extra={"offset": offset, "proposal_id": p.id, "reason": code})
-        provenance = p.provenance.model_dump_json(exclude_none=True) if p.provenance else None
-        return RejectionRow(
-            offset,
-            p.id,
-            p.agent,
-            p.body.kind,
-            code,
-            field,
-            detail,
-            p.tick,
-            self.version,
-            self.state.policy_version,
-            provenance,
-        )
 
     def _after_commit(self, batch: Batch) -> None:
         self.position.next_offset = batch.next_offset
         tp = TopicPartition(self.topic, 0, batch.next_offset)
         self.consumer.commit(offsets=[tp], asynchronous=True)
         self.relay.publish(batch, self._spike_alerts(len(batch.rejections)))
-        metrics.BATCH_SIZE.observe(len(batch.entries) + len(batch.rejections))
+        metrics.BATCH_SIZE.observe(batch.decided_count)
         metrics.HEAD_SEQ.set(self.position.head_seq)
         _, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
         metrics.LAG.set(max(0, high - batch.next_offset))
@@ -249,12 +184,13 @@ class Validator:
 
     def _spike_alerts(self, rejected: int) -> list[Outgoing]:
         """A critical alert the first time a grid tick's rejections pass the policy's spike threshold."""
-        tick, before = self._spike if self._spike[0] == self.state.tick else (self.state.tick, 0)
+        state = self.step.state
+        tick, before = self._spike if self._spike[0] == state.tick else (state.tick, 0)
         self._spike = (tick, before + rejected)
-        threshold = self.state.policy["rejection_spike_per_tick"]
+        threshold = state.policy["rejection_spike_per_tick"]
         if not threshold or not before <= threshold < before + rejected:
             return []
-        return [spike_record(tick, before + rejected, threshold, self.version, self.state.policy_version)]
+        return [spike_record(tick, before + rejected, threshold, self.step.version, state.policy_version)]
 
     def _on_error(self, msg: Message) -> None:
         err = msg.error()
@@ -267,8 +203,73 @@ class Validator:
 
     def _persist_relay_positions(self) -> None:
         positions = self.relay.flush()
-        self.store.commit(Batch(next_offset=self.position.next_offset), self.state, positions)
+        self.store.commit(Batch(next_offset=self.position.next_offset), self.step.state, positions)
 
     def close(self) -> None:
         self.consumer.close()
         self.store.close()
+
+
+# --- wiring the real adapters ----------------------------------------------------------------------
+
+
+def open_validator(
+    settings: Settings,
+    secret: bytes,
+    group_id: str = GROUP_ID_DEFAULT,
+    version: str = "",
+    batch_count_max: int = BATCH_COUNT_MAX,
+) -> Validator:
+    """Connect the Postgres store, take the single-writer lock, fold the ledger, catch the relay up
+    and assign the consumer at the stored position."""
+    topic = settings.topic("proposals")
+    store = LedgerStore(settings.database_url, group_id, topic)
+    _wait_for_lock(store)
+    state = store.fold()
+    position = store.position()
+    relay = Relay(settings.kafka_bootstrap, settings.topic, store.relay_positions())
+    relay.catch_up(store.unrelayed(relay.confirmed))
+    consumer = _consumer(settings.kafka_bootstrap, group_id, topic, position.next_offset)
+    version = version or validator_version()
+    step = LedgerStep(state, Keyring(secret), version, position.head_hash)
+    # The fold left a large heap of long-lived objects; freezing it keeps the collector's full passes
+    # (which would otherwise walk all of it) from adding pauses to batch latency.
+    gc.collect()
+    gc.freeze()
+    logger.info(
+        "validator ready",
+        extra={
+            "validator_version": version,
+            "next_offset": position.next_offset,
+            "head_seq": position.head_seq,
+            "topic": topic,
+        },
+    )
+    return Validator(store, consumer, relay, step, position, topic, batch_count_max)
+
+
+def _wait_for_lock(store: LedgerStore) -> None:
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while not store.lock():
+        if time.monotonic() > deadline:
+            store.close()
+            raise RuntimeError(f"another validator holds the ledger lock (waited {LOCK_WAIT_S:.0f} s)")
+        time.sleep(LOCK_RETRY_S)
+
+
+def _consumer(bootstrap: str, group_id: str, topic: str, next_offset: int) -> Consumer:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group_id,
+            "enable.auto.commit": False,  # the database holds the position; Kafka's copy is for tooling
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+        }
+    )
+    # assign(), not subscribe(): the single writer is guaranteed by the Postgres lock, a restart
+    # after SIGKILL need not wait for the group coordinator to expire the dead member, and the
+    # group has no active members, so operators can reset its offsets with Kafka's own tools.
+    consumer.assign([TopicPartition(topic, 0, next_offset)])
+    return consumer

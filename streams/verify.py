@@ -12,10 +12,10 @@ from typing import Any
 
 import psycopg
 
+from connectors.ledger_store import iter_entries
 from law import State, apply
 from law.ledger import GENESIS_PREV_HASH, Entry, all_resources_balance, as_accepted, recompute_hash
 from law.state import inconsistency
-from streams.store import iter_entries
 
 PROBLEMS_REPORTED_MAX = 1_000
 

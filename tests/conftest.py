@@ -26,8 +26,9 @@ from psycopg import sql
 
 from connectors.kafka_admin import delete_topics
 from connectors.migrate import apply_migrations
-from gridgov import config, infra
-from gridgov.config import Settings
+from core import config
+from core.config import Settings
+from gridgov import infra
 
 INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
 KAFKA_IMAGE = "apache/kafka:4.1.1"

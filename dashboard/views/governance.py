@@ -1,7 +1,7 @@
 """Governance console: change policy parameters, trip or resume the breaker, as a signed-in operator.
 
 Nothing here writes the database: each action is a signed governance command on the proposals topic
-(``gridgov.governance.send``), and its fate is read back from the ledger once the validator decided it.
+(``connectors.governance.send``), and its fate is read back from the ledger once the validator decided it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pandas as pd
 import streamlit as st
 from confluent_kafka import KafkaException
 
+from connectors import governance
 from connectors.kafka_io import DeliveryError
 from dashboard import console, fmt, queries, sources, ui
-from gridgov import governance
 from law.policy import DEFAULT_POLICY, POLICY_BOUNDS, invalid_param
 
 POLICY_COLUMNS = 3

@@ -6,7 +6,7 @@ import argparse
 
 import psycopg
 
-from gridgov import config
+from core import config
 from streams import bench
 
 

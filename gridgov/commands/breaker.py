@@ -7,7 +7,8 @@ import argparse
 import orjson
 import psycopg
 
-from gridgov import config, governance
+from connectors import governance
+from core import config
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

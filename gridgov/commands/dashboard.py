@@ -11,10 +11,9 @@ from pathlib import Path
 
 import httpx
 
+from core import config, process
+from core.config import REPO_ROOT
 from dashboard import auth
-from gridgov import config
-from gridgov.config import REPO_ROOT
-from gridgov.infra import process
 
 APP_PATH = REPO_ROOT / "dashboard" / "app.py"
 PORT_DEFAULT = 8501

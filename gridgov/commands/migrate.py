@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 
 from connectors.migrate import MigrationError, apply_migrations
-from gridgov import config
+from core import config
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

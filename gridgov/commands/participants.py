@@ -6,8 +6,9 @@ import argparse
 
 import psycopg
 
-from gridgov import config, governance
-from gridgov.secrets import key_secret
+from connectors import governance
+from core import config
+from core.key_secret import key_secret
 from schemas.codec import key_fingerprint
 from schemas.keys import derive_key
 

@@ -7,7 +7,8 @@ import argparse
 import orjson
 import psycopg
 
-from gridgov import config, governance
+from connectors import governance
+from core import config
 from law.policy import DEFAULT_POLICY, POLICY_BOUNDS
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from typing import Any
 
 import orjson
-import psycopg
 
 from connectors.kafka_io import send_proposals
-from gridgov import config
-from gridgov.secrets import key_secret
-from schemas.codec import encode, sign
-from schemas.keys import derive_key
+from connectors.read_model import current_tick
+from core import config
+from core.key_secret import key_secret
+from schemas.codec import encode
+from schemas.envelope import build
 
 TTL_TICKS_DEFAULT = 10
 
@@ -33,37 +32,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=handle)
 
 
-def current_tick(database_url: str) -> int:
-    try:
-        with psycopg.connect(database_url, connect_timeout=5) as conn:
-            row = conn.execute("SELECT tick FROM grid_status").fetchone()
-    except psycopg.Error:
-        return 0
-    return int(row[0]) if row else 0
-
-
-def build(
-    agent: str,
-    body: dict[str, Any],
-    tick: int,
-    ttl: int,
-    secret: bytes,
-    pid: str | None = None,
-    provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    unsigned: dict[str, Any] = {
-        "v": 1,
-        "id": pid or str(uuid.uuid4()),
-        "agent": agent,
-        "tick": tick,
-        "expires_tick": tick + ttl,
-        "body": body,
-    }
-    if provenance:
-        unsigned["provenance"] = provenance
-    return sign(unsigned, derive_key(secret, agent))
-
-
 def handle(args: argparse.Namespace) -> int:
     settings = config.load()
     data = sys.stdin.buffer.read()
@@ -75,7 +43,13 @@ def handle(args: argparse.Namespace) -> int:
             return 2
         tick = args.tick if args.tick is not None else current_tick(settings.database_url)
         proposal = build(
-            args.agent, orjson.loads(data), tick, args.ttl, key_secret(settings), args.id, {"source": "cli"}
+            args.agent,
+            orjson.loads(data),
+            tick,
+            args.ttl,
+            key_secret(settings),
+            args.id or str(uuid.uuid4()),
+            {"source": "cli"},
         )
         payload = encode(proposal)
         print(proposal["id"])

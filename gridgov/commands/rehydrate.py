@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from connectors.migrate import apply_migrations
-from gridgov import config
+from core import config
 from streams.rehydrate import FromCheckpoint, Rehydration, rehydrate
 
 DIFFERENCES_PRINTED_MAX = 200

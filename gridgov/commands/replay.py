@@ -12,9 +12,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from connectors.kafka_admin import reset_group_offsets
-from gridgov import config
-from gridgov.secrets import key_secret
-from gridgov.version import validator_version
+from core import config
+from core.key_secret import key_secret
+from core.version import validator_version
 from streams.replay import LawDiff, Outcome, ReplayError, ReplayResult, replay
 
 SHOWN_MAX = 50

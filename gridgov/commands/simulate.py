@@ -21,8 +21,9 @@ from agents.simulate import (
     run,
 )
 from connectors.gemini import GeminiConfig
-from gridgov import config, infra
-from gridgov.secrets import key_secret
+from core import config
+from core.key_secret import key_secret
+from gridgov import infra
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,8 +9,8 @@ import sys
 import psycopg
 from prometheus_client import start_http_server
 
-from gridgov import config
-from gridgov.commands.infra import format_table
+from core import config
+from core.tables import format_table
 from sinks import runner
 from sinks import settings as sink_config
 from sinks.store import SINKS, DeliveryStore, connect

@@ -10,8 +10,8 @@ import sys
 from confluent_kafka import KafkaException
 
 from connectors import kafka_admin
-from gridgov import config
-from gridgov.commands.infra import format_table
+from core import config
+from core.tables import format_table
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -10,9 +10,9 @@ from prometheus_client import start_http_server
 
 from connectors.kafka_admin import ensure_topics
 from connectors.migrate import apply_migrations
-from gridgov import config
-from gridgov.secrets import key_secret
-from streams.validator import GROUP_ID_DEFAULT, Validator
+from core import config
+from core.key_secret import key_secret
+from streams.validator import GROUP_ID_DEFAULT, open_validator
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,5 +32,5 @@ def handle(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    Validator(settings, key_secret(settings), group_id=args.group).run(stop, idle_exit_s=args.idle_exit_s)
+    open_validator(settings, key_secret(settings), group_id=args.group).run(stop, idle_exit_s=args.idle_exit_s)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gridgov import config
+from core import config
 from streams.verify import verify
 
 

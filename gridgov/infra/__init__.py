@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gridgov import config
-from gridgov.config import Settings
+from core import config
+from core.config import Settings
+from core.process import InfraError, exclusive
 from gridgov.infra import kafka, postgres
-from gridgov.infra.process import InfraError, exclusive
 
 SERVICES = ("kafka", "postgres")
 _MODULES = {"kafka": kafka, "postgres": postgres}

@@ -18,8 +18,8 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from gridgov.config import Settings
-from gridgov.infra.process import (
+from core.config import Settings
+from core.process import (
     InfraError,
     cmdline,
     log_tail,

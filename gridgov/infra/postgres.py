@@ -21,8 +21,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from gridgov.config import Settings
-from gridgov.infra.process import InfraError, cmdline, log_tail, pid_alive, poll_until, read_pid
+from core.config import Settings
+from core.process import InfraError, cmdline, log_tail, pid_alive, poll_until, read_pid
 
 logger = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ import httpx
 import psycopg
 import pytest
 
-from agents.synthetic import Workload
+from connectors import governance
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import send_proposals
-from gridgov import governance
-from gridgov.config import Settings
+from core.config import Settings
 from streams.rehydrate import rehydrate
-from streams.validator import Validator
+from streams.validator import open_validator
+from streams.workload import Workload
 from tests.conftest import grid_settings
 from tests.integration.test_dashboard_apptest import (
     GEMINI_PROPOSAL,
@@ -99,7 +99,7 @@ def settings(kafka_bootstrap: str, fresh_database: str, topic_prefix: str, monke
 def validator(settings: Settings) -> Iterator[None]:
     """A validator deciding in the background for the whole test, as in production."""
     stop = threading.Event()
-    running = Validator(settings, SECRET, version="e2e-law")
+    running = open_validator(settings, SECRET, version="e2e-law")
     thread = threading.Thread(target=running.run, args=(stop,), daemon=True)
     thread.start()
     yield

@@ -23,18 +23,18 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from agents.synthetic import Workload
+from connectors import governance
 from connectors.kafka_admin import delete_topics, ensure_topics
 from connectors.kafka_io import send_proposals
 from connectors.migrate import apply_migrations
+from core.config import Settings
 from dashboard import auth, fmt, frames, queries, sources
-from gridgov import governance
-from gridgov.commands.propose import build
-from gridgov.config import Settings
 from law.policy import DEFAULT_POLICY
 from schemas.codec import encode
+from schemas.envelope import build
 from streams.rehydrate import rehydrate
-from streams.validator import Validator
+from streams.validator import open_validator
+from streams.workload import Workload
 from tests.conftest import grid_settings, temporary_database
 from tests.standins.linear_server import LinearStandIn
 
@@ -89,7 +89,7 @@ def seed_messages(workload: Workload) -> list[bytes]:
 
 
 def decide(settings: Settings) -> None:
-    Validator(settings, SECRET, version="test-law").run(threading.Event(), idle_exit_s=1.0)
+    open_validator(settings, SECRET, version="test-law").run(threading.Event(), idle_exit_s=1.0)
 
 
 def file_conflicts(settings: Settings, home: Path) -> None:
@@ -109,7 +109,7 @@ def file_conflicts(settings: Settings, home: Path) -> None:
         }
         env.pop("DISCORD_WEBHOOK_URL", None)
         done = subprocess.run(
-            [sys.executable, "-m", "sinks", "run", "--once"],
+            [sys.executable, "-m", "gridgov.cli", "sinks", "run", "--once"],
             env=env,
             cwd=REPO_ROOT,
             capture_output=True,

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import orjson
 import psycopg
 import pytest
 
-from agents.synthetic import genesis
+from connectors import governance
 from connectors.kafka_io import send_proposals
-from gridgov import governance
-from gridgov.commands.propose import build
-from gridgov.config import Settings
+from core.config import Settings
 from schemas.codec import encode, sign
+from schemas.envelope import build
 from schemas.keys import derive_key
-from streams.validator import Validator
+from streams.validator import open_validator
+from streams.workload import genesis
 from tests.integration.test_validator import SECRET, VERSION, consume_keys, settings
 
 __all__ = ["settings"]
@@ -29,7 +30,7 @@ def operator_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def decide_all(settings: Settings) -> None:
-    Validator(settings, SECRET, version=VERSION).run(threading.Event(), idle_exit_s=0.5)
+    open_validator(settings, SECRET, version=VERSION).run(threading.Event(), idle_exit_s=0.5)
 
 
 def start(settings: Settings, **policy: int) -> None:
@@ -40,7 +41,7 @@ def start(settings: Settings, **policy: int) -> None:
 
 
 def send_as(settings: Settings, agent: str, body: dict, tick: int = 0) -> str:
-    proposal = build(agent, body, tick, 10, SECRET)
+    proposal = build(agent, body, tick, 10, SECRET, f"t-{uuid.uuid4()}")
     send_proposals(settings, [encode(proposal)])
     return str(proposal["id"])
 

@@ -15,9 +15,10 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from connectors import kafka_admin
 from connectors.kafka_io import proposal_producer, send_all
-from gridgov import config, infra
+from core import config
+from core.config import Settings
+from gridgov import infra
 from gridgov.commands import infra as infra_command
-from gridgov.config import Settings
 
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 TIMEOUT_S = 30.0

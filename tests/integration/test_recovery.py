@@ -13,16 +13,16 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from agents.synthetic import Workload
+from connectors import checkpoints
+from connectors.checkpoints import checkpoint_hash
 from connectors.kafka_io import send_proposals
-from gridgov.config import Settings
+from connectors.ledger_store import LedgerStore
+from core.config import Settings
 from schemas.records import AlertRecord, IncidentRecord
-from streams import checkpoints
-from streams.checkpoints import checkpoint_hash
 from streams.rehydrate import rehydrate
-from streams.store import LedgerStore
-from streams.validator import Validator
+from streams.validator import open_validator
 from streams.verify import verify
+from streams.workload import Workload
 from tests.integration.test_validator import SECRET, VERSION, settings
 from tests.support.fold import fold
 
@@ -40,7 +40,7 @@ def built(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     w = Workload(SECRET, agent_count=10, seed=21)
     messages = [w.genesis()] + [m.raw for m in w.messages(3_000)]
     send_proposals(settings, messages)
-    validator = Validator(settings, SECRET, version=VERSION, batch_count_max=BATCH_COUNT)
+    validator = open_validator(settings, SECRET, version=VERSION, batch_count_max=BATCH_COUNT)
     validator.run(threading.Event(), idle_exit_s=1.0)
     return messages
 
@@ -152,7 +152,7 @@ def test_a_deleted_entry_is_one_gap_and_its_postings_orphans_not_a_cascade(
 
 
 def test_t0_and_every_checkpoint_give_the_same_state_as_the_pure_fold(settings: Settings, built: list[bytes]) -> None:
-    expected = fold(built, SECRET, ["operator", *Workload(SECRET, agent_count=10).agents], VERSION).state
+    expected = fold(built, SECRET, VERSION).state
     seqs = checkpoint_seqs(settings)
     assert len(seqs) >= 3, seqs
 
@@ -187,7 +187,7 @@ def test_the_validator_starts_from_the_newest_intact_checkpoint(settings: Settin
     store = LedgerStore(settings.database_url, "check", settings.topic("proposals"))
     try:
         assert store._latest_checkpoint_state().seq_next == seqs[-2] + 1
-        expected = fold(built, SECRET, ["operator", *Workload(SECRET, agent_count=10).agents], VERSION)
+        expected = fold(built, SECRET, VERSION)
         assert store.fold() == expected.state
     finally:
         store.close()

@@ -16,15 +16,15 @@ import psycopg
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
-from agents.synthetic import Workload
 from connectors.kafka_admin import admin_client
 from connectors.kafka_io import send_proposals
-from gridgov.config import REPO_ROOT, Settings
+from core.config import REPO_ROOT, Settings
 from gridgov.infra.kafka import libs_dir
 from law.policy import DEFAULT_POLICY
 from streams.replay import replay
-from streams.validator import GROUP_ID_DEFAULT, Validator
+from streams.validator import GROUP_ID_DEFAULT, open_validator
 from streams.verify import verify
+from streams.workload import Workload
 from tests.conftest import temporary_database
 from tests.integration.test_recovery import cli
 from tests.integration.test_validator import SECRET, VERSION, settings, stored
@@ -34,13 +34,13 @@ __all__ = ["settings"]  # the fixture, re-used
 
 AGENT_COUNT = 8
 CAP_CHANGED = 500  # the counterfactual rule: energy trades above 500 units are POLICY_CAP
-PACKAGES = ("agents", "connectors", "gridgov", "law", "schemas", "streams")
+PACKAGES = ("agents", "connectors", "core", "gridgov", "law", "schemas", "streams")
 TOOL_TIMEOUT_S = 60
 
 
 def run_live(settings: Settings, messages: list[bytes]) -> None:
     send_proposals(settings, messages)
-    Validator(settings, SECRET, version=VERSION).run(threading.Event(), idle_exit_s=1.0)
+    open_validator(settings, SECRET, version=VERSION).run(threading.Event(), idle_exit_s=1.0)
 
 
 def workload(count: int, seed: int) -> tuple[Workload, list[bytes]]:
@@ -126,20 +126,19 @@ def changed_law(tmp_path: Path) -> Iterator[str]:
         subprocess.run([*git, "branch", "-D", "-q", branch], check=True)
 
 
-def expected_under_changed_rule(messages: list[bytes], agents: list[str], monkeypatch: pytest.MonkeyPatch) -> Expected:
+def expected_under_changed_rule(messages: list[bytes], monkeypatch: pytest.MonkeyPatch) -> Expected:
     with monkeypatch.context() as m:
         m.setitem(DEFAULT_POLICY, "trade_quantity_max_energy", CAP_CHANGED)
-        return fold(messages, SECRET, agents, VERSION)
+        return fold(messages, SECRET, VERSION)
 
 
 def test_a_replay_under_a_changed_rule_reports_exactly_the_flipped_proposals(
     settings: Settings, empty_database: str, changed_law: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    w, messages = workload(1_500, seed=33)
+    _, messages = workload(1_500, seed=33)
     run_live(settings, messages)
-    agents = ["operator", *w.agents]
-    live = fold(messages, SECRET, agents, VERSION)
-    other = expected_under_changed_rule(messages, agents, monkeypatch)
+    live = fold(messages, SECRET, VERSION)
+    other = expected_under_changed_rule(messages, monkeypatch)
     accepted_live = {e.source_offset for e in live.entries}
     accepted_other = {e.source_offset for e in other.entries}
     flipped = accepted_live ^ accepted_other
@@ -207,9 +206,9 @@ def test_resetting_the_live_group_to_earliest_applies_nothing_twice(settings: Se
     again = cli(settings, "replay", "--reset-group", GROUP_ID_DEFAULT, "--to-earliest")
     assert again.returncode == 0, again.stderr
     assert committed_offset(settings, GROUP_ID_DEFAULT) == 0
-    Validator(settings, SECRET, version=VERSION).run(threading.Event(), idle_exit_s=1.0)
+    open_validator(settings, SECRET, version=VERSION).run(threading.Event(), idle_exit_s=1.0)
 
-    expected = fold(first + second, SECRET, ["operator", *w.agents], VERSION)
+    expected = fold(first + second, SECRET, VERSION)
     entries, rejections = stored(settings)
     assert entries == [(e.seq, e.hash) for e in expected.entries]
     assert len(entries) + len(rejections) == len(first) + len(second)

@@ -20,8 +20,8 @@ from agents import scenario as scenarios
 from agents.scenario import Scenario
 from agents.simulate import ADVERSARY, SimulationConfig, Summary, run
 from connectors.gemini import GeminiConfig
-from gridgov import config
-from gridgov.config import Settings
+from core import config
+from core.config import Settings
 from tests.standins.gemini_server import API_KEY_DEFAULT, GeminiStandIn
 
 SECRET = bytes(range(32))
@@ -282,3 +282,12 @@ def test_gemini_proposes_and_falls_back_to_the_heuristic(
     assert summary.strategy_sources["fallback (gemini invalid output)"] == 1
     assert summary.strategy_sources["fallback (gemini 429 RESOURCE_EXHAUSTED)"] == 1
     assert "Gemini agents" in summary.not_reproducible_because[0]
+
+
+# The head of the default scenario's 8-tick run (seed 7, fixed key secret and law version) as
+# computed before the architecture refactor: a change that alters any decision or byte moves it.
+PINNED_HEAD_HASH = "6014ee39814b97218e2e312e4e914e124142a51229d6d3a3d4e5b0463b52db65"
+
+
+def test_the_default_run_reaches_the_pinned_head(default_run: Summary) -> None:
+    assert (default_run.head_hash, default_run.head_seq) == (PINNED_HEAD_HASH, 50)

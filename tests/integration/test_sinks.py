@@ -1,4 +1,4 @@
-"""The sinks end to end: real Kafka, real PostgreSQL, ``python -m sinks`` as a subprocess, and local
+"""The sinks end to end: real Kafka, real PostgreSQL, ``python -m gridgov.cli sinks`` as a subprocess, and local
 stand-ins that speak Linear's GraphQL and Discord's webhook formats (with their limits and rate limits).
 """
 
@@ -113,7 +113,11 @@ def sink_env(
 def sink_process(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sinks", *args], env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "gridgov.cli", "sinks", *args],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         yield process
@@ -334,7 +338,7 @@ def test_without_credentials_the_outbox_fills_then_drains_when_they_arrive(
     lines = [orjson.loads(line) for line in (tmp_path / "outbox" / "linear.jsonl").read_bytes().splitlines()]
     assert [line["operation"] for line in lines] == ["issue"]
     status = subprocess.run(
-        [sys.executable, "-m", "sinks", "status"],
+        [sys.executable, "-m", "gridgov.cli", "sinks", "status"],
         env=offline,
         cwd=REPO_ROOT,
         capture_output=True,

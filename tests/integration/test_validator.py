@@ -13,12 +13,12 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer
 
-from agents.synthetic import Workload
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import send_proposals
-from gridgov.config import Settings
-from streams.validator import Validator
+from core.config import Settings
+from streams.validator import open_validator
 from streams.verify import verify
+from streams.workload import Workload
 from tests.conftest import grid_settings
 from tests.support.fold import fold
 
@@ -34,7 +34,7 @@ def settings(kafka_bootstrap: str, fresh_database: str, topic_prefix: str) -> It
 
 
 def run_validator(settings: Settings) -> None:
-    Validator(settings, SECRET, version=VERSION).run(threading.Event(), idle_exit_s=1.0)
+    open_validator(settings, SECRET, version=VERSION).run(threading.Event(), idle_exit_s=1.0)
 
 
 def stored(settings: Settings) -> tuple[list[tuple[int, bytes]], dict[int, str]]:
@@ -67,7 +67,7 @@ def test_mixed_stream_ends_in_exactly_the_expected_ledger_and_rejections(setting
     send_proposals(settings, messages)
     run_validator(settings)
 
-    expected = fold(messages, SECRET, ["operator", *w.agents], VERSION)
+    expected = fold(messages, SECRET, VERSION)
     entries, rejections = stored(settings)
     assert entries == [(e.seq, e.hash) for e in expected.entries]
     assert rejections == expected.rejections
@@ -123,7 +123,7 @@ def test_redelivery_and_restart_never_apply_twice(settings: Settings) -> None:
     run_validator(settings)  # a restart resumes from the database position
     run_validator(settings)  # and a third start with nothing new decides nothing twice
     entries, rejections = stored(settings)
-    expected = fold(first + second, SECRET, ["operator", *w.agents], VERSION)
+    expected = fold(first + second, SECRET, VERSION)
     assert entries == [(e.seq, e.hash) for e in expected.entries]
     assert len(entries) + len(rejections) == len(first) + len(second)
 

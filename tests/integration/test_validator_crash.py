@@ -12,10 +12,10 @@ from pathlib import Path
 
 import psycopg
 
-from agents.synthetic import Workload
 from connectors.kafka_io import send_proposals
-from gridgov.config import Settings
+from core.config import Settings
 from streams.verify import verify
+from streams.workload import Workload
 from tests.integration.test_validator import SECRET, VERSION, consume_keys, settings, stored
 from tests.support.fold import fold
 
@@ -65,7 +65,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(settings: Setting
     assert final.wait(timeout=FINISH_TIMEOUT_S) == 0, log.read_text()[-2000:]
     assert kills >= 3, "the run finished before the validator could be killed often enough"
 
-    expected = fold(messages, SECRET, ["operator", *w.agents], VERSION)
+    expected = fold(messages, SECRET, VERSION)
     entries, rejections = stored(settings)
     assert entries == [(e.seq, e.hash) for e in expected.entries]  # none lost, none duplicated, same chain
     assert rejections == expected.rejections

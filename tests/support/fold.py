@@ -1,13 +1,15 @@
-"""The pure fold of the law over a list of raw messages: what a correct validator must have written."""
+"""The pure fold of the law over a list of raw messages: what a correct validator must have written.
+It runs the same ``LedgerStep`` as the validator, with no Kafka or Postgres."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from law import Accepted, State, apply, decide
-from law.ledger import GENESIS_PREV_HASH, Entry, seal
-from schemas.codec import Decoded, decode
-from schemas.keys import keys_for
+from core.keyring import Keyring
+from core.rows import Rejection
+from core.step import LedgerStep
+from law import State
+from law.ledger import Entry
 
 
 @dataclass
@@ -17,19 +19,13 @@ class Expected:
     state: State = field(default_factory=State)
 
 
-def fold(raws: list[bytes], secret: bytes, agents: list[str], version: str, first_offset: int = 0) -> Expected:
-    keys = keys_for(secret, agents)
+def fold(raws: list[bytes], secret: bytes, version: str, first_offset: int = 0) -> Expected:
     out = Expected()
+    step = LedgerStep(out.state, Keyring(secret), version)
     for offset, raw in enumerate(raws, start=first_offset):
-        decoded = decode(raw)
-        if not isinstance(decoded, Decoded):
-            out.rejections[offset] = decoded.reason_code
-            continue
-        decision = decide(out.state, decoded, offset, keys)
-        if isinstance(decision, Accepted):
-            prev = out.entries[-1].hash if out.entries else GENESIS_PREV_HASH
-            out.entries.append(seal(prev, out.state.seq_next, offset, decision, version, decoded.signed_bytes.decode()))
-            apply(out.state, decision)
+        result = step.step(raw, offset)
+        if isinstance(result, Rejection):
+            out.rejections[offset] = result.reason_code
         else:
-            out.rejections[offset] = decision.reason_code
+            out.entries.append(result)
     return out

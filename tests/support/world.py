@@ -1,5 +1,5 @@
-"""A tiny in-memory grid for law tests: signs proposals like an agent and folds decisions like the
-validator, with no Kafka or Postgres."""
+"""A tiny in-memory grid for law tests: signs proposals like an agent and decides them with the
+validator's own ``LedgerStep``, with no Kafka or Postgres."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from law import Accepted, Rejected, State, apply, decide
-from law.ledger import GENESIS_PREV_HASH, Entry, seal
-from schemas.codec import Decoded, decode, encode, key_fingerprint, sign
-from schemas.keys import derive_key, keys_for
+from core.keyring import Keyring
+from core.rows import Rejection
+from core.step import LedgerStep
+from law import Accepted, Rejected, State
+from law.ledger import Entry, as_accepted
+from schemas.codec import encode, key_fingerprint
+from schemas.envelope import build
+from schemas.keys import derive_key
 
 SECRET = b"test-secret-not-for-production"
 OPERATOR = "operator"
@@ -45,38 +49,27 @@ def genesis_body(agents: tuple[str, ...] = AGENTS, opening: int = 1_000_000, **p
 @dataclass
 class World:
     state: State = field(default_factory=State)
-    keys: dict[str, bytes] = field(default_factory=lambda: keys_for(SECRET, (OPERATOR, *AGENTS, "newcomer")))
     entries: list[Entry] = field(default_factory=list)
     offset: itertools.count = field(default_factory=itertools.count)  # type: ignore[type-arg]
     ids: itertools.count = field(default_factory=itertools.count)  # type: ignore[type-arg]
+    step: LedgerStep = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.step = LedgerStep(self.state, Keyring(SECRET), "test")
 
     def envelope(
         self, agent: str, body: dict[str, Any], *, pid: str | None = None, ttl: int = 10, tick: int | None = None
     ) -> dict[str, Any]:
         t = self.state.tick if tick is None else tick
-        unsigned = {
-            "v": 1,
-            "id": pid or f"p{next(self.ids)}",
-            "agent": agent,
-            "tick": t,
-            "expires_tick": t + ttl,
-            "body": body,
-        }
-        return sign(unsigned, derive_key(SECRET, agent))
+        return build(agent, body, t, ttl, SECRET, pid or f"p{next(self.ids)}")
 
     def submit_raw(self, raw: bytes) -> Accepted | Rejected:
-        offset = next(self.offset)
-        decoded = decode(raw)
-        if not isinstance(decoded, Decoded):
-            return Rejected(decoded.reason_code, decoded.detail, decoded.field)
-        decision = decide(self.state, decoded, offset, self.keys)
-        if isinstance(decision, Accepted):
-            prev = self.entries[-1].hash if self.entries else GENESIS_PREV_HASH
-            self.entries.append(
-                seal(prev, self.state.seq_next, offset, decision, "test", decoded.signed_bytes.decode())
-            )
-            apply(self.state, decision)
-        return decision
+        """The law's decision on ``raw`` (as the validator's step took it)."""
+        result = self.step.step(raw, next(self.offset))
+        if isinstance(result, Rejection):
+            return Rejected(result.reason_code, result.detail, result.field)
+        self.entries.append(result)
+        return as_accepted(result)
 
     def submit(self, agent: str, body: dict[str, Any], **kw: Any) -> Accepted | Rejected:
         return self.submit_raw(encode(self.envelope(agent, body, **kw)))

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from gridgov import config
+from core import config
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_COMMANDS = {

@@ -11,9 +11,9 @@ import pytest
 
 from agents.gemini_strategy import PROMPT_CHARS_MAX, SYSTEM_INSTRUCTION, GeminiStrategy, build_prompt
 from agents.heuristic import HeuristicStrategy
-from agents.intent import Intent
 from agents.view import AgentView, OpenOffer, RecentRejection
 from connectors.gemini import GeminiClient, GeminiConfig
+from schemas.intent import Intent
 from schemas.proposal import Provenance
 from tests.standins.gemini_server import API_KEY_DEFAULT, GeminiStandIn
 

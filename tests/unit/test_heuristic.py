@@ -15,8 +15,9 @@ from agents.heuristic import (
     REFERENCE_PRICE_PER_1000,
     HeuristicStrategy,
 )
-from agents.intent import Intent, to_body
+from agents.intent import to_body
 from agents.view import AgentView, OpenOffer, RecentRejection
+from schemas.intent import Intent
 from schemas.proposal import Provenance
 
 ME, ACCOUNT = "solar-1", "solar-1:main"

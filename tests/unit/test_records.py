@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
+from core.outgoing import entry_records, rejection_record
+from core.rows import Rejection
 from schemas.records import AlertRecord, IncidentRecord, LedgerEvent, RejectionRecord
-from streams.records import entry_records, rejection_record
-from streams.store import RejectionRow
 from tests.support.world import OPERATOR, World, account
 
 
@@ -39,7 +39,7 @@ def test_ledger_events_alerts_and_incidents_validate_against_their_models() -> N
 
 def test_rejection_records_carry_provenance_and_a_stable_key() -> None:
     provenance = orjson.dumps({"source": "gemini", "model": "m", "rationale": "why"}).decode()
-    row = RejectionRow(41, "p1", "solar", "offer", "PRICE_CEILING", "body.price", "too dear", 3, "v1", 2, provenance)
+    row = Rejection(41, "p1", "solar", "offer", "PRICE_CEILING", "body.price", "too dear", 3, "v1", 2, provenance)
     topic, key, value = rejection_record(row)
     record = RejectionRecord.model_validate_json(value)
     assert (topic, key) == ("rejections", b"rej:41")

@@ -10,7 +10,7 @@ import functools
 import os
 import subprocess
 
-from gridgov.config import REPO_ROOT
+from core.config import REPO_ROOT
 
 GIT_TIMEOUT_S = 10
 

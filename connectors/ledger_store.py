@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import psycopg
 
+from connectors import checkpoints
+from core.outgoing import LEDGER_STREAM, REJECTION_STREAM
+from core.rows import (
+    LEDGER_COLUMNS,
+    POSTING_COLUMNS,
+    REJECTION_COLUMNS,
+    Batch,
+    Position,
+    Rejection,
+    entry_from_row,
+    entry_row,
+    posting_rows,
+)
 from law import State, apply
 from law.ledger import GENESIS_PREV_HASH, Entry, as_accepted
 from law.snapshot import from_json
 from law.state import inconsistency
-from streams import checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -29,63 +40,22 @@ VALIDATOR_LOCK_KEY = 0x67726964_6C656467  # "gridledg"
 FOLD_FETCH_COUNT = 5_000
 CHECKPOINT_SEQ_ANY = 2**62
 
-LEDGER_COLUMNS = (
-    "seq, source_offset, proposal_id, kind, agent, tick, expires_tick, validator_version, "
-    "policy_version, effects_json, proposal_json, prev_hash, hash"
-)
-Postings = tuple[tuple[str, str, int], ...]
-REJECTION_COLUMNS = (
-    "source_offset, proposal_id, agent, kind, reason_code, field, detail, tick, validator_version, "
-    "policy_version, provenance_json"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class RejectionRow:
-    source_offset: int
-    proposal_id: str | None
-    agent: str | None
-    kind: str | None
-    reason_code: str
-    field: str | None
-    detail: str
-    tick: int | None
-    validator_version: str
-    policy_version: int
-    provenance_json: str | None
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (
-            self.source_offset,
-            self.proposal_id,
-            self.agent,
-            self.kind,
-            self.reason_code,
-            self.field,
-            self.detail,
-            self.tick,
-            self.validator_version,
-            self.policy_version,
-            self.provenance_json,
-        )
-
-
-@dataclass
-class Batch:
-    entries: list[Entry] = field(default_factory=list)
-    rejections: list[RejectionRow] = field(default_factory=list)
-    next_offset: int = 0
-
-
-@dataclass
-class Position:
-    next_offset: int
-    head_seq: int  # -1 when the ledger is empty
-    head_hash: bytes
-
 
 class LedgerCorrupt(RuntimeError):
     pass
+
+
+class LedgerStoreContract(Protocol):
+    """What the validator needs of its store; ``LedgerStore`` (Postgres) and ``MemoryLedgerStore`` have it,
+    and one contract test suite runs against both."""
+
+    def lock(self) -> bool: ...
+    def position(self) -> Position: ...
+    def fold(self) -> State: ...
+    def commit(self, batch: Batch, state: State, relay: dict[str, int]) -> None: ...
+    def relay_positions(self) -> dict[str, int]: ...
+    def unrelayed(self, confirmed: dict[str, int]) -> Batch: ...
+    def close(self) -> None: ...
 
 
 class LedgerStore:
@@ -151,6 +121,22 @@ class LedgerStore:
         self.conn.commit()
         return State()
 
+    def relay_positions(self) -> dict[str, int]:
+        """How far the relay's streams were confirmed by the broker, as of the last commit."""
+        rows = self.conn.execute("SELECT stream, position FROM relay_position").fetchall()
+        self.conn.commit()
+        return {stream: position for stream, position in rows}
+
+    def unrelayed(self, confirmed: dict[str, int]) -> Batch:
+        """Everything committed beyond the relay's confirmed positions, for it to republish."""
+        entries = list(iter_entries(self.conn, confirmed.get(LEDGER_STREAM, 0)))
+        rows = self.conn.execute(
+            f"SELECT {REJECTION_COLUMNS} FROM rejections WHERE source_offset >= %s ORDER BY source_offset",
+            (confirmed.get(REJECTION_STREAM, 0),),
+        ).fetchall()
+        self.conn.commit()
+        return Batch(entries=entries, rejections=[Rejection(*r) for r in rows])
+
     # --- one batch -------------------------------------------------------------------------------
 
     def commit(self, batch: Batch, state: State, relay: dict[str, int]) -> None:
@@ -190,27 +176,11 @@ class LedgerStore:
     def _copy_entries(self, cur: psycopg.Cursor[Any], entries: list[Entry]) -> None:
         with cur.copy(f"COPY ledger ({LEDGER_COLUMNS}) FROM STDIN") as copy:
             for e in entries:
-                copy.write_row(
-                    (
-                        e.seq,
-                        e.source_offset,
-                        e.proposal_id,
-                        e.kind,
-                        e.agent,
-                        e.tick,
-                        e.expires_tick,
-                        e.validator_version,
-                        e.policy_version,
-                        e.effects_json,
-                        e.proposal_json,
-                        e.prev_hash,
-                        e.hash,
-                    )
-                )
-        with cur.copy("COPY postings (seq, idx, account, resource, amount) FROM STDIN") as copy:
+                copy.write_row(entry_row(e))
+        with cur.copy(f"COPY postings ({POSTING_COLUMNS}) FROM STDIN") as copy:
             for e in entries:
-                for idx, (account, resource, amount) in enumerate(e.postings):
-                    copy.write_row((e.seq, idx, account, resource, amount))
+                for row in posting_rows(e):
+                    copy.write_row(row)
 
     def _upsert_balances(self, cur: psycopg.Cursor[Any], entries: list[Entry], state: State) -> None:
         last_seq: dict[tuple[str, str], int] = {}
@@ -314,25 +284,3 @@ def iter_entries(conn: psycopg.Connection[Any], from_seq: int = 0) -> Iterator[E
                 legs.append((pending[1], pending[2], pending[3]))
                 pending = next(postings, None)
             yield entry_from_row(row, tuple(legs))
-
-
-def entry_from_row(row: tuple[Any, ...], postings: Postings) -> Entry:
-    """The entry a row of ``LEDGER_COLUMNS`` (in that order) describes, with its postings."""
-    seq, source_offset, proposal_id, kind, agent, tick, expires_tick, validator_version, policy_version = row[:9]
-    effects, proposal, prev_hash, hash_ = row[9:13]
-    return Entry(
-        seq,
-        source_offset,
-        proposal_id,
-        kind,
-        agent,
-        tick,
-        expires_tick,
-        validator_version,
-        policy_version,
-        postings=postings,
-        effects_json=effects,
-        proposal_json=proposal,
-        prev_hash=bytes(prev_hash),
-        hash=bytes(hash_),
-    )

@@ -11,14 +11,16 @@ from typing import Any
 
 import orjson
 
+from core.rows import Rejection
 from law.ledger import Entry
 from schemas.records import AlertRecord, IncidentRecord, RejectionRecord
-from streams.store import RejectionRow
 
 Outgoing = tuple[str, bytes, bytes]  # (logical topic, key, value)
+# The streams whose relay position is stored: ledger events by seq, rejections by source offset.
+LEDGER_STREAM, REJECTION_STREAM = "ledger-events", "rejections"
 
 
-def rejection_record(r: RejectionRow) -> Outgoing:
+def rejection_record(r: Rejection) -> Outgoing:
     provenance = orjson.loads(r.provenance_json) if r.provenance_json else None
     record = RejectionRecord(
         rejection_id=f"rej:{r.source_offset}",

@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from gridgov.config import Settings
+from core.config import Settings
 
 SECRET_BYTES = 32
 

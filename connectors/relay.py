@@ -13,19 +13,16 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
-from streams.records import Outgoing, entry_records, rejection_record
-from streams.store import REJECTION_COLUMNS, Batch, RejectionRow, iter_entries
+from core.outgoing import LEDGER_STREAM, REJECTION_STREAM, Outgoing, entry_records, rejection_record
+from core.rows import Batch
 
 logger = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 30.0
 PRODUCER_QUEUE_COUNT_MAX = 1_000_000
-LEDGER_STREAM, REJECTION_STREAM = "ledger-events", "rejections"
 
 
 class RelayError(RuntimeError):
@@ -110,21 +107,11 @@ class Relay:
             raise RelayError(f"records still undelivered after {FLUSH_TIMEOUT_S} s")
         return self.poll()
 
-    def catch_up(self, conn: psycopg.Connection[Any]) -> dict[str, int]:
-        """Republish everything committed beyond the stored relay positions, then flush."""
-        entries = list(iter_entries(conn, self.confirmed.get(LEDGER_STREAM, 0)))
-        rows = conn.execute(
-            f"SELECT {REJECTION_COLUMNS} FROM rejections WHERE source_offset >= %s ORDER BY source_offset",
-            (self.confirmed.get(REJECTION_STREAM, 0),),
-        ).fetchall()
-        conn.commit()
-        if entries or rows:
-            logger.info("relay catching up", extra={"entries": len(entries), "rejections": len(rows)})
-            self.publish(Batch(entries=entries, rejections=[RejectionRow(*r) for r in rows]))
+    def catch_up(self, unrelayed: Batch) -> dict[str, int]:
+        """Republish what the store committed beyond the confirmed positions, then flush."""
+        if unrelayed.entries or unrelayed.rejections:
+            logger.info(
+                "relay catching up", extra={"entries": len(unrelayed.entries), "rejections": len(unrelayed.rejections)}
+            )
+            self.publish(unrelayed)
         return self.flush()
-
-
-def load_positions(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    rows = conn.execute("SELECT stream, position FROM relay_position").fetchall()
-    conn.commit()
-    return {stream: position for stream, position in rows}

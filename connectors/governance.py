@@ -15,10 +15,11 @@ from typing import Any
 import psycopg
 
 from connectors.kafka_io import send_proposals
-from gridgov.commands.propose import build, current_tick
-from gridgov.config import Settings
-from gridgov.secrets import key_secret
+from connectors.read_model import current_tick
+from core.config import Settings
+from core.key_secret import key_secret
 from schemas.codec import encode
+from schemas.envelope import build
 
 GOVERNANCE_TTL_TICKS = 10
 

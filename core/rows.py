@@ -1,0 +1,117 @@
+"""The rows the ledger is stored as, defined once: an entry (``law.ledger.Entry``) and a rejection.
+
+Column names and Postgres types are derived from the dataclasses here, so the validator's COPY, the
+relay's catch-up, the audit's reader, the binary COPY of ``rehydrate`` and the dashboard all read and
+write the same layout. A field added to ``Entry`` or ``Rejection`` fails the asserts below until its
+column type is stated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from law.ledger import GENESIS_PREV_HASH, Entry
+
+Postings = tuple[tuple[str, str, int], ...]
+
+# Entry's stored columns (postings live in their own table) and their Postgres types, in table order.
+LEDGER_COLUMN_TYPES: dict[str, str] = {
+    "seq": "int8",
+    "source_offset": "int8",
+    "proposal_id": "text",
+    "kind": "text",
+    "agent": "text",
+    "tick": "int8",
+    "expires_tick": "int8",
+    "validator_version": "text",
+    "policy_version": "int4",
+    "effects_json": "text",
+    "proposal_json": "text",
+    "prev_hash": "bytea",
+    "hash": "bytea",
+}
+_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(Entry))
+assert set(_ENTRY_FIELDS) == {*LEDGER_COLUMN_TYPES, "postings"}, "core/rows.py must name every Entry field"
+LEDGER_COLUMN_NAMES: tuple[str, ...] = tuple(LEDGER_COLUMN_TYPES)
+LEDGER_COLUMNS = ", ".join(LEDGER_COLUMN_NAMES)
+LEDGER_TYPES: tuple[str, ...] = tuple(LEDGER_COLUMN_TYPES.values())
+POSTING_COLUMNS = "seq, idx, account, resource, amount"
+
+
+def entry_row(e: Entry) -> tuple[Any, ...]:
+    """The values of ``LEDGER_COLUMNS`` for ``e``, in that order."""
+    return tuple(getattr(e, name) for name in LEDGER_COLUMN_NAMES)
+
+
+# Entry's fields are the columns with postings after policy_version: entry_from_row relies on it
+# (positional construction; it runs per entry when folding).
+assert (*LEDGER_COLUMN_NAMES[:9], "postings", *LEDGER_COLUMN_NAMES[9:]) == _ENTRY_FIELDS
+
+
+def entry_from_row(row: tuple[Any, ...] | list[Any], postings: Postings) -> Entry:
+    """The entry a row of ``LEDGER_COLUMNS`` (in that order) describes, with its postings."""
+    seq, offset, proposal_id, kind, agent, tick, expires_tick, version, policy_version = row[:9]
+    return Entry(
+        seq, offset, proposal_id, kind, agent, tick, expires_tick, version, policy_version,
+        postings, row[9], row[10], bytes(row[11]), bytes(row[12]),
+    )  # fmt: skip
+
+
+def posting_rows(e: Entry) -> list[tuple[int, int, str, str, int]]:
+    return [(e.seq, idx, account, resource, amount) for idx, (account, resource, amount) in enumerate(e.postings)]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A decided offset that did not become an entry, with the precise reason. Table ``rejections``."""
+
+    source_offset: int
+    proposal_id: str | None
+    agent: str | None
+    kind: str | None
+    reason_code: str
+    field: str | None
+    detail: str
+    tick: int | None
+    validator_version: str
+    policy_version: int
+    provenance_json: str | None
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in REJECTION_COLUMN_NAMES)
+
+
+REJECTION_COLUMN_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Rejection))
+REJECTION_COLUMNS = ", ".join(REJECTION_COLUMN_NAMES)
+
+
+@dataclass
+class Head:
+    """The chain's tip: the last entry's seq (-1 when empty) and hash."""
+
+    seq: int = -1
+    hash: bytes = GENESIS_PREV_HASH
+
+
+@dataclass
+class Batch:
+    """What one transaction writes: the decided offsets below ``next_offset`` as entries or rejections."""
+
+    entries: list[Entry] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    next_offset: int = 0
+
+    @property
+    def decided_count(self) -> int:
+        return len(self.entries) + len(self.rejections)
+
+
+@dataclass
+class Position:
+    """Where a ledger stands: the next offset to decide and the chain's head."""
+
+    next_offset: int
+    head_seq: int  # -1 when the ledger is empty
+    head_hash: bytes
