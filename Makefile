@@ -52,8 +52,8 @@ test-integration: setup ## integration tests against the real broker and databas
 test-e2e: setup ## the dashboard in headless Chromium
 	@$(PY) -m pytest -q -p no:cacheprovider -m e2e
 
-lint: setup ## ruff and mypy
-	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+lint: setup ## ruff, mypy and the import contracts (the layers)
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(VENV)/bin/lint-imports --no-cache --no-logo
 
 bench: infra-up ## validator throughput and latency vs baseline and ceiling (BENCH_COUNT)
 	@$(GRIDGOV) --log-level WARNING bench --count $(BENCH_COUNT)

@@ -61,12 +61,12 @@ from agents.view import AgentView
 from connectors.gemini import GeminiClient, GeminiConfig
 from connectors.kafka_admin import delete_topics, ensure_topics
 from connectors.migrate import apply_migrations
+from connectors.readmodel.ledger import audit_database
 from core.config import Settings
 from core.tables import format_table
 from schemas.codec import encode, key_fingerprint
 from schemas.envelope import build
 from schemas.keys import derive_key
-from streams.verify import verify
 
 logger = logging.getLogger(__name__)
 
@@ -602,7 +602,7 @@ def _reproducibility(config: SimulationConfig, clock: Clock, cast: Cast) -> list
 
 def collect(ns: Namespace, config: SimulationConfig, clock: Clock, cast: Cast, elapsed_s: float) -> Summary:
     url = ns.settings.database_url
-    report = verify(url)
+    report = audit_database(url)
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         head = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
         assert head is not None, "the genesis entry was checked when it was decided"

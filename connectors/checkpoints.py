@@ -1,25 +1,19 @@
-"""Checkpoints: the law's state after entry ``seq``, written by the validator inside a batch transaction.
-
-hash = sha256(ledger_hash || state_json), where ledger_hash is the hash of entry ``seq``. The hash
-catches a corrupted or edited row; it does not stop a forger who recomputes it, which is why
-``rehydrate`` from T=0 also compares every checkpoint it passes with its own fold.
-"""
+"""Writing checkpoints: the law's state after entry ``seq``, inside the validator's batch transaction.
+What a checkpoint is and how it is checked is ``core.audit``'s; reading them is the read model's."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from core.audit import checkpoint_hash
 from law import State
 from law.ledger import Entry
-from law.snapshot import SnapshotError, from_json, to_json
+from law.snapshot import to_json
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +24,6 @@ CHECKPOINT_EVERY_DEFAULT = 10_000
 def checkpoint_every() -> int:
     """Entries between checkpoints, from ``GRID_CHECKPOINT_EVERY`` (0 turns them off)."""
     return max(0, int(os.environ.get("GRID_CHECKPOINT_EVERY", "").strip() or CHECKPOINT_EVERY_DEFAULT))
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    seq: int
-    ledger_hash: bytes
-    state_json: str
-    hash: bytes
-
-
-def checkpoint_hash(ledger_hash: bytes, state_json: str) -> bytes:
-    return hashlib.sha256(ledger_hash + state_json.encode()).digest()
 
 
 def write_checkpoint(cur: psycopg.Cursor[Any], state: State, head_seq: int, head_hash: bytes) -> None:
@@ -67,39 +49,3 @@ def after_batch(cur: psycopg.Cursor[Any], entries: list[Entry], state: State, ev
         return False
     write_checkpoint(cur, state, entries[-1].seq, entries[-1].hash)
     return True
-
-
-def checkpoint_problem(checkpoint: Checkpoint, ledger_hash_at_seq: bytes | None) -> tuple[str, str] | None:
-    """(reason, detail) if the checkpoint cannot be trusted as the state after its entry, else None."""
-    if ledger_hash_at_seq is None:
-        return "CHECKPOINT_CORRUPT", f"no ledger entry {checkpoint.seq} to link to"
-    if checkpoint.ledger_hash != ledger_hash_at_seq:
-        return "CHECKPOINT_CORRUPT", "ledger_hash is not the hash of its ledger entry"
-    if checkpoint_hash(checkpoint.ledger_hash, checkpoint.state_json) != checkpoint.hash:
-        return "CHECKPOINT_CORRUPT", "hash does not match sha256(ledger_hash || state_json)"
-    try:
-        state = from_json(checkpoint.state_json)
-    except SnapshotError as exc:
-        return "CHECKPOINT_CORRUPT", str(exc)
-    if state.seq_next != checkpoint.seq + 1:
-        return "CHECKPOINT_CORRUPT", f"snapshot is at seq_next {state.seq_next}, not {checkpoint.seq + 1}"
-    return None
-
-
-def checkpoints_newest_first(conn: psycopg.Connection[Any], at_or_below_seq: int) -> Iterator[Checkpoint]:
-    """Checkpoints at or below a seq, newest first, each read when it is asked for."""
-    seqs = [
-        s
-        for (s,) in conn.execute(
-            "SELECT seq FROM checkpoints WHERE seq <= %s ORDER BY seq DESC", (at_or_below_seq,)
-        ).fetchall()
-    ]
-    for seq in seqs:
-        found = read_checkpoint(conn, seq)
-        if found is not None:
-            yield found
-
-
-def read_checkpoint(conn: psycopg.Connection[Any], seq: int) -> Checkpoint | None:
-    row = conn.execute("SELECT seq, ledger_hash, state_json, hash FROM checkpoints WHERE seq = %s", (seq,)).fetchone()
-    return Checkpoint(row[0], bytes(row[1]), row[2], bytes(row[3])) if row else None

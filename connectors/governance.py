@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from connectors.kafka_io import send_proposals
-from connectors.read_model import current_tick
+from connectors.readmodel.ledger import current_tick
 from core.config import Settings
 from core.key_secret import key_secret
 from schemas.codec import encode

@@ -9,13 +9,14 @@ position inside it is what makes redelivery harmless.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any, Protocol
 
 import orjson
 import psycopg
 
 from connectors import checkpoints
+from connectors.readmodel.ledger import PgLedgerReader
+from core.audit import CHECKPOINT_SEQ_ANY, Checkpoint, rebuild_state
 from core.outgoing import LEDGER_STREAM, REJECTION_STREAM
 from core.rows import (
     LEDGER_COLUMNS,
@@ -24,25 +25,16 @@ from core.rows import (
     Batch,
     Position,
     Rejection,
-    entry_from_row,
     entry_row,
     posting_rows,
 )
-from law import State, apply
-from law.ledger import GENESIS_PREV_HASH, Entry, as_accepted
-from law.snapshot import from_json
-from law.state import inconsistency
+from law import State
+from law.ledger import GENESIS_PREV_HASH, Entry
 
 logger = logging.getLogger(__name__)
 
 # One well-known advisory lock: at most one validator writes a given ledger.
 VALIDATOR_LOCK_KEY = 0x67726964_6C656467  # "gridledg"
-FOLD_FETCH_COUNT = 5_000
-CHECKPOINT_SEQ_ANY = 2**62
-
-
-class LedgerCorrupt(RuntimeError):
-    pass
 
 
 class LedgerStoreContract(Protocol):
@@ -61,6 +53,7 @@ class LedgerStoreContract(Protocol):
 class LedgerStore:
     def __init__(self, database_url: str, consumer: str, topic: str, partition: int = 0) -> None:
         self.conn = psycopg.connect(database_url, autocommit=False)
+        self.reader = PgLedgerReader(self.conn, database_url)
         self.consumer, self.topic, self.partition = consumer, topic, partition
         self._offers_persisted: set[str] = set()
         self._agents_persisted = 0
@@ -90,36 +83,14 @@ class LedgerStore:
         )
 
     def fold(self) -> State:
-        """Rebuild the law's state: from the newest checkpoint that verifies, else from T=0."""
-        state = self._latest_checkpoint_state()
-        for entry in iter_entries(self.conn, state.seq_next):
-            accepted = as_accepted(entry)
-            conflict = inconsistency(state, accepted)
-            if conflict is not None:
-                # Deciding on top of a damaged ledger would extend the damage: stop and say where.
-                raise LedgerCorrupt(
-                    f"ledger seq {entry.seq} cannot follow the entries before it ({conflict}); "
-                    "run `gridgov verify` and `gridgov rehydrate`"
-                )
-            apply(state, accepted)
-        self.conn.commit()
+        """Rebuild the law's state: from the newest checkpoint that verifies, else from T=0, checking
+        every entry folded (``core.audit.rebuild_state``); raises ``LedgerCorrupt`` on a damaged ledger."""
+        state, start = rebuild_state(self.reader, _log_skipped)
+        if start.checkpoint_seq is not None:
+            logger.info("folded from checkpoint", extra={"seq": start.checkpoint_seq})
         self._offers_persisted = set(state.offers)
         self._agents_persisted = _registry_signature(state)
         return state
-
-    def _latest_checkpoint_state(self) -> State:
-        """The state in the newest checkpoint linked to its ledger entry and intact; a fresh State
-        when there is none. (A full audit, ``gridgov rehydrate``, also re-derives checkpoints.)"""
-        for checkpoint in checkpoints.checkpoints_newest_first(self.conn, CHECKPOINT_SEQ_ANY):
-            row = self.conn.execute("SELECT hash FROM ledger WHERE seq = %s", (checkpoint.seq,)).fetchone()
-            problem = checkpoints.checkpoint_problem(checkpoint, bytes(row[0]) if row else None)
-            if problem is None:
-                self.conn.commit()
-                logger.info("folding from checkpoint", extra={"seq": checkpoint.seq})
-                return from_json(checkpoint.state_json)
-            logger.warning("skipping checkpoint", extra={"seq": checkpoint.seq, "problem": problem[1]})
-        self.conn.commit()
-        return State()
 
     def relay_positions(self) -> dict[str, int]:
         """How far the relay's streams were confirmed by the broker, as of the last commit."""
@@ -129,7 +100,7 @@ class LedgerStore:
 
     def unrelayed(self, confirmed: dict[str, int]) -> Batch:
         """Everything committed beyond the relay's confirmed positions, for it to republish."""
-        entries = list(iter_entries(self.conn, confirmed.get(LEDGER_STREAM, 0)))
+        entries = list(self.reader.entries(confirmed.get(LEDGER_STREAM, 0), CHECKPOINT_SEQ_ANY))
         rows = self.conn.execute(
             f"SELECT {REJECTION_COLUMNS} FROM rejections WHERE source_offset >= %s ORDER BY source_offset",
             (confirmed.get(REJECTION_STREAM, 0),),
@@ -260,27 +231,5 @@ def _registry_signature(state: State) -> int:
     return len(state.agents) * 1_000_003 + suspended
 
 
-def iter_entries(conn: psycopg.Connection[Any], from_seq: int = 0) -> Iterator[Entry]:
-    """Ledger entries in seq order with their postings, streamed with two server-side cursors."""
-    with (
-        conn.transaction(),
-        conn.cursor(name="fold_ledger") as entries,
-        conn.cursor(name="fold_postings") as postings,
-    ):
-        entries.itersize = FOLD_FETCH_COUNT
-        entries.execute(f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE seq >= %s ORDER BY seq", (from_seq,))
-        postings.itersize = FOLD_FETCH_COUNT * 4
-        postings.execute(
-            "SELECT seq, account, resource, amount FROM postings WHERE seq >= %s ORDER BY seq, idx", (from_seq,)
-        )
-        pending = next(postings, None)
-        for row in entries:
-            legs = []
-            # Postings whose entry is gone (a deleted ledger row) are skipped here, so they cannot
-            # shift every later entry's postings; verify reports them as ORPHAN_POSTINGS.
-            while pending is not None and pending[0] < row[0]:
-                pending = next(postings, None)
-            while pending is not None and pending[0] == row[0]:
-                legs.append((pending[1], pending[2], pending[3]))
-                pending = next(postings, None)
-            yield entry_from_row(row, tuple(legs))
+def _log_skipped(checkpoint: Checkpoint, reason: str, detail: str) -> None:
+    logger.warning("skipping checkpoint", extra={"seq": checkpoint.seq, "reason": reason, "problem": detail})

@@ -16,7 +16,8 @@ from typing import Any
 import streamlit as st
 
 from connectors import governance
-from dashboard import auth, queries, sources
+from connectors.readmodel import dashboard as queries
+from dashboard import auth, sources
 
 REASON_LENGTH_MAX = 200  # the law allows 280; the rest is for the "via dashboard" suffix
 SIGNED_IN_KEY = "console_user"

@@ -18,9 +18,9 @@ import streamlit as st
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from psycopg_pool import ConnectionPool
 
+from connectors.readmodel import dashboard as queries
 from core import config
 from core.config import Settings
-from dashboard import queries
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import fmt, frames, queries, sources, ui
+from connectors.readmodel import dashboard as queries
+from dashboard import fmt, frames, sources, ui
 from schemas.types import RESOURCES
 
 WINDOWS = {"last 100 entries": 100, "last 1,000 entries": 1_000, "last 10,000 entries": 10_000}

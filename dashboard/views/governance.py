@@ -15,7 +15,8 @@ from confluent_kafka import KafkaException
 
 from connectors import governance
 from connectors.kafka_io import DeliveryError
-from dashboard import console, fmt, queries, sources, ui
+from connectors.readmodel import dashboard as queries
+from dashboard import console, fmt, sources, ui
 from law.policy import DEFAULT_POLICY, POLICY_BOUNDS, invalid_param
 
 POLICY_COLUMNS = 3

@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import fmt, queries, sources, ui
+from connectors.readmodel import dashboard as queries
+from dashboard import fmt, sources, ui
 
 SEARCH_KEYS = ("q", "seq", "offset", "agent", "conflict")
 

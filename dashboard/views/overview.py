@@ -10,9 +10,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboard import fmt, queries, sources, ui
+from connectors.readmodel import dashboard as queries
+from connectors.readmodel.ledger import audit_database
+from dashboard import fmt, sources, ui
 from law.policy import DEFAULT_POLICY
-from streams.verify import verify
 
 THROUGHPUT_WINDOW_S = 60
 ACTIVITY_SPAN_S = 300
@@ -178,7 +179,7 @@ def verification() -> None:
 
 def run_verification() -> dict[str, Any]:
     started = time.perf_counter()
-    report = verify(sources.current_target().url)
+    report = audit_database(sources.current_target().url)
     return {
         "ok": report.ok,
         "entries": report.entries,

@@ -6,7 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboard import frames, queries, sources, ui
+from connectors.readmodel import dashboard as queries
+from dashboard import frames, sources, ui
 
 SPANS_S = {"last 5 minutes": 300, "last hour": 3_600, "last 24 hours": 86_400}
 AGENTS_SHOWN = 10

@@ -6,7 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboard import queries, sources, ui
+from connectors.readmodel import dashboard as queries
+from dashboard import sources, ui
 
 
 def latest_run() -> None:

@@ -9,7 +9,7 @@ import uuid
 import orjson
 
 from connectors.kafka_io import send_proposals
-from connectors.read_model import current_tick
+from connectors.readmodel.ledger import current_tick
 from core import config
 from core.key_secret import key_secret
 from schemas.codec import encode

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.readmodel.ledger import audit_database
 from core import config
-from streams.verify import verify
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def handle(args: argparse.Namespace) -> int:
-    report = verify(args.database_url or config.load().database_url)
+    report = audit_database(args.database_url or config.load().database_url)
     print(f"ledger head: seq {report.head_seq} hash {report.head_hash.hex()}")
     print(f"entries checked: {report.entries}")
     for p in report.problems:

@@ -27,8 +27,9 @@ from connectors import governance
 from connectors.kafka_admin import delete_topics, ensure_topics
 from connectors.kafka_io import send_proposals
 from connectors.migrate import apply_migrations
+from connectors.readmodel import dashboard as queries
 from core.config import Settings
-from dashboard import auth, fmt, frames, queries, sources
+from dashboard import auth, fmt, frames, sources
 from law.policy import DEFAULT_POLICY
 from schemas.codec import encode
 from schemas.envelope import build

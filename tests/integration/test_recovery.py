@@ -17,11 +17,12 @@ from connectors import checkpoints
 from connectors.checkpoints import checkpoint_hash
 from connectors.kafka_io import send_proposals
 from connectors.ledger_store import LedgerStore
+from connectors.readmodel.ledger import audit_database
+from core.audit import rebuild_state
 from core.config import Settings
 from schemas.records import AlertRecord, IncidentRecord
 from streams.rehydrate import rehydrate
 from streams.validator import open_validator
-from streams.verify import verify
 from streams.workload import Workload
 from tests.integration.test_validator import SECRET, VERSION, settings
 from tests.support.fold import fold
@@ -104,7 +105,7 @@ def test_a_tampered_posting_is_named_by_seq_and_reason_recorded_and_alerted(
     seq = first_transfer_seq(settings, 1_000)
     tamper(settings, "postings", f"UPDATE postings SET amount = amount + 1000000 WHERE seq = {seq} AND idx = 1")
 
-    report = verify(settings.database_url)
+    report = audit_database(settings.database_url)
     assert {(p.where, p.reason) for p in report.problems if p.where.startswith("seq")} == {
         (f"seq {seq}", "HASH_MISMATCH"),
         (f"seq {seq}", "NOT_CONSERVED"),
@@ -139,7 +140,7 @@ def test_a_deleted_entry_is_one_gap_and_its_postings_orphans_not_a_cascade(
 ) -> None:
     seq = first_transfer_seq(settings, 1_000)
     tamper(settings, "ledger", f"DELETE FROM ledger WHERE seq = {seq}")
-    found = {(p.where, p.reason) for p in verify(settings.database_url).problems if p.where.startswith("seq")}
+    found = {(p.where, p.reason) for p in audit_database(settings.database_url).problems if p.where.startswith("seq")}
     assert {
         (f"seq {seq + 1}", "SEQ_GAP"),
         (f"seq {seq + 1}", "CHAIN_BROKEN"),
@@ -185,9 +186,12 @@ def test_the_validator_starts_from_the_newest_intact_checkpoint(settings: Settin
     seqs = checkpoint_seqs(settings)
     sql(settings, f"UPDATE checkpoints SET hash = sha256(hash) WHERE seq = {seqs[-1]}")
     store = LedgerStore(settings.database_url, "check", settings.topic("proposals"))
+    skipped: list[tuple[int, str]] = []
     try:
-        assert store._latest_checkpoint_state().seq_next == seqs[-2] + 1
+        state, start = rebuild_state(store.reader, lambda c, reason, _: skipped.append((c.seq, reason)))
+        assert (start.checkpoint_seq, skipped) == (seqs[-2], [(seqs[-1], "CHECKPOINT_CORRUPT")])
         expected = fold(built, SECRET, VERSION)
+        assert state == expected.state
         assert store.fold() == expected.state
     finally:
         store.close()

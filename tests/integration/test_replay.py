@@ -18,12 +18,12 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from connectors.kafka_admin import admin_client
 from connectors.kafka_io import send_proposals
+from connectors.readmodel.ledger import audit_database
 from core.config import REPO_ROOT, Settings
 from gridgov.infra.kafka import libs_dir
 from law.policy import DEFAULT_POLICY
 from streams.replay import replay
 from streams.validator import GROUP_ID_DEFAULT, open_validator
-from streams.verify import verify
 from streams.workload import Workload
 from tests.conftest import temporary_database
 from tests.integration.test_recovery import cli
@@ -70,7 +70,7 @@ def test_replay_into_a_fresh_database_reproduces_the_live_head_hash(
     assert result.comparison is not None and result.comparison.identical, result.comparison
     assert result.comparison.replay_head == head(settings.database_url, len(messages))
     assert stored(settings) == stored_at(empty_database)
-    assert verify(empty_database).ok
+    assert audit_database(empty_database).ok
 
     bound = 1_000
     with temporary_database(database_url) as partial:
@@ -212,4 +212,4 @@ def test_resetting_the_live_group_to_earliest_applies_nothing_twice(settings: Se
     entries, rejections = stored(settings)
     assert entries == [(e.seq, e.hash) for e in expected.entries]
     assert len(entries) + len(rejections) == len(first) + len(second)
-    assert verify(settings.database_url).ok
+    assert audit_database(settings.database_url).ok

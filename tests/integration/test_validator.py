@@ -15,9 +15,9 @@ from confluent_kafka import Consumer
 
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import send_proposals
+from connectors.readmodel.ledger import audit_database
 from core.config import Settings
 from streams.validator import open_validator
-from streams.verify import verify
 from streams.workload import Workload
 from tests.conftest import grid_settings
 from tests.support.fold import fold
@@ -73,7 +73,7 @@ def test_mixed_stream_ends_in_exactly_the_expected_ledger_and_rejections(setting
     assert rejections == expected.rejections
     assert len(entries) + len(rejections) == len(messages)
     assert {rejections[o] for o in range(len(messages) - 10, len(messages))} == {"MALFORMED", "LIMIT_EXCEEDED"}
-    report = verify(settings.database_url)
+    report = audit_database(settings.database_url)
     assert report.ok, report.problems
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 
 from connectors.kafka_io import send_proposals
+from connectors.readmodel.ledger import audit_database
 from core.config import Settings
-from streams.verify import verify
 from streams.workload import Workload
 from tests.integration.test_validator import SECRET, VERSION, consume_keys, settings, stored
 from tests.support.fold import fold
@@ -69,6 +69,6 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(settings: Setting
     entries, rejections = stored(settings)
     assert entries == [(e.seq, e.hash) for e in expected.entries]  # none lost, none duplicated, same chain
     assert rejections == expected.rejections
-    report = verify(settings.database_url)
+    report = audit_database(settings.database_url)
     assert report.ok, report.problems[:5]
     assert consume_keys(settings, "rejections", len(rejections), timeout_s=60) == {f"rej:{o}" for o in rejections}

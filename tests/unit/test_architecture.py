@@ -46,3 +46,10 @@ def imported_modules(path: Path) -> set[str]:
 )
 def test_pure_modules_import_no_io(path: Path) -> None:
     assert not imported_modules(path) & FORBIDDEN
+
+
+def test_the_layers_point_one_way() -> None:
+    """The import contracts in pyproject.toml (``make lint`` runs the same check with its report)."""
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True) == 0

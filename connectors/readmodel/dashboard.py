@@ -16,11 +16,13 @@ import pandas as pd
 import psycopg
 from psycopg.rows import dict_row
 
+from core.rows import LEDGER_COLUMNS
+from schemas.proposal import GOVERNANCE_KINDS
+
 # Rows read from the tail of ledger/rejections to measure recent activity: far more than a minute
 # holds at the validator's measured rates, yet a bounded index scan.
 TAIL_ROWS_MAX = 200_000
 ROWS_SHOWN_MAX = 200
-GOVERNANCE_KINDS = ("policy_set", "breaker_trip", "breaker_resume", "participant_add", "participant_suspend")
 LINEAR_IDENTIFIER = re.compile(r"/issue/([A-Za-z0-9]+-\d+)")
 
 Conn = psycopg.Connection[Any]
@@ -343,10 +345,7 @@ def ticket_label(issue_url: object, delivery_state: object) -> str:
 
 # --- ledger explorer ---------------------------------------------------------------------------------
 
-_ENTRY_COLUMNS = (
-    "seq, source_offset, proposal_id, kind, agent, tick, expires_tick, validator_version, policy_version, "
-    "effects_json, proposal_json, prev_hash, hash, recorded_at"
-)
+_ENTRY_COLUMNS = f"{LEDGER_COLUMNS}, recorded_at"
 
 
 def _entry(conn: Conn, where: str, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -422,7 +421,7 @@ def governance_history(conn: Conn, limit: int = 20) -> pd.DataFrame:
             ORDER BY source_offset DESC LIMIT %(limit)s) r
         ORDER BY source_offset DESC LIMIT %(limit)s
         """,
-        {"ops": operators(conn), "kinds": list(GOVERNANCE_KINDS), "limit": limit},
+        {"ops": operators(conn), "kinds": sorted(GOVERNANCE_KINDS), "limit": limit},
         ["source_offset", "recorded_at", "proposal_id", "agent", "kind", "outcome", "detail", "body"],
     )
 

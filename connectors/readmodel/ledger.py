@@ -1,0 +1,161 @@
+"""Reading the stored ledger for the audit, the validator's start-up, the relay's catch-up and the CLI.
+
+Entries and their postings arrive in one binary ``COPY TO STDOUT`` on a connection of their own (no
+cursor round trips; the server joins and encodes on its own core, and the reader's main connection
+stays free for checkpoint reads during a fold). The row layout is ``core.rows``'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from core.audit import Caches, Checkpoint, EntryLink, OffsetStats, Report, verify
+from core.rows import LEDGER_COLUMN_NAMES, LEDGER_TYPES, entry_from_row
+from law.ledger import GENESIS_PREV_HASH, Entry
+
+CONNECT_TIMEOUT_S = 5
+_LEDGER_COLUMNS_OF_L = sql.SQL(", ").join(sql.Identifier("l", c) for c in LEDGER_COLUMN_NAMES)
+_LEGS_INDEX = len(LEDGER_COLUMN_NAMES)
+
+
+class PgLedgerReader:
+    """``core.audit.LedgerReader`` over Postgres. ``conn`` is used for short reads, each committed."""
+
+    def __init__(self, conn: psycopg.Connection[Any], database_url: str) -> None:
+        self.conn, self.database_url = conn, database_url
+
+    def entries(self, from_seq: int, to_seq: int) -> Iterator[Entry]:
+        """Entries with seq in [from_seq, to_seq], in seq order, with their postings.
+
+        The server groups each entry's postings into one JSON array (a merge join on the primary keys),
+        which costs the client one ``orjson.loads`` instead of a row per posting. Postings whose entry
+        is gone are not joined, so they cannot shift later entries' postings (the audit reports them).
+        """
+        query = sql.SQL(
+            "COPY (SELECT {}, p.legs FROM ledger l LEFT JOIN ("
+            "SELECT seq, json_agg(json_build_array(account, resource, amount) ORDER BY idx)::text AS legs "
+            "FROM postings WHERE seq BETWEEN {} AND {} GROUP BY seq) p ON p.seq = l.seq "
+            "WHERE l.seq BETWEEN {} AND {} ORDER BY l.seq) TO STDOUT (FORMAT BINARY)"
+        ).format(_LEDGER_COLUMNS_OF_L, *[sql.Literal(s) for s in (from_seq, to_seq, from_seq, to_seq)])
+        with psycopg.connect(self.database_url) as conn, conn.cursor().copy(query) as copy:
+            copy.set_types([*LEDGER_TYPES, "text"])
+            for row in copy.rows():
+                legs = row[_LEGS_INDEX]
+                yield entry_from_row(row, tuple(map(tuple, orjson.loads(legs))) if legs else ())
+
+    def caches(self) -> Caches:
+        """The validator's caches and the ledger head they belong to, in one snapshot."""
+        with self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            head = self.conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+            balances = {
+                (a, r): b for a, r, b in self.conn.execute("SELECT account, resource, balance FROM world_state")
+            }
+            offers = {
+                row[0]: tuple(row[1:])
+                for row in self.conn.execute(
+                    "SELECT offer_id, seller, account, resource, quantity, price, open_until_tick FROM open_offers"
+                )
+            }
+            participants = {
+                row[0]: (row[1], row[2], tuple(row[3]), *row[4:])
+                for row in self.conn.execute(
+                    "SELECT agent, role, kind, accounts, emits_carbon, critical_load, suspended FROM participants"
+                )
+            }
+            status = self.conn.cursor(row_factory=dict_row).execute("SELECT * FROM grid_status").fetchone()
+        return Caches(
+            head_seq=head[0] if head else -1,
+            head_hash=bytes(head[1]) if head else GENESIS_PREV_HASH,
+            balances=balances,
+            offers=offers,
+            participants=participants,
+            status=_status(status) if status else None,
+        )
+
+    def checkpoints_newest_first(self, at_or_below_seq: int) -> Iterator[Checkpoint]:
+        """Checkpoints at or below a seq, newest first, each read when it is asked for."""
+        rows = self.conn.execute(
+            "SELECT seq FROM checkpoints WHERE seq <= %s ORDER BY seq DESC", (at_or_below_seq,)
+        ).fetchall()
+        self.conn.commit()
+        for (seq,) in rows:
+            found = self.checkpoint(seq)
+            if found is not None:
+                yield found
+
+    def checkpoint(self, seq: int) -> Checkpoint | None:
+        row = self.conn.execute(
+            "SELECT seq, ledger_hash, state_json, hash FROM checkpoints WHERE seq = %s", (seq,)
+        ).fetchone()
+        self.conn.commit()
+        return Checkpoint(row[0], bytes(row[1]), row[2], bytes(row[3])) if row else None
+
+    def checkpoint_seqs(self, from_seq: int, to_seq: int) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT seq FROM checkpoints WHERE seq BETWEEN %s AND %s ORDER BY seq", (from_seq, to_seq)
+        ).fetchall()
+        self.conn.commit()
+        return [r[0] for r in rows]
+
+    def link(self, seq: int) -> EntryLink | None:
+        row = self.conn.execute("SELECT hash, source_offset FROM ledger WHERE seq = %s", (seq,)).fetchone()
+        self.conn.commit()
+        return (bytes(row[0]), row[1]) if row else None
+
+    def offset_stats(self) -> OffsetStats:
+        row = self.conn.execute(
+            "WITH decided AS (SELECT source_offset FROM ledger UNION ALL SELECT source_offset FROM rejections) "
+            "SELECT count(*), count(DISTINCT source_offset), coalesce(max(source_offset), -1) FROM decided"
+        ).fetchone()
+        position = self.conn.execute("SELECT coalesce(max(next_offset), 0) FROM consumer_position").fetchone()
+        self.conn.commit()
+        assert row is not None and position is not None, "aggregates always return one row"
+        return OffsetStats(row[0], row[1], row[2], position[0])
+
+    def orphan_posting_seqs(self, count_max: int) -> list[int]:
+        """Seqs that have postings but no ledger entry: an entry row was removed."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT p.seq FROM postings p LEFT JOIN ledger l ON l.seq = p.seq WHERE l.seq IS NULL "
+            "ORDER BY p.seq LIMIT %s",
+            (count_max,),
+        ).fetchall()
+        self.conn.commit()
+        return [seq for (seq,) in rows]
+
+
+def _status(row: dict[str, Any]) -> dict[str, Any]:
+    """The grid_status row in the shape of ``core.audit.rebuilt_status``."""
+    return {
+        "head_seq": row["head_seq"],
+        "head_hash": bytes(row["head_hash"]).hex(),
+        "tick": row["tick"],
+        "policy_version": row["policy_version"],
+        "policy": orjson.loads(row["policy_json"]),
+        "breaker_open": row["breaker_open"],
+        "breaker_reason": row["breaker_reason"],
+        "telemetry": orjson.loads(row["telemetry_json"]),
+        "shortfall": orjson.loads(row["shortfall_json"]),
+    }
+
+
+def audit_database(database_url: str) -> Report:
+    """``core.audit.verify`` of the ledger at ``database_url``."""
+    with psycopg.connect(database_url) as conn:
+        return verify(PgLedgerReader(conn, database_url))
+
+
+def current_tick(database_url: str) -> int:
+    """The grid's tick as the validator last committed it; 0 before genesis or when unreachable."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+            row = conn.execute("SELECT tick FROM grid_status").fetchone()
+    except psycopg.Error:
+        return 0
+    return int(row[0]) if row else 0

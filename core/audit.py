@@ -1,0 +1,348 @@
+"""The one audit of a stored ledger: per-entry checks, the fold with checks, the checkpoint choice and
+the comparison of the validator's caches with the fold.
+
+``verify``, ``rehydrate``, the validator's start-up and the dashboard all fold through ``CheckedFold``
+and read through a ``LedgerReader`` (``connectors.readmodel.ledger.PgLedgerReader`` for Postgres), so a
+check added here is made everywhere. An entry that fails a check is reported with its seq and is not
+applied, and the chain continues from what is stored, so one tampered row is one finding, not a
+cascade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from law import Accepted, State, apply
+from law.ledger import GENESIS_PREV_HASH, Entry, all_resources_balance, canonical, recompute_hash
+from law.snapshot import SnapshotError, from_json
+from law.state import inconsistency
+
+PROBLEMS_REPORTED_MAX = 1_000
+CHECKPOINT_SEQ_ANY = 2**62
+
+
+class LedgerCorrupt(RuntimeError):
+    """The stored ledger cannot be folded: deciding on top of it would extend the damage."""
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The law's state right after entry ``seq``. hash = sha256(ledger_hash || state_json), where
+    ledger_hash is the hash of entry ``seq``: it catches a corrupted or edited row, not a forger who
+    recomputes it, which is why a fold from T=0 also compares every checkpoint it passes."""
+
+    seq: int
+    ledger_hash: bytes
+    state_json: str
+    hash: bytes
+
+
+def checkpoint_hash(ledger_hash: bytes, state_json: str) -> bytes:
+    return hashlib.sha256(ledger_hash + state_json.encode()).digest()
+
+
+def checkpoint_problem(checkpoint: Checkpoint, ledger_hash_at_seq: bytes | None) -> tuple[str, str] | None:
+    """(reason, detail) if the checkpoint cannot be trusted as the state after its entry, else None."""
+    if ledger_hash_at_seq is None:
+        return "CHECKPOINT_CORRUPT", f"no ledger entry {checkpoint.seq} to link to"
+    if checkpoint.ledger_hash != ledger_hash_at_seq:
+        return "CHECKPOINT_CORRUPT", "ledger_hash is not the hash of its ledger entry"
+    if checkpoint_hash(checkpoint.ledger_hash, checkpoint.state_json) != checkpoint.hash:
+        return "CHECKPOINT_CORRUPT", "hash does not match sha256(ledger_hash || state_json)"
+    try:
+        state = from_json(checkpoint.state_json)
+    except SnapshotError as exc:
+        return "CHECKPOINT_CORRUPT", str(exc)
+    if state.seq_next != checkpoint.seq + 1:
+        return "CHECKPOINT_CORRUPT", f"snapshot is at seq_next {state.seq_next}, not {checkpoint.seq + 1}"
+    return None
+
+
+@dataclass
+class Start:
+    """Where a fold begins: T=0, or the state of a checkpoint that verified."""
+
+    state: State = field(default_factory=State)
+    prev_hash: bytes = GENESIS_PREV_HASH
+    last_offset: int = -1
+    checkpoint_seq: int | None = None  # None: from T=0
+
+
+EntryLink = tuple[bytes, int]  # (hash, source_offset) of a stored entry
+
+
+def choose_start(
+    newest_first: Iterable[Checkpoint],
+    link: Callable[[int], EntryLink | None],
+    skipped: Callable[[Checkpoint, str, str], None],
+) -> Start:
+    """The newest checkpoint that links to its entry and verifies; each one that does not is passed
+    to ``skipped`` with its reason. T=0 when none verifies."""
+    for checkpoint in newest_first:
+        linked = link(checkpoint.seq)
+        problem = checkpoint_problem(checkpoint, linked[0] if linked else None)
+        if problem is None and linked is not None:
+            return Start(from_json(checkpoint.state_json), checkpoint.ledger_hash, linked[1], checkpoint.seq)
+        if problem is not None:
+            skipped(checkpoint, *problem)
+    return Start()
+
+
+# --- entries -------------------------------------------------------------------------------------
+
+
+def entry_problems(entry: Entry, expected_seq: int, prev_hash: bytes, last_offset: int) -> list[tuple[str, str]]:
+    """Everything wrong with one stored entry given what came before it: (reason, detail) pairs."""
+    found = []
+    if entry.seq != expected_seq:
+        found.append(("SEQ_GAP", f"expected seq {expected_seq}, found {entry.seq}"))
+    if entry.prev_hash != prev_hash:
+        found.append(
+            ("CHAIN_BROKEN", f"prev_hash {entry.prev_hash.hex()[:16]}… != previous hash {prev_hash.hex()[:16]}…")
+        )
+    try:
+        if recompute_hash(entry) != entry.hash:
+            found.append(("HASH_MISMATCH", "stored hash does not match the entry's content"))
+    except (orjson.JSONDecodeError, TypeError):
+        found.append(("HASH_MISMATCH", "effects_json is not JSON: the row was edited"))
+    if entry.source_offset <= last_offset:
+        found.append(("OFFSET_ORDER", f"offset {entry.source_offset} not after {last_offset}"))
+    if not all_resources_balance(entry.postings):
+        found.append(("NOT_CONSERVED", "postings do not sum to zero per resource"))
+    return found
+
+
+class CheckedFold:
+    """Folds stored entries in seq order into a state, checking each one first.
+
+    ``add`` returns the entry's problems; the entry is applied only when there are none. The fast
+    path decodes an entry's effects once for both its hash check and its fold (this runs per entry at
+    rehydrate speed); only a failing entry pays for the detailed diagnosis.
+    """
+
+    def __init__(self, start: Start) -> None:
+        self.start = start
+        self.state = start.state
+        self.expected_seq = start.state.seq_next
+        self.prev_hash = start.prev_hash
+        self.last_offset = start.last_offset
+        self.head_seq = start.checkpoint_seq if start.checkpoint_seq is not None else -1
+        self.head_hash = start.prev_hash
+        self.entries = 0
+
+    def add(self, entry: Entry) -> list[tuple[str, str]]:
+        accepted = self._verified(entry)
+        if accepted is None:
+            found = entry_problems(entry, self.expected_seq, self.prev_hash, self.last_offset)
+        elif (conflict := inconsistency(self.state, accepted)) is not None:
+            found = [("FOLD_INCONSISTENT", f"cannot follow the entries before it: {conflict}")]
+        else:
+            apply(self.state, accepted)
+            found = []
+        # Continue the chain from what is stored, so one bad row yields one report, not a cascade.
+        self.expected_seq, self.prev_hash, self.last_offset = entry.seq + 1, entry.hash, entry.source_offset
+        self.head_seq, self.head_hash = entry.seq, entry.hash
+        self.entries += 1
+        return found
+
+    def _verified(self, e: Entry) -> Accepted | None:
+        """The entry's decision if its seq, chain, offset, conservation and hash check out, else None."""
+        if e.seq != self.expected_seq or e.prev_hash != self.prev_hash or e.source_offset <= self.last_offset:
+            return None
+        if not all_resources_balance(e.postings):
+            return None
+        try:
+            effects = tuple(orjson.loads(e.effects_json))
+        except orjson.JSONDecodeError:
+            return None
+        accepted = Accepted(
+            e.proposal_id, e.agent, e.kind, e.tick, e.expires_tick, e.postings, effects, e.policy_version
+        )
+        body = canonical(e.seq, e.source_offset, accepted, e.validator_version, e.effects_json, e.proposal_json)
+        return accepted if hashlib.sha256(e.prev_hash + body).digest() == e.hash else None
+
+
+# --- the caches ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Caches:
+    """What the validator cached, read in one snapshot together with the ledger head it belongs to."""
+
+    head_seq: int
+    head_hash: bytes
+    balances: dict[tuple[str, str], int]
+    offers: dict[str, tuple[Any, ...]]
+    participants: dict[str, tuple[Any, ...]]
+    status: dict[str, Any] | None  # the grid_status row, JSON columns decoded; None before genesis
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    where: str  # "world_state energy@agent001:main", "open_offers p-12", "grid_status tick"
+    cached: str
+    rebuilt: str
+
+
+def rebuilt_status(state: State, head_seq: int, head_hash: bytes) -> dict[str, Any]:
+    """The grid_status row the validator should have written after ``head_seq``."""
+    return {
+        "head_seq": head_seq,
+        "head_hash": head_hash.hex(),
+        "tick": state.tick,
+        "policy_version": state.policy_version,
+        "policy": dict(state.policy),
+        "breaker_open": state.breaker_open,
+        "breaker_reason": state.breaker_reason,
+        "telemetry": state.telemetry.as_dict(),
+        "shortfall": [[a, r, u] for (a, r), u in sorted(state.shortfall.items())],
+    }
+
+
+def offer_rows(state: State) -> dict[str, tuple[Any, ...]]:
+    """The open_offers cache as the state implies it: offer id -> the row's other columns."""
+    return {
+        o.offer_id: (o.seller, o.account, o.resource, o.quantity, o.price, o.open_until_tick)
+        for o in state.offers.values()
+    }
+
+
+def participant_rows(state: State) -> dict[str, tuple[Any, ...]]:
+    """The participants cache as the state implies it: agent -> the row's other columns."""
+    return {
+        name: (a.role, a.kind, a.accounts, a.emits_carbon, a.critical_load, a.suspended)
+        for name, a in state.agents.items()
+    }
+
+
+def cache_differences(state: State, head_seq: int, head_hash: bytes, caches: Caches) -> Iterator[Difference]:
+    """Every difference between the folded state and the caches, table by table, in key order."""
+    yield from _diff(
+        "world_state",
+        {f"{r}@{a}": v for (a, r), v in caches.balances.items()},
+        {f"{r}@{a}": v for (a, r), v in state.balances.items()},
+        missing=0,
+    )
+    yield from _diff("open_offers", caches.offers, offer_rows(state))
+    yield from _diff("participants", caches.participants, participant_rows(state))
+    status = rebuilt_status(state, head_seq, head_hash) if head_seq >= 0 else {}
+    yield from _diff("grid_status", caches.status or {}, status)
+
+
+def _diff(table: str, cached: dict[Any, Any], rebuilt: dict[Any, Any], missing: Any = None) -> Iterator[Difference]:
+    for key in sorted(set(cached) | set(rebuilt), key=str):
+        old, new = cached.get(key, missing), rebuilt.get(key, missing)
+        if old != new:
+            yield Difference(f"{table} {key}", _show(old), _show(new))
+
+
+def _show(value: Any) -> str:
+    return "(none)" if value is None else str(value)
+
+
+# --- reading and the audits built on it ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetStats:
+    """Decided offsets as stored: rows in ledger + rejections, distinct offsets, highest, and position."""
+
+    decided_rows: int
+    distinct_offsets: int
+    highest_offset: int  # -1 when nothing is decided
+    stored_position: int  # 0 when none is stored
+
+
+class LedgerReader(Protocol):
+    """What an audit reads from a stored ledger."""
+
+    def caches(self) -> Caches: ...
+    def entries(self, from_seq: int, to_seq: int) -> Iterator[Entry]: ...
+    def checkpoints_newest_first(self, at_or_below_seq: int) -> Iterator[Checkpoint]: ...
+    def link(self, seq: int) -> EntryLink | None: ...
+    def offset_stats(self) -> OffsetStats: ...
+    def orphan_posting_seqs(self, count_max: int) -> list[int]: ...
+
+
+def rebuild_state(reader: LedgerReader, skipped: Callable[[Checkpoint, str, str], None]) -> tuple[State, Start]:
+    """The law's state after the last stored entry, from the newest checkpoint that verifies; raises
+    ``LedgerCorrupt`` at the first entry that fails a check (the validator's start-up)."""
+    start = choose_start(reader.checkpoints_newest_first(CHECKPOINT_SEQ_ANY), reader.link, skipped)
+    fold = CheckedFold(start)
+    for entry in reader.entries(start.state.seq_next, CHECKPOINT_SEQ_ANY):
+        found = fold.add(entry)
+        if found:
+            reason, detail = found[0]
+            raise LedgerCorrupt(
+                f"ledger seq {entry.seq} fails {reason} ({detail}); run `gridgov verify` and `gridgov rehydrate`"
+            )
+    return fold.state, start
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    where: str  # "seq 12", "world_state energy@solar:main", "offsets"
+    reason: str  # machine-readable: CHAIN_BROKEN, HASH_MISMATCH, SEQ_GAP, CACHE_MISMATCH, ...
+    detail: str
+
+
+@dataclass
+class Report:
+    head_seq: int = -1
+    head_hash: bytes = GENESIS_PREV_HASH
+    entries: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    state: State = field(default_factory=State)
+
+    def add(self, where: str, reason: str, detail: str) -> None:
+        if len(self.problems) < PROBLEMS_REPORTED_MAX:
+            self.problems.append(Problem(where, reason, detail))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(reader: LedgerReader) -> Report:
+    """Audit everything from T=0: every entry, the caches against the fold, every decided offset in
+    exactly one place, and postings that belong to no entry."""
+    caches = reader.caches()
+    fold = CheckedFold(Start())
+    report = Report(state=fold.state)
+    for entry in reader.entries(0, caches.head_seq):
+        for reason, detail in fold.add(entry):
+            report.add(f"seq {entry.seq}", reason, detail)
+    report.head_seq, report.head_hash, report.entries = fold.head_seq, fold.head_hash, fold.entries
+    for d in cache_differences(fold.state, fold.head_seq, fold.head_hash, caches):
+        report.add(d.where, "CACHE_MISMATCH", f"cache {d.cached}, fold of ledger {d.rebuilt}")
+    _check_offsets(reader.offset_stats(), report)
+    for seq in reader.orphan_posting_seqs(PROBLEMS_REPORTED_MAX):
+        report.add(f"seq {seq}", "ORPHAN_POSTINGS", "postings exist for a seq with no ledger entry")
+    return report
+
+
+def _check_offsets(stats: OffsetStats, report: Report) -> None:
+    """Every offset below the stored position is a ledger entry or a rejection, never both or neither."""
+    if stats.decided_rows != stats.distinct_offsets:
+        report.add(
+            "offsets",
+            "DECIDED_TWICE",
+            f"{stats.decided_rows - stats.distinct_offsets} offsets are both an entry and a rejection",
+        )
+    if stats.distinct_offsets and stats.highest_offset + 1 != stats.distinct_offsets:
+        missing = stats.highest_offset + 1 - stats.distinct_offsets
+        report.add("offsets", "OFFSET_MISSING", f"{missing} offsets below {stats.highest_offset + 1} have no decision")
+    if stats.stored_position and stats.stored_position != stats.highest_offset + 1:
+        report.add(
+            "offsets",
+            "POSITION_MISMATCH",
+            f"stored position {stats.stored_position}, decided up to {stats.highest_offset + 1}",
+        )
