@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from connectors.kafka_io import send_proposals
-from connectors.readmodel.ledger import current_tick
+from connectors.readmodel.ledger import current_tick, decision_of
 from core.config import Settings
 from core.key_secret import key_secret
 from schemas.codec import encode
@@ -57,17 +57,9 @@ def wait_for_decision(database_url: str, proposal_id: str, timeout_s: float = DE
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(database_url, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            entry = conn.execute(
-                "SELECT seq, policy_version FROM ledger WHERE proposal_id = %s", (proposal_id,)
-            ).fetchone()
-            if entry is not None:
-                return f"accepted as ledger seq {entry[0]}"
-            rejection = conn.execute(
-                "SELECT reason_code, detail FROM rejections WHERE proposal_id = %s ORDER BY source_offset DESC LIMIT 1",
-                (proposal_id,),
-            ).fetchone()
-            if rejection is not None:
-                return f"rejected {rejection[0]}: {rejection[1]}"
+            outcome = decision_of(conn, proposal_id)
+            if outcome is not None:
+                return outcome
             time.sleep(DECISION_POLL_S)
     return f"not decided within {timeout_s:.0f} s (is the validator running?)"
 

@@ -192,6 +192,12 @@ class Difference:
     rebuilt: str
 
 
+STATUS_KEYS = (
+    "head_seq", "head_hash", "tick", "policy_version", "policy",
+    "breaker_open", "breaker_reason", "telemetry", "shortfall",
+)  # fmt: skip
+
+
 def rebuilt_status(state: State, head_seq: int, head_hash: bytes) -> dict[str, Any]:
     """The grid_status row the validator should have written after ``head_seq``."""
     return {

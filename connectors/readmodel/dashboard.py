@@ -16,6 +16,8 @@ import pandas as pd
 import psycopg
 from psycopg.rows import dict_row
 
+# grid_status is read here by name too: the dashboard fetches every query from this module.
+from connectors.readmodel.ledger import grid_status as grid_status
 from core.rows import LEDGER_COLUMNS
 from schemas.proposal import GOVERNANCE_KINDS
 
@@ -51,17 +53,6 @@ def has_table(conn: Conn, name: str) -> bool:
 
 
 # --- overview ----------------------------------------------------------------------------------------
-
-
-def grid_status(conn: Conn) -> dict[str, Any] | None:
-    """The validator's cached view of the grid after its last batch, with the JSON columns parsed."""
-    row = _one(conn, "SELECT * FROM grid_status")
-    if row is None:
-        return None
-    for name in ("policy_json", "telemetry_json", "shortfall_json"):
-        row[name.removesuffix("_json")] = orjson.loads(row.pop(name))
-    row["head_hash"] = bytes(row["head_hash"]).hex()
-    return row
 
 
 def ledger_head(conn: Conn) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from core.audit import Caches, Checkpoint, EntryLink, OffsetStats, Report, verify
+from core.audit import STATUS_KEYS, Caches, Checkpoint, EntryLink, OffsetStats, Report, verify
 from core.rows import LEDGER_COLUMN_NAMES, LEDGER_TYPES, entry_from_row
 from law.ledger import GENESIS_PREV_HASH, Entry
 
@@ -69,14 +69,14 @@ class PgLedgerReader:
                     "SELECT agent, role, kind, accounts, emits_carbon, critical_load, suspended FROM participants"
                 )
             }
-            status = self.conn.cursor(row_factory=dict_row).execute("SELECT * FROM grid_status").fetchone()
+            status = grid_status(self.conn)
         return Caches(
             head_seq=head[0] if head else -1,
             head_hash=bytes(head[1]) if head else GENESIS_PREV_HASH,
             balances=balances,
             offers=offers,
             participants=participants,
-            status=_status(status) if status else None,
+            status={key: status[key] for key in STATUS_KEYS} if status else None,
         )
 
     def checkpoints_newest_first(self, at_or_below_seq: int) -> Iterator[Checkpoint]:
@@ -130,19 +130,40 @@ class PgLedgerReader:
         return [seq for (seq,) in rows]
 
 
-def _status(row: dict[str, Any]) -> dict[str, Any]:
-    """The grid_status row in the shape of ``core.audit.rebuilt_status``."""
-    return {
-        "head_seq": row["head_seq"],
-        "head_hash": bytes(row["head_hash"]).hex(),
-        "tick": row["tick"],
-        "policy_version": row["policy_version"],
-        "policy": orjson.loads(row["policy_json"]),
-        "breaker_open": row["breaker_open"],
-        "breaker_reason": row["breaker_reason"],
-        "telemetry": orjson.loads(row["telemetry_json"]),
-        "shortfall": orjson.loads(row["shortfall_json"]),
-    }
+def grid_status(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The validator's cached view of the grid after its last batch: JSON columns parsed (``policy``,
+    ``telemetry``, ``shortfall``), ``head_hash`` in hex; None before genesis."""
+    row = conn.cursor(row_factory=dict_row).execute("SELECT * FROM grid_status").fetchone()
+    if row is None:
+        return None
+    for name in ("policy_json", "telemetry_json", "shortfall_json"):
+        row[name.removesuffix("_json")] = orjson.loads(row.pop(name))
+    row["head_hash"] = bytes(row["head_hash"]).hex()
+    return row
+
+
+def participants(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """The registry as the validator cached it, by agent name."""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT agent, role, kind, accounts, emits_carbon, critical_load, suspended "
+            "FROM participants ORDER BY agent"
+        )
+        .fetchall()
+    )
+
+
+def decision_of(conn: psycopg.Connection[Any], proposal_id: str) -> str | None:
+    """A one-line outcome once the validator decided ``proposal_id`` (its latest rejection if rejected)."""
+    entry = conn.execute("SELECT seq FROM ledger WHERE proposal_id = %s", (proposal_id,)).fetchone()
+    if entry is not None:
+        return f"accepted as ledger seq {entry[0]}"
+    rejection = conn.execute(
+        "SELECT reason_code, detail FROM rejections WHERE proposal_id = %s ORDER BY source_offset DESC LIMIT 1",
+        (proposal_id,),
+    ).fetchone()
+    return f"rejected {rejection[0]}: {rejection[1]}" if rejection else None
 
 
 def audit_database(database_url: str) -> Report:

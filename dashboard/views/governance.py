@@ -16,6 +16,7 @@ from confluent_kafka import KafkaException
 from connectors import governance
 from connectors.kafka_io import DeliveryError
 from connectors.readmodel import dashboard as queries
+from connectors.readmodel.ledger import grid_status
 from dashboard import console, fmt, sources, ui
 from law.policy import DEFAULT_POLICY, POLICY_BOUNDS, invalid_param
 
@@ -23,7 +24,7 @@ POLICY_COLUMNS = 3
 
 
 def status() -> None:
-    found = sources.fetch(queries.grid_status)
+    found = sources.fetch(grid_status)
     if found is None:
         ui.empty("No grid status yet: the console acts once the ledger has its genesis entry.")
         return
@@ -150,7 +151,7 @@ def actions(user: str) -> None:
     if cols[1].button("Log out", key="logout"):
         console.sign_out()
         st.rerun()
-    grid = sources.fetch(queries.grid_status)
+    grid = sources.fetch(grid_status)
     if grid is None:
         return
     left, right = st.columns([1, 2])

@@ -11,7 +11,7 @@ import plotly.express as px
 import streamlit as st
 
 from connectors.readmodel import dashboard as queries
-from connectors.readmodel.ledger import audit_database
+from connectors.readmodel.ledger import audit_database, grid_status
 from dashboard import fmt, sources, ui
 from law.policy import DEFAULT_POLICY
 
@@ -64,7 +64,7 @@ def decisions_chart() -> None:
 
 
 def breaker() -> None:
-    status = sources.fetch(queries.grid_status)
+    status = sources.fetch(grid_status)
     if status is None:
         ui.empty("No grid status yet: the validator writes it with its first ledger entry.")
         return
@@ -118,7 +118,7 @@ def telemetry_charts(policy: dict[str, int]) -> None:
 
 
 def policy() -> None:
-    status = sources.fetch(queries.grid_status)
+    status = sources.fetch(grid_status)
     params = status["policy"] if status else DEFAULT_POLICY
     st.metric("Policy version", f"v{status['policy_version'] if status else 0}")
     rows = [

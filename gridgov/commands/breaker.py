@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-import orjson
 import psycopg
 
 from connectors import governance
+from connectors.readmodel.ledger import grid_status
 from core import config
 
 
@@ -21,13 +21,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def status(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT breaker_open, breaker_reason, tick, telemetry_json FROM grid_status").fetchone()
+        row = grid_status(conn)
     if row is None:
         print("breaker: no ledger yet")
         return 0
-    is_open, reason, tick, telemetry = row
-    print(f"breaker {'OPEN' if is_open else 'closed'} at tick {tick}" + (f": {reason}" if is_open else ""))
-    for key, value in orjson.loads(telemetry).items():
+    is_open, reason = row["breaker_open"], row["breaker_reason"]
+    print(f"breaker {'OPEN' if is_open else 'closed'} at tick {row['tick']}" + (f": {reason}" if is_open else ""))
+    for key, value in row["telemetry"].items():
         print(f"  {key:20} {value}")
     return 0
 

@@ -7,6 +7,7 @@ import argparse
 import psycopg
 
 from connectors import governance
+from connectors.readmodel.ledger import participants
 from core import config
 from core.key_secret import key_secret
 from schemas.codec import key_fingerprint
@@ -28,10 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def list_participants(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT agent, role, kind, accounts, emits_carbon, critical_load, suspended "
-            "FROM participants ORDER BY agent"
-        ).fetchall()
+        rows = [tuple(p.values()) for p in participants(conn)]
     print(f"{'AGENT':20} {'ROLE':12} {'KIND':16} {'ACCOUNTS':28} FLAGS")
     for agent, role, kind, accounts, carbon, critical, suspended in rows:
         flags = [f for f, on in (("emits-carbon", carbon), ("critical", critical), ("SUSPENDED", suspended)) if on]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-import orjson
 import psycopg
 
 from connectors import governance
+from connectors.readmodel.ledger import grid_status
 from core import config
 from law.policy import DEFAULT_POLICY, POLICY_BOUNDS
 
@@ -36,8 +36,8 @@ def parse_params(pairs: list[str]) -> dict[str, int]:
 
 def show(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT policy_version, policy_json FROM grid_status").fetchone()
-    version, policy = (row[0], orjson.loads(row[1])) if row else (0, DEFAULT_POLICY)
+        status = grid_status(conn)
+    version, policy = (status["policy_version"], status["policy"]) if status else (0, DEFAULT_POLICY)
     print(f"policy version {version}")
     for key in sorted(policy):
         low, high = POLICY_BOUNDS.get(key, (None, None))
