@@ -8,7 +8,6 @@ reproduces exactly when each rule applied.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from typing import Any
 
@@ -18,6 +17,7 @@ from connectors.kafka_io import send_proposals
 from connectors.read_model import current_tick
 from core.config import Settings
 from core.key_secret import key_secret
+from core.process import WaitTimeoutError, poll_until
 from schemas.codec import encode
 from schemas.envelope import build
 
@@ -54,22 +54,34 @@ DECISION_POLL_S = 0.2
 
 def wait_for_decision(database_url: str, proposal_id: str, timeout_s: float = DECISION_WAIT_S) -> str:
     """Poll the ledger and rejections until the validator decided ``proposal_id``; a one-line outcome."""
-    deadline = time.monotonic() + timeout_s
+    outcome: str | None = None
     with psycopg.connect(database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            entry = conn.execute(
-                "SELECT seq, policy_version FROM ledger WHERE proposal_id = %s", (proposal_id,)
-            ).fetchone()
-            if entry is not None:
-                return f"accepted as ledger seq {entry[0]}"
-            rejection = conn.execute(
-                "SELECT reason_code, detail FROM rejections WHERE proposal_id = %s ORDER BY source_offset DESC LIMIT 1",
-                (proposal_id,),
-            ).fetchone()
-            if rejection is not None:
-                return f"rejected {rejection[0]}: {rejection[1]}"
-            time.sleep(DECISION_POLL_S)
-    return f"not decided within {timeout_s:.0f} s (is the validator running?)"
+
+        def decided() -> bool:
+            nonlocal outcome
+            outcome = _decision(conn, proposal_id)
+            return outcome is not None
+
+        try:
+            poll_until(decided, timeout_s, f"the decision on {proposal_id}", interval_s=DECISION_POLL_S)
+        except WaitTimeoutError:
+            return f"not decided within {timeout_s:.0f} s (is the validator running?)"
+    assert outcome is not None, "poll_until returned, so the last check found the decision"
+    return outcome
+
+
+def _decision(conn: psycopg.Connection[Any], proposal_id: str) -> str | None:
+    """The validator's decision on ``proposal_id`` in one line, or None while it is undecided."""
+    entry = conn.execute("SELECT seq, policy_version FROM ledger WHERE proposal_id = %s", (proposal_id,)).fetchone()
+    if entry is not None:
+        return f"accepted as ledger seq {entry[0]}"
+    rejection = conn.execute(
+        "SELECT reason_code, detail FROM rejections WHERE proposal_id = %s ORDER BY source_offset DESC LIMIT 1",
+        (proposal_id,),
+    ).fetchone()
+    if rejection is not None:
+        return f"rejected {rejection[0]}: {rejection[1]}"
+    return None
 
 
 def send_and_report(settings: Settings, body: dict[str, Any], wait: bool) -> int:

@@ -1,0 +1,1 @@
+"""SQL that only reads the ledger tables."""
