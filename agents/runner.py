@@ -33,7 +33,6 @@ import functools
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,6 +48,7 @@ from agents.scenario import ParticipantSpec, Scenario
 from agents.strategy import Strategy
 from agents.view import AgentView, OpenOffer, RecentRejection
 from connectors.kafka_io import DeliveryError, proposal_producer
+from core.process import WaitTimeoutError, poll_until
 from law import State, price_ceiling
 from law.state import Telemetry
 from schemas.codec import encode
@@ -163,13 +163,9 @@ class Outbox:
 
     def close(self, timeout_s: float) -> tuple[list[Outgoing], list[str]]:
         """(messages in publication order, agents that missed the tick)."""
-        deadline = time.monotonic() + timeout_s
         with self._cond:
-            while not self._agents <= self._turns.keys():
-                remaining_s = deadline - time.monotonic()
-                if remaining_s <= 0:
-                    break
-                self._cond.wait(remaining_s)
+            # Agents that miss the timeout are reported, not waited for: the tick goes on without them.
+            self._cond.wait_for(lambda: self._agents <= self._turns.keys(), timeout_s)
             turns, tick, self._tick = self._turns, self._tick, -1
         rank = {agent: publication_rank(self._salt, tick, agent) for agent in turns}
         messages = sorted((m for ms in turns.values() for m in ms), key=lambda m: (rank[m.agent], m.n))
@@ -213,13 +209,20 @@ class World:
 
     def wait_tick_after(self, tick: int, stop: threading.Event, timeout_s: float) -> int | None:
         """The first grid tick above ``tick``, or None on stop or timeout."""
-        deadline = time.monotonic() + timeout_s
-        while not stop.is_set() and time.monotonic() < deadline:
-            now = self.grid_tick()
-            if now > tick:
-                return now
-            stop.wait(POLL_S)
-        return None
+        seen = tick
+
+        def moved_or_stopped() -> bool:
+            nonlocal seen
+            if stop.is_set():
+                return True
+            seen = self.grid_tick()
+            return seen > tick
+
+        try:
+            poll_until(moved_or_stopped, timeout_s, f"a grid tick after {tick}", interval_s=POLL_S)
+        except WaitTimeoutError:
+            return None  # no tick for that long: the run is over, or gone
+        return seen if seen > tick else None
 
     def view(self, me: Identity) -> AgentView:
         with self.conn.transaction():

@@ -8,7 +8,6 @@ reproduces exactly when each rule applied.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from typing import Any
 
@@ -18,6 +17,7 @@ from connectors.kafka_io import send_proposals
 from connectors.readmodel.ledger import current_tick, decision_of
 from core.config import Settings
 from core.key_secret import key_secret
+from core.process import WaitTimeoutError, poll_until
 from schemas.codec import encode
 from schemas.envelope import build
 
@@ -54,14 +54,20 @@ DECISION_POLL_S = 0.2
 
 def wait_for_decision(database_url: str, proposal_id: str, timeout_s: float = DECISION_WAIT_S) -> str:
     """Poll the ledger and rejections until the validator decided ``proposal_id``; a one-line outcome."""
-    deadline = time.monotonic() + timeout_s
+    outcome: str | None = None
     with psycopg.connect(database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
+
+        def decided() -> bool:
+            nonlocal outcome
             outcome = decision_of(conn, proposal_id)
-            if outcome is not None:
-                return outcome
-            time.sleep(DECISION_POLL_S)
-    return f"not decided within {timeout_s:.0f} s (is the validator running?)"
+            return outcome is not None
+
+        try:
+            poll_until(decided, timeout_s, f"the decision on {proposal_id}", interval_s=DECISION_POLL_S)
+        except WaitTimeoutError:
+            return f"not decided within {timeout_s:.0f} s (is the validator running?)"
+    assert outcome is not None, "poll_until returned, so the last check found the decision"
+    return outcome
 
 
 def send_and_report(settings: Settings, body: dict[str, Any], wait: bool) -> int:

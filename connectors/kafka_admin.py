@@ -1,4 +1,4 @@
-"""The grid's topics, created idempotently, and consumer-group offset resets, through the Kafka Admin API.
+"""The grid's topics, created idempotently; consumer groups reset or deleted; a topic's watermarks.
 
 Every topic has one partition: the validator decides proposals in one total order (the ledger's hash
 chain depends on it), so ``proposals`` must never be split, and the others follow it one-to-one.
@@ -7,11 +7,10 @@ chain depends on it), so ``proposals`` must never be split, and the others follo
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -23,10 +22,12 @@ from confluent_kafka.admin import (
 )
 
 from core.config import Settings
+from core.process import WaitTimeoutError, poll_until
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT_S = 30.0
+METADATA_POLL_S = 0.1
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 # one broker locally and in docker-compose: a topic cannot have more replicas than brokers
 REPLICATION_FACTOR = 1
@@ -80,15 +81,19 @@ def admin_client(bootstrap: str) -> AdminClient:
 
 def _wait_for_metadata(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, int]:
     """Partition counts of ``names``, waiting until freshly created topics show in the metadata."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    counts: dict[str, int] = {}
+
+    def all_listed() -> bool:
+        nonlocal counts
         topics = admin.list_topics(timeout=timeout_s).topics
         counts = {n: len(topics[n].partitions) for n in names if n in topics and topics[n].error is None}
-        if len(counts) == len(names):
-            return counts
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topics not in broker metadata after {timeout_s:.0f} s: {set(names) - set(counts)}")
-        time.sleep(0.1)
+        return len(counts) == len(names)
+
+    try:
+        poll_until(all_listed, timeout_s, "the new topics in the broker's metadata", interval_s=METADATA_POLL_S)
+    except WaitTimeoutError as exc:  # name the topics still missing
+        raise WaitTimeoutError(f"{exc}: {set(names) - set(counts)} not listed") from exc
+    return counts
 
 
 def _create_missing(admin: AdminClient, specs: dict[str, TopicSpec], timeout_s: float) -> set[str]:
@@ -170,6 +175,31 @@ def delete_topics(bootstrap: str, prefix: str, timeout_s: float = TIMEOUT_S) -> 
     names = [t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(f"{prefix}.")]
     for future in admin.delete_topics(names, operation_timeout=timeout_s).values() if names else ():
         future.result(timeout=timeout_s)
+
+
+def delete_group(bootstrap: str, group: str, timeout_s: float = TIMEOUT_S) -> None:
+    admin = admin_client(bootstrap)  # held until the result: a collected client never resolves its futures
+    admin.delete_consumer_groups([group], request_timeout=timeout_s)[group].result(timeout=timeout_s)
+
+
+def delete_group_if_any(bootstrap: str, group: str, timeout_s: float = TIMEOUT_S) -> None:
+    """Delete a group that another process may or may not have created before it stopped."""
+    try:
+        delete_group(bootstrap, group, timeout_s)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+            raise
+
+
+def watermarks(bootstrap: str, topic: str, timeout_s: float = TIMEOUT_S) -> tuple[int, int]:
+    """(low, high) of ``topic``'s only partition: the first offset still kept, and the next one to be written."""
+    # Never subscribes or commits: it only asks the broker for offsets. The group id is required by the client.
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "gridgov-watermark-probe"})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
+    finally:
+        consumer.close()
+    return int(low), int(high)
 
 
 def reset_group_offsets(

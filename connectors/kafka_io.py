@@ -1,15 +1,22 @@
-"""Producing proposals: one configured confluent-kafka producer, a delivery-checked send, and the two
-aimed at the grid's proposals topic; and the offset of a consumed record, which the stubs leave optional."""
+"""Producing proposals: one configured confluent-kafka producer, a bounded produce that waits out a full
+local queue, a delivery-checked send, and the two aimed at the grid's proposals topic; and the offset of
+a consumed record, which the stubs leave optional."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from core.config import Settings
+from core.process import poll_until
 
 FLUSH_TIMEOUT_S = 30.0
+# The local queue drains as the broker acknowledges; one that stays full this long has no broker behind it.
+QUEUE_FULL_WAIT_S_MAX = 60.0
+QUEUE_FULL_POLL_S = 0.1
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
 class DeliveryError(RuntimeError):
@@ -40,6 +47,30 @@ def proposal_producer(bootstrap: str, linger_ms: int = 2) -> Producer:
     )
 
 
+def produce_with_backpressure(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None = None,
+    on_delivery: DeliveryCallback | None = None,
+    timestamp_ms: int = 0,
+    wait_s_max: float = QUEUE_FULL_WAIT_S_MAX,
+) -> None:
+    """Produce one record; while the producer's local queue is full, serve delivery reports (which makes
+    room) and retry, for at most ``wait_s_max``. ``timestamp_ms`` 0 is the producer's clock."""
+
+    def queued() -> bool:
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery, timestamp=timestamp_ms)
+        except BufferError:
+            producer.poll(QUEUE_FULL_POLL_S)
+            return False
+        return True
+
+    # no sleep between tries: the poll above already waits for a delivery report
+    poll_until(queued, wait_s_max, f"room in the producer's queue for {topic}", interval_s=0)
+
+
 def send_all(producer: Producer, topic: str, values: list[tuple[bytes | None, bytes | None]]) -> None:
     """Produce (key, value) pairs in order and wait until the broker acknowledged every one."""
     failures: list[str] = []
@@ -49,12 +80,7 @@ def send_all(producer: Producer, topic: str, values: list[tuple[bytes | None, by
             failures.append(str(err))
 
     for key, value in values:
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce_with_backpressure(producer, topic, value, key, on_delivery=delivered)
         producer.poll(0)
     if producer.flush(FLUSH_TIMEOUT_S) > 0:
         raise DeliveryError(f"messages still undelivered after {FLUSH_TIMEOUT_S} s")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from connectors.kafka_io import produce_with_backpressure
 from core.outgoing import LEDGER_STREAM, REJECTION_STREAM, Outgoing, entry_records, rejection_record
 from core.rows import Batch
 
@@ -85,12 +86,7 @@ class Relay:
         self.poll()
 
     def _produce_one(self, topic: str, key: bytes, value: bytes) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key)
-                break
-            except BufferError:  # local queue full: let deliveries drain, then retry
-                self.producer.poll(0.1)
+        produce_with_backpressure(self.producer, topic, value, key)  # delivery reports go to _delivered
         self._produced[topic] = self._produced.get(topic, 0) + 1
 
     def poll(self, timeout_s: float = 0.0) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Process helpers shared by the Kafka and PostgreSQL launchers: detached start, pid files, bounded waits."""
+"""Process helpers: detached start, pid files, supervised children, and the one bounded wait everything uses."""
 
 from __future__ import annotations
 
@@ -10,17 +10,22 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.25
+KILL_WAIT_S = 10.0  # SIGKILL cannot be ignored: past this the process is stuck in the kernel
 
 
 class InfraError(RuntimeError):
     """A local service could not be fetched, prepared, started or stopped."""
+
+
+class WaitTimeoutError(InfraError, TimeoutError):
+    """A bounded wait ran out; the message names what it waited for."""
 
 
 def spawn_detached(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
@@ -80,11 +85,16 @@ def log_tail(log_path: Path, lines: int = 40) -> str:
 
 
 def poll_until(
-    check: Callable[[], bool], timeout_s: float, what: str, alive: Callable[[], bool] | None = None
+    check: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    alive: Callable[[], bool] | None = None,
+    interval_s: float = POLL_INTERVAL_S,
 ) -> float:
-    """Call ``check`` until it returns True; return the seconds it took.
+    """Call ``check`` every ``interval_s`` until it returns True; return the seconds it took.
 
-    ``alive`` lets the wait fail fast when the process being waited for has died.
+    ``what`` names what is waited for, for the error. ``alive`` lets the wait fail fast when the
+    process being waited for has died. Raises ``WaitTimeoutError`` after ``timeout_s``.
     """
     start = time.monotonic()
     deadline = start + timeout_s
@@ -92,9 +102,9 @@ def poll_until(
         if check():
             return time.monotonic() - start
         if alive is not None and not alive():
-            raise InfraError(f"{what}: the process exited before it became ready")
-        time.sleep(POLL_INTERVAL_S)
-    raise InfraError(f"{what}: not ready after {timeout_s:.0f} s")
+            raise InfraError(f"the process exited while waiting for {what}")
+        time.sleep(interval_s)
+    raise WaitTimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 @contextmanager
@@ -111,7 +121,7 @@ def exclusive(lock_path: Path, timeout_s: float) -> Iterator[None]:
                 return False
             return True
 
-        poll_until(acquired, timeout_s, f"waiting for {lock_path}")
+        poll_until(acquired, timeout_s, f"the lock on {lock_path}")
         yield  # closing the file releases the lock
 
 
@@ -121,14 +131,43 @@ def terminate(pid: int, timeout_s: float) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(POLL_INTERVAL_S)
-    logger.warning("pid %d did not stop within %.0f s; sending SIGKILL", pid, timeout_s)
+    try:
+        poll_until(lambda: not pid_alive(pid), timeout_s, f"pid {pid} to exit on SIGTERM")
+        return
+    except WaitTimeoutError:
+        logger.warning("pid %d did not stop within %.0f s; sending SIGKILL", pid, timeout_s)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    poll_until(lambda: not pid_alive(pid), 10, f"pid {pid} after SIGKILL")
+    poll_until(lambda: not pid_alive(pid), KILL_WAIT_S, f"pid {pid} to exit on SIGKILL")
+
+
+def stop_child(child: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """``terminate`` a child of ours, then reap it; its exit status.
+
+    Until it is reaped a child's pid cannot be reused, so signalling it by pid is safe.
+    """
+    if child.poll() is None:
+        terminate(child.pid, timeout_s)
+    return child.wait(KILL_WAIT_S)
+
+
+class Service:
+    """A child process in a session of its own, output to its own log file; stopped by ``stop_child``."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+        self.name, self.log_path = name, log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("wb") as log:
+            # A session of its own: Ctrl-C in the terminal reaches us, and we stop it in order.
+            self.process = subprocess.Popen(
+                list(argv), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout_s: float) -> int:
+        return stop_child(self.process, timeout_s)

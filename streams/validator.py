@@ -27,6 +27,7 @@ from connectors.relay import Relay
 from core.config import Settings
 from core.keyring import Keyring
 from core.outgoing import Outgoing, spike_record
+from core.process import WaitTimeoutError, poll_until
 from core.rows import Batch, Position, Rejection
 from core.step import LedgerStep
 from core.version import validator_version
@@ -249,12 +250,11 @@ def open_validator(
 
 
 def _wait_for_lock(store: LedgerStore) -> None:
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while not store.lock():
-        if time.monotonic() > deadline:
-            store.close()
-            raise RuntimeError(f"another validator holds the ledger lock (waited {LOCK_WAIT_S:.0f} s)")
-        time.sleep(LOCK_RETRY_S)
+    try:
+        poll_until(store.lock, LOCK_WAIT_S, "the ledger lock, held by another validator", interval_s=LOCK_RETRY_S)
+    except WaitTimeoutError:
+        store.close()
+        raise
 
 
 def _consumer(bootstrap: str, group_id: str, topic: str, next_offset: int) -> Consumer:

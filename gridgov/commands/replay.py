@@ -15,7 +15,9 @@ from connectors.kafka_admin import reset_group_offsets
 from core import config
 from core.key_secret import key_secret
 from core.version import validator_version
-from streams.replay import LawDiff, Outcome, ReplayError, ReplayResult, replay
+from streams.replay import ReplayResult, replay
+from streams.replay_compare import LawDiff, Outcome
+from streams.replay_errors import ReplayError
 
 SHOWN_MAX = 50
 

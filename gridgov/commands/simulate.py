@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 from agents import scenario as scenarios
-from agents.simulate import (
+from agents.simulate import run
+from agents.simulation_config import (
     AUTO_RESUME_TICKS_DEFAULT,
     RUN_ID,
     RUN_ID_RULE,
@@ -17,9 +18,8 @@ from agents.simulate import (
     TICKS_DEFAULT,
     SimulationConfig,
     SimulationError,
-    Summary,
-    run,
 )
+from agents.summary import Summary
 from connectors.gemini import GeminiConfig
 from core import config
 from core.key_secret import key_secret

@@ -18,7 +18,10 @@ import pytest
 
 from agents import scenario as scenarios
 from agents.scenario import Scenario
-from agents.simulate import ADVERSARY, SimulationConfig, Summary, run
+from agents.simulate import run
+from agents.simulation_config import SimulationConfig
+from agents.summary import Summary
+from agents.wiring import ADVERSARY
 from connectors.gemini import GeminiConfig
 from core import config
 from core.config import Settings
