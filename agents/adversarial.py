@@ -2,7 +2,7 @@
 
 Some attacks break the envelope itself (bytes that are not JSON, a wrong signature, a reused id),
 so an attack is a raw proposal plan rather than an ``Intent``: the runner wraps ``body`` in an
-envelope (with ``reuse_id`` as its id when set), signs it (with a wrong key when asked) and sends
+envelope (with ``reuse_nonce`` as its nonce when set), signs it (with a wrong key when asked) and sends
 it, or sends ``raw`` as the whole message. ``expected_reason`` is the rejection the validator must
 return; ``None`` marks a setup step it should accept (posting the offer the self-trade then takes).
 """
@@ -36,7 +36,7 @@ class Attack:
     expected_reason: str | None  # None: a setup step the validator should accept
     body: dict[str, Any] | None = None  # proposal body for the runner to wrap and sign
     raw: bytes | None = None  # the whole Kafka message, sent as is
-    reuse_id: str | None = None  # envelope id to use instead of a fresh one
+    reuse_nonce: int | None = None  # a nonce the validator already decided, instead of a fresh one
     sign_with_wrong_key: bool = False
 
 
@@ -65,7 +65,7 @@ class AdversarialStrategy:
     def __init__(self, seed: int) -> None:
         self._rng = random.Random(seed)
         self._round = 0
-        self._catalogue: tuple[Callable[[AgentView, str, str | None], Attack | None], ...] = (
+        self._catalogue: tuple[Callable[[AgentView, str, int | None], Attack | None], ...] = (
             self._overspend,
             self._not_owner,
             self._replay,
@@ -76,50 +76,50 @@ class AdversarialStrategy:
             self._self_trade,
         )
 
-    def attacks(self, view: AgentView, victim_account: str, replay_id: str | None) -> list[Attack]:
+    def attacks(self, view: AgentView, victim_account: str, replay_nonce: int | None) -> list[Attack]:
         """Every attack that applies to this view, starting one further along the catalogue each
         call, so a runner that sends only the first few per tick still cycles through them all."""
         start = self._round % len(self._catalogue)
         self._round += 1
         rotated = self._catalogue[start:] + self._catalogue[:start]
-        planned = (build(view, victim_account, replay_id) for build in rotated)
+        planned = (build(view, victim_account, replay_nonce) for build in rotated)
         return [attack for attack in planned if attack is not None]
 
-    def _overspend(self, view: AgentView, victim: str, replay_id: str | None) -> Attack | None:
+    def _overspend(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
         resource = min(("energy", "water", "credits"), key=lambda r: (view.balances.get(r, 0), r))
         quantity = max(view.balances.get(resource, 0), 0) + 1 + self._rng.randrange(OVERSPEND_MARGIN_MAX)
         if quantity > QUANTITY_MAX:
             return None  # a balance this large cannot be overspent within the quantity bound
         return Attack("overspend", "INSUFFICIENT_BALANCE", body=_transfer(view.account, victim, resource, quantity))
 
-    def _not_owner(self, view: AgentView, victim: str, replay_id: str | None) -> Attack | None:
+    def _not_owner(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
         resource = self._rng.choice(("energy", "water", "credits"))
         quantity = self._rng.randint(1, SMALL_QUANTITY_MAX)
         return Attack("spend_victim_account", "NOT_OWNER", body=_transfer(victim, view.account, resource, quantity))
 
-    def _replay(self, view: AgentView, victim: str, replay_id: str | None) -> Attack | None:
-        if replay_id is None:
+    def _replay(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
+        if replay_nonce is None:
             return None
-        # A body that would pass on its own, so only the reused id can be the reason to reject it.
+        # A body that would pass on its own, so only the reused nonce can be the reason to reject it.
         body = _transfer(view.account, victim, _richest(view, ("energy", "water", "credits")), 1)
-        return Attack("replay", "DUPLICATE_PROPOSAL", body=body, reuse_id=replay_id)
+        return Attack("replay", "DUPLICATE_PROPOSAL", body=body, reuse_nonce=replay_nonce)
 
-    def _not_json(self, view: AgentView, victim: str, replay_id: str | None) -> Attack | None:
+    def _not_json(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
         return Attack("llm_not_json", "MALFORMED", raw=self._rng.choice(NOT_JSON_OUTPUTS))
 
-    def _float_quantity(self, view: AgentView, victim: str, replay_id: str | None) -> Attack | None:
+    def _float_quantity(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
         body = _transfer(view.account, victim, "energy", FLOAT_QUANTITY)
         return Attack("llm_float_quantity", "MALFORMED", body=body)
 
-    def _oversized_quantity(self, view: AgentView, victim: str, replay_id: str | None) -> Attack | None:
+    def _oversized_quantity(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
         body = _transfer(view.account, victim, "energy", OVERSIZED_QUANTITY)
         return Attack("llm_oversized_quantity", "LIMIT_EXCEEDED", body=body)
 
-    def _bad_signature(self, view: AgentView, victim: str, replay_id: str | None) -> Attack | None:
+    def _bad_signature(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
         body = _transfer(view.account, victim, _richest(view, ("energy", "water", "credits")), 1)
         return Attack("bad_signature", "BAD_SIGNATURE", body=body, sign_with_wrong_key=True)
 
-    def _self_trade(self, view: AgentView, victim: str, replay_id: str | None) -> Attack | None:
+    def _self_trade(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
         offer = _own_offer(view)
         if offer is not None:
             accept = {"kind": "accept", "offer_id": offer.offer_id, "account": view.account}

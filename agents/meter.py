@@ -85,7 +85,8 @@ def readings(scenario: Scenario, seed: int, tick: int) -> list[dict[str, Any]]:
     return out
 
 
-def meter_proposal(scenario: Scenario, seed: int, tick: int, run_id: str, secret: bytes) -> dict[str, Any]:
+def meter_proposal(scenario: Scenario, seed: int, tick: int, run_id: str, secret: bytes, nonce: int) -> dict[str, Any]:
     """The operator-signed ``meter`` proposal for ``tick``, with a deterministic id."""
     body = {"kind": "meter", "readings": readings(scenario, seed, tick)}
-    return build(scenario.operator, body, tick, METER_TTL_TICKS, secret, f"{run_id}-meter-{tick}", {"source": "meter"})
+    pid = f"{run_id}-meter-{tick}"
+    return build(scenario.operator, body, tick, METER_TTL_TICKS, secret, pid, nonce, {"source": "meter"})

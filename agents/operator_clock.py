@@ -14,9 +14,10 @@ from agents.namespace import Namespace
 from agents.runner import Outbox, Outgoing, Publisher, Sent
 from agents.scenario import ParticipantSpec, Scenario
 from agents.simulation_config import SimulationConfig, SimulationError
+from connectors.readmodel.ledger import grid_status
 from core.process import InfraError, Service, poll_until
 from schemas.codec import encode, key_fingerprint
-from schemas.envelope import build
+from schemas.envelope import Nonces, build
 from schemas.keys import derive_key
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class Clock:
         self.missed: list[tuple[str, int]] = []
         self.breaker_open_since: int | None = None
         self.resumes: list[int] = []
+        # The clock is the run's only operator producer, and the run starts on an empty ledger.
+        self.nonces = Nonces()
 
     def close(self) -> None:
         self.conn.close()
@@ -72,7 +75,8 @@ class Clock:
         return self.config.scenario.operator
 
     def _operator_message(self, body: dict[str, Any], tick: int, pid: str, ttl: int) -> Outgoing:
-        signed = build(self.operator, body, tick, ttl, self.secret, pid, {"source": "operator"})
+        nonce = self.nonces.next()
+        signed = build(self.operator, body, tick, ttl, self.secret, pid, nonce, {"source": "operator"})
         return Outgoing(self.operator, 0, encode(signed), pid)
 
     def _publish(self, messages: list[Outgoing]) -> list[Sent]:
@@ -117,7 +121,8 @@ class Clock:
         """Resume when due, meter entry, then publish the agents' turns (lockstep) or wait for them."""
         self.outbox.open(tick)
         self._resume_if_due(tick)
-        meter = meter_proposal(self.config.scenario, self.config.seed, tick, self.ns.run_id, self.secret)
+        nonce = self.nonces.next()
+        meter = meter_proposal(self.config.scenario, self.config.seed, tick, self.ns.run_id, self.secret, nonce)
         self._send_and_check(Outgoing(self.operator, 0, encode(meter), meter["id"]))
         self._note_breaker(tick)
         messages, missing = self.outbox.close(self.config.tick_timeout_s)
@@ -140,7 +145,10 @@ class Clock:
         since = self.breaker_open_since
         if not k or since is None or tick - since < k:
             return
-        body = {"kind": "breaker_resume", "reason": f"SIMULATED operator resume (auto-resume after {k} ticks)"}
+        status = grid_status(self.conn)
+        assert status is not None and status["breaker_open"], "the breaker was seen open at this tick"
+        reason = f"SIMULATED operator resume (auto-resume after {k} ticks)"
+        body = {"kind": "breaker_resume", "reason": reason, "trip_seq": status["breaker_trip_seq"]}
         self._send_and_check(self._operator_message(body, tick - 1, f"{self.ns.run_id}-resume-{tick}", 1))
         self.breaker_open_since = None
         self.resumes.append(tick)

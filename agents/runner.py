@@ -48,11 +48,12 @@ from agents.scenario import ParticipantSpec, Scenario
 from agents.strategy import Strategy
 from agents.view import AgentView, OpenOffer, RecentRejection
 from connectors.kafka_io import DeliveryError, proposal_producer
+from connectors.readmodel.ledger import last_nonce
 from core.process import WaitTimeoutError, poll_until
 from law import State, price_ceiling
 from law.state import Telemetry
 from schemas.codec import encode
-from schemas.envelope import build
+from schemas.envelope import Nonces, build
 
 logger = logging.getLogger(__name__)
 
@@ -274,13 +275,9 @@ class World:
         ).fetchall()
         return tuple(RecentRejection(*row) for row in reversed(rows))  # oldest first, as strategies read them
 
-    def replayable_id(self, agent: str, tick: int) -> str | None:
-        """An id the ledger accepted from someone else that has not expired yet: replaying it is a duplicate."""
-        row = self.conn.execute(
-            "SELECT proposal_id FROM ledger WHERE agent <> %s AND expires_tick >= %s ORDER BY seq DESC LIMIT 1",
-            (agent, tick),
-        ).fetchone()
-        return row[0] if row else None
+    def last_nonce(self, agent: str) -> int:
+        """The last nonce the validator decided for ``agent``: re-using it is a duplicate."""
+        return last_nonce(self.conn, agent)
 
 
 def _ceilings(policy: dict[str, int], telemetry: Telemetry) -> dict[str, int]:
@@ -304,6 +301,9 @@ class Trader:
     strategy: Strategy
     secret: bytes
     run_id: str
+    # This process is the agent's only producer; started on an empty ledger (a live agent would
+    # start from the ledger's last nonce for it).
+    nonces: Nonces = field(default_factory=Nonces)
 
     def turn(self, view: AgentView, world: World) -> list[Outgoing]:
         decision = self.strategy.choose(view)
@@ -311,8 +311,9 @@ class Trader:
         if body is None:
             return []
         pid = proposal_id(self.run_id, view.agent, view.tick, 0)
+        provenance = clean_provenance(decision.provenance)
         signed = build(
-            view.agent, body, view.tick, PROPOSAL_TTL_TICKS, self.secret, pid, clean_provenance(decision.provenance)
+            view.agent, body, view.tick, PROPOSAL_TTL_TICKS, self.secret, pid, self.nonces.next(), provenance
         )
         return [Outgoing(view.agent, 0, encode(signed), pid)]
 
@@ -326,19 +327,23 @@ class Adversary:
     secret: bytes
     run_id: str
     victim_account: str
+    nonces: Nonces = field(default_factory=Nonces)
 
     def turn(self, view: AgentView, world: World) -> list[Outgoing]:
-        replay_id = world.replayable_id(view.agent, view.tick)
-        attacks = self.strategy.attacks(view, self.victim_account, replay_id)[:ATTACKS_PER_TICK]
+        decided = world.last_nonce(view.agent)
+        attacks = self.strategy.attacks(view, self.victim_account, decided or None)[:ATTACKS_PER_TICK]
         return [self._message(view, n, attack) for n, attack in enumerate(attacks)]
 
     def _message(self, view: AgentView, n: int, attack: Attack) -> Outgoing:
         if attack.raw is not None:
             return Outgoing(view.agent, n, attack.raw, None, attack.name, attack.expected_reason)
         assert attack.body is not None
-        pid = attack.reuse_id or proposal_id(self.run_id, view.agent, view.tick, n)
+        pid = proposal_id(self.run_id, view.agent, view.tick, n)
         secret = WRONG_KEY_SECRET if attack.sign_with_wrong_key else self.secret
-        signed = build(view.agent, attack.body, view.tick, PROPOSAL_TTL_TICKS, secret, pid, {"source": "adversarial"})
+        nonce = attack.reuse_nonce or self.nonces.next()
+        signed = build(
+            view.agent, attack.body, view.tick, PROPOSAL_TTL_TICKS, secret, pid, nonce, {"source": "adversarial"}
+        )
         return Outgoing(view.agent, n, encode(signed), pid, attack.name, attack.expected_reason)
 
 

@@ -13,9 +13,9 @@ from agents.operator_clock import Clock
 from agents.runner import Sent
 from agents.simulation_config import SimulationConfig
 from agents.wiring import Cast
+from connectors.readmodel.ledger import audit_database
 from connectors.readmodel.summary import BreakerEvent, read_figures
 from core.tables import format_table
-from connectors.readmodel.ledger import audit_database
 
 
 @dataclass

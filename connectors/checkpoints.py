@@ -18,6 +18,7 @@ from law.snapshot import to_json
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_DEFAULT = 10_000
+CHECKPOINTS_KEPT = 3
 
 
 @functools.cache
@@ -26,19 +27,27 @@ def checkpoint_every() -> int:
     return max(0, int(os.environ.get("GRID_CHECKPOINT_EVERY", "").strip() or CHECKPOINT_EVERY_DEFAULT))
 
 
-def write_checkpoint(cur: psycopg.Cursor[Any], state: State, head_seq: int, head_hash: bytes) -> None:
-    """Snapshot ``state``, which must be the state right after entry ``head_seq``."""
+def write_checkpoint(cur: psycopg.Cursor[Any], state: State, head_seq: int, head_hash: bytes, next_offset: int) -> None:
+    """Snapshot ``state``: the state after entry ``head_seq`` and every decision below ``next_offset``.
+    Only the newest CHECKPOINTS_KEPT stay: older ones would only ever be a slower start."""
     assert state.seq_next == head_seq + 1, f"state is at seq_next {state.seq_next}, not after entry {head_seq}"
     text = to_json(state)
     cur.execute(
-        "INSERT INTO checkpoints (seq, ledger_hash, state_json, hash) VALUES (%s, %s, %s, %s) "
+        "INSERT INTO checkpoints (seq, ledger_hash, next_offset, state_json, hash) VALUES (%s, %s, %s, %s, %s) "
         "ON CONFLICT (seq) DO NOTHING",
-        (head_seq, head_hash, text, checkpoint_hash(head_hash, text)),
+        (head_seq, head_hash, next_offset, text, checkpoint_hash(head_hash, next_offset, text)),
+    )
+    cur.execute(
+        "DELETE FROM checkpoints WHERE seq < (SELECT min(seq) FROM "
+        "(SELECT seq FROM checkpoints ORDER BY seq DESC LIMIT %s) newest)",
+        (CHECKPOINTS_KEPT,),
     )
     logger.info("checkpoint written", extra={"seq": head_seq, "state_bytes": len(text)})
 
 
-def after_batch(cur: psycopg.Cursor[Any], entries: list[Entry], state: State, every: int | None = None) -> bool:
+def after_batch(
+    cur: psycopg.Cursor[Any], entries: list[Entry], state: State, next_offset: int, every: int | None = None
+) -> bool:
     """Write a checkpoint when this batch's entries cross a multiple of ``every``; True if it did.
 
     Derived from seq numbers alone, so a restart needs no counter and a replay checkpoints at the
@@ -47,5 +56,5 @@ def after_batch(cur: psycopg.Cursor[Any], entries: list[Entry], state: State, ev
     every = checkpoint_every() if every is None else every
     if not entries or every <= 0 or (entries[-1].seq + 1) // every == entries[0].seq // every:
         return False
-    write_checkpoint(cur, state, entries[-1].seq, entries[-1].hash)
+    write_checkpoint(cur, state, entries[-1].seq, entries[-1].hash, next_offset)
     return True

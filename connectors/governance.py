@@ -14,12 +14,12 @@ from typing import Any
 import psycopg
 
 from connectors.kafka_io import send_proposals
-from connectors.readmodel.ledger import current_tick, decision_of
+from connectors.readmodel.ledger import decision_of, producer_position
 from core.config import Settings
 from core.key_secret import key_secret
 from core.process import WaitTimeoutError, poll_until
 from schemas.codec import encode
-from schemas.envelope import build
+from schemas.envelope import Nonces, build
 
 GOVERNANCE_TTL_TICKS = 10
 
@@ -31,10 +31,10 @@ def operator_id() -> str:
 def send(settings: Settings, body: dict[str, Any], operator: str | None = None, source: str = "operator") -> str:
     """Sign ``body`` as the operator, publish it, wait for the broker's ack; return the proposal id."""
     pid = f"gov-{uuid.uuid4()}"
-    tick = current_tick(settings.database_url)
-    proposal = build(
-        operator or operator_id(), body, tick, GOVERNANCE_TTL_TICKS, key_secret(settings), pid, {"source": source}
-    )
+    agent = operator or operator_id()
+    tick, decided = producer_position(settings.database_url, agent)
+    nonce = Nonces().next(decided)
+    proposal = build(agent, body, tick, GOVERNANCE_TTL_TICKS, key_secret(settings), pid, nonce, {"source": source})
     send_proposals(settings, [encode(proposal)])
     return pid
 
@@ -43,9 +43,13 @@ def policy_set(params: dict[str, int], reason: str = "") -> dict[str, Any]:
     return {"kind": "policy_set", "params": params, "reason": reason}
 
 
-def breaker(action: str, reason: str) -> dict[str, Any]:
+def breaker(action: str, reason: str, trip_seq: int | None = None) -> dict[str, Any]:
+    """A trip, or a resume of the trip opened by ledger entry ``trip_seq`` (grid_status names it)."""
     assert action in ("trip", "resume"), action
-    return {"kind": f"breaker_{action}", "reason": reason}
+    if action == "trip":
+        return {"kind": "breaker_trip", "reason": reason}
+    assert trip_seq is not None, "a resume names the trip it closes"
+    return {"kind": "breaker_resume", "reason": reason, "trip_seq": trip_seq}
 
 
 DECISION_WAIT_S = 30.0

@@ -124,7 +124,7 @@ class LedgerStore:
             self._copy_entries(cur, batch.entries)
             self._upsert_balances(cur, batch.entries, state)
             self._write_status(cur, batch.entries[-1], state)
-            checkpoints.after_batch(cur, batch.entries, state)  # every GRID_CHECKPOINT_EVERY entries
+            checkpoints.after_batch(cur, batch.entries, state, batch.next_offset)  # every GRID_CHECKPOINT_EVERY entries
         if batch.rejections:
             with cur.copy(f"COPY rejections ({REJECTION_COLUMNS}) FROM STDIN") as copy:
                 for r in batch.rejections:
@@ -177,11 +177,12 @@ class LedgerStore:
         shortfall = [[a, r, u] for (a, r), u in sorted(state.shortfall.items())]
         cur.execute(
             "INSERT INTO grid_status (id, head_seq, head_hash, tick, policy_version, policy_json, breaker_open, "
-            "breaker_reason, telemetry_json, shortfall_json, updated_at) "
-            "VALUES (true, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET "
+            "breaker_reason, breaker_trip_seq, telemetry_json, shortfall_json, updated_at) "
+            "VALUES (true, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET "
             "head_seq = EXCLUDED.head_seq, head_hash = EXCLUDED.head_hash, tick = EXCLUDED.tick, "
             "policy_version = EXCLUDED.policy_version, policy_json = EXCLUDED.policy_json, "
             "breaker_open = EXCLUDED.breaker_open, breaker_reason = EXCLUDED.breaker_reason, "
+            "breaker_trip_seq = EXCLUDED.breaker_trip_seq, "
             "telemetry_json = EXCLUDED.telemetry_json, shortfall_json = EXCLUDED.shortfall_json, updated_at = now()",
             (
                 head.seq,
@@ -191,6 +192,7 @@ class LedgerStore:
                 orjson.dumps(state.policy, option=orjson.OPT_SORT_KEYS).decode(),
                 state.breaker_open,
                 state.breaker_reason,
+                state.breaker_trip_seq,
                 orjson.dumps(state.telemetry.as_dict()).decode(),
                 orjson.dumps(shortfall).decode(),
             ),

@@ -21,7 +21,7 @@ from core.audit import (
     rebuilt_status,
 )
 from core.outgoing import LEDGER_STREAM, REJECTION_STREAM
-from core.rows import Batch, Position, Rejection
+from core.rows import Batch, ConsumedNonce, Position, Rejection
 from law import State
 from law.ledger import GENESIS_PREV_HASH, Entry
 
@@ -81,6 +81,13 @@ class MemoryLedgerStore:
 
     def entries(self, from_seq: int, to_seq: int) -> Iterator[Entry]:
         return (e for e in self.ledger if from_seq <= e.seq <= to_seq)
+
+    def consumed_nonces(self, from_offset: int) -> Iterator[ConsumedNonce]:
+        return (
+            ConsumedNonce(r.source_offset, r.agent, r.nonce)
+            for r in self.rejected
+            if r.nonce is not None and r.agent is not None and r.source_offset >= from_offset
+        )
 
     def checkpoints_newest_first(self, at_or_below_seq: int) -> Iterator[Checkpoint]:
         return iter(())  # checkpoints are a durability optimisation; memory has nothing to resume

@@ -11,16 +11,20 @@ cascade.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
+from core.rows import ConsumedNonce
 from law import Accepted, State, apply
 from law.ledger import GENESIS_PREV_HASH, Entry, all_resources_balance, canonical, recompute_hash
 from law.snapshot import SnapshotError, from_json
-from law.state import inconsistency
+from law.state import consume, inconsistency
+
+Decided = Entry | ConsumedNonce  # what the law's state is folded from, in offset order
 
 PROBLEMS_REPORTED_MAX = 1_000
 CHECKPOINT_SEQ_ANY = 2**62
@@ -35,18 +39,20 @@ class LedgerCorrupt(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """The law's state right after entry ``seq``. hash = sha256(ledger_hash || state_json), where
-    ledger_hash is the hash of entry ``seq``: it catches a corrupted or edited row, not a forger who
-    recomputes it, which is why a fold from T=0 also compares every checkpoint it passes."""
+    """The law's state after entry ``seq`` and every decision below ``next_offset`` (refusals use up
+    nonces, so they change the state too). hash = sha256(ledger_hash || next_offset as 8 bytes ||
+    state_json), where ledger_hash is the hash of entry ``seq``: it catches a corrupted or edited row,
+    not a forger who recomputes it, which is why a fold from T=0 also compares every checkpoint."""
 
     seq: int
     ledger_hash: bytes
+    next_offset: int
     state_json: str
     hash: bytes
 
 
-def checkpoint_hash(ledger_hash: bytes, state_json: str) -> bytes:
-    return hashlib.sha256(ledger_hash + state_json.encode()).digest()
+def checkpoint_hash(ledger_hash: bytes, next_offset: int, state_json: str) -> bytes:
+    return hashlib.sha256(ledger_hash + next_offset.to_bytes(8, "big") + state_json.encode()).digest()
 
 
 def checkpoint_problem(checkpoint: Checkpoint, ledger_hash_at_seq: bytes | None) -> tuple[str, str] | None:
@@ -55,8 +61,8 @@ def checkpoint_problem(checkpoint: Checkpoint, ledger_hash_at_seq: bytes | None)
         return "CHECKPOINT_CORRUPT", f"no ledger entry {checkpoint.seq} to link to"
     if checkpoint.ledger_hash != ledger_hash_at_seq:
         return "CHECKPOINT_CORRUPT", "ledger_hash is not the hash of its ledger entry"
-    if checkpoint_hash(checkpoint.ledger_hash, checkpoint.state_json) != checkpoint.hash:
-        return "CHECKPOINT_CORRUPT", "hash does not match sha256(ledger_hash || state_json)"
+    if checkpoint_hash(checkpoint.ledger_hash, checkpoint.next_offset, checkpoint.state_json) != checkpoint.hash:
+        return "CHECKPOINT_CORRUPT", "hash does not match sha256(ledger_hash || next_offset || state_json)"
     try:
         state = from_json(checkpoint.state_json)
     except SnapshotError as exc:
@@ -72,7 +78,8 @@ class Start:
 
     state: State = field(default_factory=State)
     prev_hash: bytes = GENESIS_PREV_HASH
-    last_offset: int = -1
+    last_offset: int = -1  # the offset of the last entry folded into ``state``
+    next_offset: int = 0  # every decision below it is in ``state``
     checkpoint_seq: int | None = None  # None: from T=0
 
 
@@ -90,7 +97,8 @@ def choose_start(
         linked = link(checkpoint.seq)
         problem = checkpoint_problem(checkpoint, linked[0] if linked else None)
         if problem is None and linked is not None:
-            return Start(from_json(checkpoint.state_json), checkpoint.ledger_hash, linked[1], checkpoint.seq)
+            state = from_json(checkpoint.state_json)
+            return Start(state, checkpoint.ledger_hash, linked[1], checkpoint.next_offset, checkpoint.seq)
         if problem is not None:
             skipped(checkpoint, *problem)
     return Start()
@@ -153,6 +161,10 @@ class CheckedFold:
         self.entries += 1
         return found
 
+    def consume(self, c: ConsumedNonce) -> None:
+        """A refusal that used up a nonce: the one thing a rejection adds to the state."""
+        consume(self.state, c.agent, c.nonce)
+
     def _verified(self, e: Entry) -> Accepted | None:
         """The entry's decision if its seq, chain, offset, conservation and hash check out, else None."""
         if e.seq != self.expected_seq or e.prev_hash != self.prev_hash or e.source_offset <= self.last_offset:
@@ -164,7 +176,7 @@ class CheckedFold:
         except orjson.JSONDecodeError:
             return None
         accepted = Accepted(
-            e.proposal_id, e.agent, e.kind, e.tick, e.expires_tick, e.postings, effects, e.policy_version
+            e.proposal_id, e.agent, e.nonce, e.kind, e.tick, e.expires_tick, e.postings, effects, e.policy_version
         )
         body = canonical(e.seq, e.source_offset, accepted, e.validator_version, e.effects_json, e.proposal_json)
         return accepted if hashlib.sha256(e.prev_hash + body).digest() == e.hash else None
@@ -194,7 +206,7 @@ class Difference:
 
 STATUS_KEYS = (
     "head_seq", "head_hash", "tick", "policy_version", "policy",
-    "breaker_open", "breaker_reason", "telemetry", "shortfall",
+    "breaker_open", "breaker_reason", "breaker_trip_seq", "telemetry", "shortfall",
 )  # fmt: skip
 
 
@@ -208,6 +220,7 @@ def rebuilt_status(state: State, head_seq: int, head_hash: bytes) -> dict[str, A
         "policy": dict(state.policy),
         "breaker_open": state.breaker_open,
         "breaker_reason": state.breaker_reason,
+        "breaker_trip_seq": state.breaker_trip_seq,
         "telemetry": state.telemetry.as_dict(),
         "shortfall": [[a, r, u] for (a, r), u in sorted(state.shortfall.items())],
     }
@@ -272,6 +285,7 @@ class LedgerReader(Protocol):
 
     def caches(self) -> Caches: ...
     def entries(self, from_seq: int, to_seq: int) -> Iterator[Entry]: ...
+    def consumed_nonces(self, from_offset: int) -> Iterator[ConsumedNonce]: ...
     def checkpoints_newest_first(self, at_or_below_seq: int) -> Iterator[Checkpoint]: ...
     def link(self, seq: int) -> EntryLink | None: ...
     def offset_stats(self) -> OffsetStats: ...
@@ -283,14 +297,21 @@ def rebuild_state(reader: LedgerReader, skipped: Callable[[Checkpoint, str, str]
     ``LedgerCorrupt`` at the first entry that fails a check (the validator's start-up)."""
     start = choose_start(reader.checkpoints_newest_first(CHECKPOINT_SEQ_ANY), reader.link, skipped)
     fold = CheckedFold(start)
-    for entry in reader.entries(start.state.seq_next, CHECKPOINT_SEQ_ANY):
-        found = fold.add(entry)
-        if found:
+    for decided in decided_in_order(reader, start, CHECKPOINT_SEQ_ANY):
+        if isinstance(decided, ConsumedNonce):
+            fold.consume(decided)
+        elif found := fold.add(decided):
             reason, detail = found[0]
             raise LedgerCorrupt(
-                f"ledger seq {entry.seq} fails {reason} ({detail}); run `gridgov verify` and `gridgov rehydrate`"
+                f"ledger seq {decided.seq} fails {reason} ({detail}); run `gridgov verify` and `gridgov rehydrate`"
             )
     return fold.state, start
+
+
+def decided_in_order(reader: LedgerReader, start: Start, to_seq: int) -> Iterator[Decided]:
+    """Entries after the start up to ``to_seq`` and the nonces refusals used up, merged by offset."""
+    entries = reader.entries(start.state.seq_next, to_seq)
+    return heapq.merge(entries, reader.consumed_nonces(start.next_offset), key=lambda d: d.source_offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,9 +344,12 @@ def verify(reader: LedgerReader) -> Report:
     caches = reader.caches()
     fold = CheckedFold(Start())
     report = Report(state=fold.state)
-    for entry in reader.entries(0, caches.head_seq):
-        for reason, detail in fold.add(entry):
-            report.add(f"seq {entry.seq}", reason, detail)
+    for decided in decided_in_order(reader, fold.start, caches.head_seq):
+        if isinstance(decided, ConsumedNonce):
+            fold.consume(decided)
+            continue
+        for reason, detail in fold.add(decided):
+            report.add(f"seq {decided.seq}", reason, detail)
     report.head_seq, report.head_hash, report.entries = fold.head_seq, fold.head_hash, fold.entries
     for d in cache_differences(fold.state, fold.head_seq, fold.head_hash, caches):
         report.add(d.where, "CACHE_MISMATCH", f"cache {d.cached}, fold of ledger {d.rebuilt}")

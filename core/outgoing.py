@@ -1,7 +1,7 @@
 """From decided rows to the records other consumers read: (topic name, key, JSON value) triples.
 
 Keys are stable ids from the log, so a consumer that sees a record twice can drop the repeat:
-``rej:{offset}`` for rejections, the proposal id for ledger events, ``breaker:{seq}`` for alerts and
+``rej:{offset}`` for rejections, ``entry:{seq}`` for ledger events, ``breaker:{seq}`` for alerts and
 incidents caused by a ledger entry.
 """
 
@@ -35,6 +35,7 @@ def rejection_record(r: Rejection) -> Outgoing:
         validator_version=r.validator_version,
         policy_version=r.policy_version,
         provenance=provenance,
+        nonce=r.nonce,
     )
     return "rejections", record.rejection_id.encode(), record.model_dump_json().encode()
 
@@ -50,6 +51,7 @@ def entry_records(e: Entry) -> list[Outgoing]:
         "proposal_id": e.proposal_id,
         "kind": e.kind,
         "agent": e.agent,
+        "nonce": e.nonce,
         "tick": e.tick,
         "validator_version": e.validator_version,
         "policy_version": e.policy_version,
@@ -59,7 +61,7 @@ def entry_records(e: Entry) -> list[Outgoing]:
         "hash": e.hash.hex(),
         "provenance": orjson.loads(e.proposal_json).get("provenance") if '"provenance"' in e.proposal_json else None,
     }
-    out: list[Outgoing] = [("ledger-events", e.proposal_id.encode(), orjson.dumps(event))]
+    out: list[Outgoing] = [(LEDGER_STREAM, f"entry:{e.seq}".encode(), orjson.dumps(event))]
     for effect in effects:
         if effect["t"] == "breaker":
             out += breaker_records(e, effect)

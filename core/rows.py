@@ -23,6 +23,7 @@ LEDGER_COLUMN_TYPES: dict[str, str] = {
     "proposal_id": "text",
     "kind": "text",
     "agent": "text",
+    "nonce": "int8",
     "tick": "int8",
     "expires_tick": "int8",
     "validator_version": "text",
@@ -47,15 +48,15 @@ def entry_row(e: Entry) -> tuple[Any, ...]:
 
 # Entry's fields are the columns with postings after policy_version: entry_from_row relies on it
 # (positional construction; it runs per entry when folding).
-assert (*LEDGER_COLUMN_NAMES[:9], "postings", *LEDGER_COLUMN_NAMES[9:]) == _ENTRY_FIELDS
+assert (*LEDGER_COLUMN_NAMES[:10], "postings", *LEDGER_COLUMN_NAMES[10:]) == _ENTRY_FIELDS
 
 
 def entry_from_row(row: tuple[Any, ...] | list[Any], postings: Postings) -> Entry:
     """The entry a row of ``LEDGER_COLUMNS`` (in that order) describes, with its postings."""
-    seq, offset, proposal_id, kind, agent, tick, expires_tick, version, policy_version = row[:9]
+    seq, offset, proposal_id, kind, agent, nonce, tick, expires_tick, version, policy_version = row[:10]
     return Entry(
-        seq, offset, proposal_id, kind, agent, tick, expires_tick, version, policy_version,
-        postings, row[9], row[10], bytes(row[11]), bytes(row[12]),
+        seq, offset, proposal_id, kind, agent, nonce, tick, expires_tick, version, policy_version,
+        postings, row[10], row[11], bytes(row[12]), bytes(row[13]),
     )  # fmt: skip
 
 
@@ -78,6 +79,9 @@ class Rejection:
     validator_version: str
     policy_version: int
     provenance_json: str | None
+    # The agent's nonce this refusal used up (``law.state.consume``); None when the message was not
+    # authenticated, which uses up nothing.
+    nonce: int | None = None
 
     def as_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in REJECTION_COLUMN_NAMES)
@@ -85,6 +89,15 @@ class Rejection:
 
 REJECTION_COLUMN_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Rejection))
 REJECTION_COLUMNS = ", ".join(REJECTION_COLUMN_NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedNonce:
+    """A refusal that used up an agent's nonce: the one fact a rejection adds to the law's state."""
+
+    source_offset: int
+    agent: str
+    nonce: int
 
 
 @dataclass

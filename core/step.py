@@ -13,6 +13,7 @@ from core.keyring import Keyring
 from core.rows import Rejection
 from law import Accepted, State, apply, decide
 from law.ledger import GENESIS_PREV_HASH, Entry, seal
+from law.state import consume
 from schemas.codec import Decoded, DecodeError, decode
 
 
@@ -30,7 +31,10 @@ class LedgerStep:
             return self._decode_rejection(offset, decoded)
         decision = decide(self.state, decoded, offset, self.keyring.keys(self.state, decoded))
         if not isinstance(decision, Accepted):
-            return self._law_rejection(offset, decoded, decision.reason_code, decision.detail, decision.field)
+            nonce = decoded.proposal.nonce if decision.consumes_nonce else None
+            if nonce is not None:
+                consume(self.state, decoded.proposal.agent, nonce)
+            return self._law_rejection(offset, decoded, decision.reason_code, decision.detail, decision.field, nonce)
         entry = seal(self.head_hash, self.state.seq_next, offset, decision, self.version, decoded.signed_bytes.decode())
         apply(self.state, decision)
         self.head_hash = entry.hash
@@ -51,7 +55,9 @@ class LedgerStep:
             provenance_json=None,
         )
 
-    def _law_rejection(self, offset: int, d: Decoded, code: str, detail: str, field: str | None) -> Rejection:
+    def _law_rejection(
+        self, offset: int, d: Decoded, code: str, detail: str, field: str | None, nonce: int | None
+    ) -> Rejection:
         p = d.proposal
         return Rejection(
             source_offset=offset,
@@ -65,4 +71,5 @@ class LedgerStep:
             validator_version=self.version,
             policy_version=self.state.policy_version,
             provenance_json=p.provenance.model_dump_json(exclude_none=True) if p.provenance else None,
+            nonce=nonce,
         )

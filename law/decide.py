@@ -5,15 +5,21 @@ entries; the Kafka offset (``position``) is the only ordering. Business outcomes
 an exception here is a bug, never a verdict.
 
 Checks run in a fixed order so the same bad proposal always gets the same reason: identity and
-signature first (an unauthenticated sender learns nothing else), then replay and expiry, then role,
-breaker and rate limit, then the kind's own rule.
+signature first (an unauthenticated sender learns nothing else), then replay (the nonce) and expiry,
+then role, breaker and rate limit, then the kind's own rule.
+
+Every decision of an authenticated proposal is final: accepted or refused, its nonce is used up
+(``Rejected.consumes_nonce``), so re-sending the same signed bytes later is ``DUPLICATE_PROPOSAL``.
+Whatever the database would refuse, a rule here refuses first (bounds in ``law.bounds``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from law.bounds import crossing, room_down, room_up
 from law.policy import BPS_DENOMINATOR, PERMILLE_DENOMINATOR, PRICE_QUOTE_UNITS, invalid_param
 from law.state import (
     SYSTEM_CONSUMPTION,
@@ -24,6 +30,7 @@ from law.state import (
     Rejected,
     State,
     Telemetry,
+    overdrawn,
 )
 from schemas.codec import Decoded, signature_valid
 from schemas.proposal import (
@@ -43,12 +50,13 @@ from schemas.proposal import (
     Transfer,
 )
 
-# A proposal may be valid for at most this many ticks: this bounds the ids kept for duplicate checks.
+# A proposal may be valid for at most this many ticks ahead of the grid: a signed intent goes stale.
 EXPIRY_WINDOW_TICKS_MAX = 100
 OFFER_OPEN_TICKS_MAX = 100
 OPEN_OFFERS_PER_AGENT_MAX = 16
 OPEN_OFFERS_COUNT_MAX = 10_000
 OPERATOR_ONLY_KINDS = GOVERNANCE_KINDS | {"meter"}
+RESERVE_PERMILLE_HEALTHY = 10**9
 
 Keys = Mapping[str, bytes]  # key fingerprint -> HMAC key
 Decision = Accepted | Rejected
@@ -61,25 +69,37 @@ def decide(state: State, decoded: Decoded, position: int, keys: Keys) -> Decisio
     p = decoded.proposal
     if state.seq_next == 0:
         return _decide_genesis(p, decoded, keys)
-    if isinstance(p.body, Genesis):
-        return Rejected("UNAUTHORIZED", "the ledger already has its genesis entry", "body.kind")
-    gate = _gate(state, p, decoded, keys)
-    if gate is not None:
-        return gate
-    return _RULES[p.body.kind](state, p)
+    unauthenticated = _authentication_problem(state, p, decoded, keys)
+    if unauthenticated is not None:
+        return unauthenticated
+    last = state.nonces.get(p.agent, 0)
+    if p.nonce <= last:
+        return Rejected(
+            "DUPLICATE_PROPOSAL", f"nonce {p.nonce} of {p.agent!r} was decided; the last is {last}", "nonce"
+        )
+    decision = _gate(state, p) or _RULES[p.body.kind](state, p)
+    if isinstance(decision, Rejected):
+        return dataclasses.replace(decision, consumes_nonce=True)
+    return decision
 
 
-def _gate(state: State, p: Proposal, decoded: Decoded, keys: Keys) -> Rejected | None:
+def _authentication_problem(state: State, p: Proposal, decoded: Decoded, keys: Keys) -> Rejected | None:
     agent = state.agents.get(p.agent)
     if agent is None:
         return Rejected("UNKNOWN_AGENT", f"agent {p.agent!r} is not registered", "agent")
     key = keys.get(agent.key_fingerprint)
     if key is None or not signature_valid(decoded.signed_bytes, decoded.sig, key):
         return Rejected("BAD_SIGNATURE", f"signature does not verify for agent {p.agent!r}", "sig")
+    return None
+
+
+def _gate(state: State, p: Proposal) -> Rejected | None:
+    """The checks every kind passes after authentication and the nonce."""
+    agent = state.agents[p.agent]
+    if isinstance(p.body, Genesis):
+        return Rejected("UNAUTHORIZED", "the ledger already has its genesis entry", "body.kind")
     if agent.suspended:
         return Rejected("SUSPENDED", f"agent {p.agent!r} is suspended", "agent")
-    if p.id in state.seen:
-        return Rejected("DUPLICATE_PROPOSAL", f"proposal id {p.id!r} was already accepted", "id")
     expiry = _expiry_problem(state, p)
     if expiry is not None:
         return expiry
@@ -88,9 +108,15 @@ def _gate(state: State, p: Proposal, decoded: Decoded, keys: Keys) -> Rejected |
         return Rejected("UNAUTHORIZED", f"{kind} is reserved to operators", "body.kind")
     if kind in TRADE_KINDS and state.breaker_open:
         return Rejected("CIRCUIT_OPEN", f"circuit breaker open: {state.breaker_reason}", None)
-    limit = state.policy["proposals_per_tick_max"]
-    if kind in TRADE_KINDS and limit and state.tick_counts.get(p.agent, 0) >= limit:
-        return Rejected("RATE_LIMITED", f"{limit} proposals per tick already accepted for {p.agent!r}")
+    return _rate_problem(state, p.agent) if kind in TRADE_KINDS else None
+
+
+def _rate_problem(state: State, agent: str) -> Rejected | None:
+    limit, grid_limit = state.policy["proposals_per_tick_max"], state.policy["proposals_per_tick_grid_max"]
+    if state.tick_counts.get(agent, 0) >= limit:
+        return Rejected("RATE_LIMITED", f"{limit} proposals per tick already accepted for {agent!r}")
+    if state.tick_count_total >= grid_limit:
+        return Rejected("RATE_LIMITED", f"{grid_limit} proposals per tick already accepted on the grid")
     return None
 
 
@@ -112,6 +138,7 @@ def _accept(state: State, p: Proposal, postings: Postings, effects: list[dict[st
     return Accepted(
         proposal_id=p.id,
         agent=p.agent,
+        nonce=p.nonce,
         kind=p.body.kind,
         tick=p.tick,
         expires_tick=p.expires_tick,
@@ -149,6 +176,9 @@ def _decide_genesis(p: Proposal, decoded: Decoded, keys: Keys) -> Decision:
             (opening.account, opening.resource, opening.quantity),
         ]
     effects.append({"t": "tick", "tick": p.tick})
+    over = crossing(State(), postings)
+    if over is not None:
+        return Rejected("LIMIT_EXCEEDED", f"opening balances put {over[1]} of {over[0]} at {over[2]}", "body.balances")
     return _accept(State(), p, postings, effects)
 
 
@@ -177,10 +207,21 @@ def _owned_account(state: State, agent: str, account: str, field: str) -> Reject
     return None
 
 
-def _cap_problem(state: State, resource: str, quantity: int) -> Rejected | None:
+def _cap_problem(state: State, resource: str, quantity: int, price: int = 0) -> Rejected | None:
+    """The per-trade caps in force now: on the quantity, and (the credits cap) on the price paid."""
     cap = state.policy[f"trade_quantity_max_{resource}"]
     if quantity > cap:
         return Rejected("POLICY_CAP", f"quantity {quantity} above the {resource} cap {cap}", "body.quantity")
+    credits_cap = state.policy["trade_quantity_max_credits"]
+    if price > credits_cap:
+        return Rejected("POLICY_CAP", f"price {price} above the credits cap {credits_cap}", "body.price")
+    return None
+
+
+def _bound_problem(state: State, postings: Postings) -> Rejected | None:
+    over = crossing(state, postings)
+    if over is not None:
+        return Rejected("LIMIT_EXCEEDED", f"{over[0]} would hold {over[2]} {over[1]}, beyond the balance bound", None)
     return None
 
 
@@ -232,7 +273,21 @@ def _decide_transfer(state: State, p: Proposal) -> Decision:
         (body.from_account, body.resource, -body.quantity),
         (body.to_account, body.resource, body.quantity),
     ]
+    tax = _carbon_tax(state, p.agent, body.resource, body.quantity)
+    if tax:
+        postings += [(body.from_account, "credits", -tax), (SYSTEM_TREASURY, "credits", tax)]
+    problem = _postings_problem(state, postings)
+    if problem is not None:
+        return problem
     return _accept(state, p, postings, [])
+
+
+def _postings_problem(state: State, postings: Postings) -> Rejected | None:
+    """After every leg (taxes included): no participant overdrawn, no balance past the bound."""
+    short = overdrawn(state, postings)
+    if short is not None:
+        return Rejected("INSUFFICIENT_BALANCE", f"{short[0]} would hold {short[2]} {short[1]}", "body")
+    return _bound_problem(state, postings)
 
 
 def _known_account(state: State, account: str) -> Rejected | None:
@@ -253,7 +308,7 @@ def _decide_offer(state: State, p: Proposal) -> Decision:
     problem = (
         _owned_account(state, p.agent, body.account, "body.account")
         or _offer_shape_problem(state, p, body)
-        or _cap_problem(state, body.resource, body.quantity)
+        or _cap_problem(state, body.resource, body.quantity, body.price)
         or _ceiling_problem(state, body.resource, body.quantity, body.price)
         or _funds_problem(state, body.account, body.resource, body.quantity, "seller")
     )
@@ -261,7 +316,7 @@ def _decide_offer(state: State, p: Proposal) -> Decision:
         return problem
     effect = {
         "t": "offer_open",
-        "offer_id": p.id,
+        "offer_id": offer_id(p.agent, p.id),
         "seller": p.agent,
         "account": body.account,
         "resource": body.resource,
@@ -270,6 +325,11 @@ def _decide_offer(state: State, p: Proposal) -> Decision:
         "open_until_tick": body.open_until_tick,
     }
     return _accept(state, p, [], [effect])
+
+
+def offer_id(seller: str, proposal_id: str) -> str:
+    """An offer's name: its seller's and the offer proposal's own id, so no agent can take another's."""
+    return f"{seller}/{proposal_id}"
 
 
 def _offer_shape_problem(state: State, p: Proposal, body: Offer) -> Rejected | None:
@@ -285,6 +345,8 @@ def _offer_shape_problem(state: State, p: Proposal, body: Offer) -> Rejected | N
         return Rejected(
             "LIMIT_EXCEEDED", f"offers stay open at most {OFFER_OPEN_TICKS_MAX} ticks", "body.open_until_tick"
         )
+    if offer_id(p.agent, p.id) in state.offers:
+        return Rejected("DUPLICATE_OFFER", f"{p.agent!r} already has an open offer {p.id!r}", "id")
     own = state.offers_by_seller.get(p.agent, 0)
     if own >= OPEN_OFFERS_PER_AGENT_MAX or len(state.offers) >= OPEN_OFFERS_COUNT_MAX:
         return Rejected("LIMIT_EXCEEDED", f"too many open offers ({own} own, {len(state.offers)} total)", None)
@@ -304,6 +366,8 @@ def _decide_accept(state: State, p: Proposal) -> Decision:
             if offer.seller == p.agent
             else None
         )
+        # The policy may have tightened since the offer was posted: its caps hold at the trade.
+        or _cap_problem(state, offer.resource, offer.quantity, offer.price)
         or _ceiling_problem(state, offer.resource, offer.quantity, offer.price)
         or _funds_problem(state, body.account, "credits", offer.price, "buyer")
         or _funds_problem(state, offer.account, offer.resource, offer.quantity, "seller")
@@ -316,16 +380,21 @@ def _decide_accept(state: State, p: Proposal) -> Decision:
         (body.account, "credits", -offer.price),
         (offer.account, "credits", offer.price),
     ]
-    tax = _carbon_tax(state, offer.seller, offer.resource, offer.price)
+    tax = _carbon_tax(state, offer.seller, offer.resource, offer.quantity)
     if tax:
         postings += [(offer.account, "credits", -tax), (SYSTEM_TREASURY, "credits", tax)]
+    problem = _postings_problem(state, postings)
+    if problem is not None:
+        return problem
     return _accept(state, p, postings, [{"t": "offer_close", "offer_id": offer.offer_id, "why": "accepted"}])
 
 
-def _carbon_tax(state: State, seller: str, resource: str, price: int) -> int:
-    if resource != "energy" or not state.agents[seller].emits_carbon:
+def _carbon_tax(state: State, emitter: str, resource: str, quantity: int) -> int:
+    """Millicredits of carbon tax on ``quantity`` Wh an emitter sells or sends: rounded up (ceiling), so
+    no split into small trades pays less than the whole trade would."""
+    if resource != "energy" or not state.agents[emitter].emits_carbon:
         return 0
-    return price * state.policy["carbon_tax_bps"] // BPS_DENOMINATOR
+    return -(-quantity * state.policy["carbon_tax_per_kwh"] // PRICE_QUOTE_UNITS)
 
 
 def _decide_cancel(state: State, p: Proposal) -> Decision:
@@ -365,18 +434,28 @@ def _decide_meter(state: State, p: Proposal) -> Decision:
 
 
 def _meter_postings(state: State, body: Meter) -> tuple[Postings, dict[tuple[str, str], int], int]:
-    """Production first, then consumption served from what the account then holds; the rest is unmet."""
+    """Production first, then consumption served from what the account then holds; the rest is unmet.
+
+    Bounds (``law.bounds``): production an account or system:production has no room for is
+    curtailed (not booked); consumption system:consumption has no room for counts as unmet.
+    """
     held: dict[tuple[str, str], int] = {}
+    system: dict[tuple[str, str], int] = {}
     postings: Postings = []
     shortfall: dict[tuple[str, str], int] = {}
     energy_demand = 0
     for r in body.readings:
         key = (r.account, r.resource)
-        available = held.get(key, state.balance(r.account, r.resource)) + r.produced
-        served = min(available, r.consumed)
-        held[key] = available - served
-        if r.produced:
-            postings += [(SYSTEM_PRODUCTION, r.resource, -r.produced), (r.account, r.resource, r.produced)]
+        balance = held.get(key, state.balance(r.account, r.resource))
+        source = system.get((SYSTEM_PRODUCTION, r.resource), state.balance(SYSTEM_PRODUCTION, r.resource))
+        produced = min(r.produced, room_up(balance), room_down(source))
+        sink = system.get((SYSTEM_CONSUMPTION, r.resource), state.balance(SYSTEM_CONSUMPTION, r.resource))
+        served = min(balance + produced, r.consumed, room_up(sink))
+        held[key] = balance + produced - served
+        system[(SYSTEM_PRODUCTION, r.resource)] = source - produced
+        system[(SYSTEM_CONSUMPTION, r.resource)] = sink + served
+        if produced:
+            postings += [(SYSTEM_PRODUCTION, r.resource, -produced), (r.account, r.resource, produced)]
         if served:
             postings += [(r.account, r.resource, -served), (SYSTEM_CONSUMPTION, r.resource, served)]
         if r.consumed > served:
@@ -387,7 +466,8 @@ def _meter_postings(state: State, body: Meter) -> tuple[Postings, dict[tuple[str
 
 
 def _interest_postings(state: State, new_tick: int, pending: Postings) -> Postings:
-    """Interest on positive credit balances when ``new_tick`` enters a new interest period (floor)."""
+    """Interest on positive credit balances when ``new_tick`` enters a new interest period (floor),
+    each payment capped so neither the payee nor system:treasury crosses the balance bound."""
     period, bps = state.policy["interest_period_ticks"], state.policy["interest_bps"]
     if not period or not bps or new_tick // period == state.tick // period:
         return []
@@ -395,10 +475,13 @@ def _interest_postings(state: State, new_tick: int, pending: Postings) -> Postin
     for account, resource, amount in pending:
         if resource == "credits":
             delta[account] = delta.get(account, 0) + amount
+    treasury = state.balance(SYSTEM_TREASURY, "credits") + delta.get(SYSTEM_TREASURY, 0)
     postings: Postings = []
     for account in sorted(state.account_owner):
-        interest = (state.balance(account, "credits") + delta.get(account, 0)) * bps // BPS_DENOMINATOR
+        balance = state.balance(account, "credits") + delta.get(account, 0)
+        interest = min(balance * bps // BPS_DENOMINATOR, room_up(balance), room_down(treasury))
         if interest > 0:
+            treasury -= interest
             postings += [(SYSTEM_TREASURY, "credits", -interest), (account, "credits", interest)]
     return postings
 
@@ -416,7 +499,11 @@ def _telemetry_after(state: State, postings: Postings, shortfall: dict[tuple[str
         energy_reserve=reserve,
         energy_demand=demand,
         # reserve over one tick's demand, per mille (floor); a tick with no demand reads as fully healthy.
-        reserve_permille=reserve * PERMILLE_DENOMINATOR // demand if demand else 10**9,
+        # Capped at RESERVE_PERMILLE_HEALTHY (also the value with no demand): every threshold is below it,
+        # and the figure stays a bounded integer for the JSON it is written to.
+        reserve_permille=min(reserve * PERMILLE_DENOMINATOR // demand, RESERVE_PERMILLE_HEALTHY)
+        if demand
+        else RESERVE_PERMILLE_HEALTHY,
         critical_shortfall=critical,
         total_shortfall=sum(shortfall.values()),
     )
@@ -442,6 +529,13 @@ def _auto_trip(state: State, tick: int, t: Telemetry) -> dict[str, Any] | None:
 def _decide_policy_set(state: State, p: Proposal) -> Decision:
     body = p.body
     assert isinstance(body, PolicySet)
+    expected = body.expected_policy_version
+    if expected is not None and expected != state.policy_version:
+        return Rejected(
+            "STALE_COMMAND",
+            f"signed against policy version {expected}; version {state.policy_version} is in force",
+            "body.expected_policy_version",
+        )
     bad = invalid_param(body.params)
     if bad is not None:
         return Rejected("BAD_POLICY", bad[1], f"body.params.{bad[0]}")
@@ -455,6 +549,12 @@ def _decide_breaker(state: State, p: Proposal) -> Decision:
     opening = isinstance(body, BreakerTrip)
     if state.breaker_open == opening:
         return Rejected("BREAKER_STATE", f"the breaker is already {'open' if opening else 'closed'}", "body.kind")
+    if isinstance(body, BreakerResume) and body.trip_seq != state.breaker_trip_seq:
+        return Rejected(
+            "STALE_COMMAND",
+            f"resumes the trip at seq {body.trip_seq}; the open trip is seq {state.breaker_trip_seq}",
+            "body.trip_seq",
+        )
     effect = {
         "t": "breaker",
         "open": opening,

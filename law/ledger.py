@@ -14,7 +14,7 @@ import orjson
 
 from law.state import Accepted
 
-ENTRY_FORMAT_VERSION = 1
+ENTRY_FORMAT_VERSION = 2  # 2: the agent's nonce follows the agent
 GENESIS_PREV_HASH = bytes(32)
 
 
@@ -25,6 +25,7 @@ class Entry:
     proposal_id: str
     kind: str
     agent: str
+    nonce: int
     tick: int
     expires_tick: int
     validator_version: str
@@ -56,6 +57,7 @@ def canonical(
             accepted.proposal_id,
             accepted.kind,
             accepted.agent,
+            accepted.nonce,
             accepted.tick,
             accepted.expires_tick,
             validator_version,
@@ -85,6 +87,7 @@ def seal(
         proposal_id=accepted.proposal_id,
         kind=accepted.kind,
         agent=accepted.agent,
+        nonce=accepted.nonce,
         tick=accepted.tick,
         expires_tick=accepted.expires_tick,
         validator_version=validator_version,
@@ -110,6 +113,7 @@ def as_accepted(entry: Entry) -> Accepted:
     return Accepted(
         proposal_id=entry.proposal_id,
         agent=entry.agent,
+        nonce=entry.nonce,
         kind=entry.kind,
         tick=entry.tick,
         expires_tick=entry.expires_tick,

@@ -15,9 +15,11 @@ PERMILLE_DENOMINATOR = 1_000
 PRICE_QUOTE_UNITS = 1_000
 
 DEFAULT_POLICY: dict[str, int] = {
-    # Carbon tax on energy sold by emitting producers, in bp of the trade price, paid by the seller to
-    # system:treasury. tax = price * bps // 10_000 (floor).
-    "carbon_tax_bps": 0,
+    # Carbon tax on the energy an emitting participant sells or sends, in millicredits per kWh (1,000
+    # Wh), paid by the emitter to system:treasury. tax = ceil(quantity * rate / 1_000): by quantity, so
+    # a price of 0 does not avoid it, and rounded up, so splitting a trade into small ones never pays
+    # less than the whole.
+    "carbon_tax_per_kwh": 0,
     # Interest paid by system:treasury on positive credit balances every interest_period_ticks
     # (0 = off). interest = balance * bps // 10_000 (floor). Balances cannot go negative here, so
     # there is no interest charged on debt.
@@ -32,8 +34,11 @@ DEFAULT_POLICY: dict[str, int] = {
     "price_ceiling_water": 0,
     # When the grid is stressed the ceilings are multiplied by this percentage (floor).
     "stressed_ceiling_pct": 100,
-    # Accepted proposals per agent per tick (0 = unlimited). Exceeding it is RATE_LIMITED.
-    "proposals_per_tick_max": 0,
+    # Accepted trade proposals per agent per tick, and of all agents together. Exceeding either is
+    # RATE_LIMITED. Both default to a finite number: a flood from one agent, or from many, is refused
+    # by the law instead of growing a tick without bound.
+    "proposals_per_tick_max": 1_000,
+    "proposals_per_tick_grid_max": 100_000,
     # Grid health. reserve_permille = energy held by participants * 1000 // energy demanded this tick.
     # Stressed below stress_reserve_permille; the breaker trips below breaker_reserve_min_permille
     # (0 = off) or when unmet critical load exceeds breaker_critical_shortfall_max (-1 = off).
@@ -48,7 +53,7 @@ DEFAULT_POLICY: dict[str, int] = {
 }
 
 POLICY_BOUNDS: dict[str, tuple[int, int]] = {
-    "carbon_tax_bps": (0, BPS_DENOMINATOR),
+    "carbon_tax_per_kwh": (0, 10**9),
     "interest_bps": (0, 1_000),
     "interest_period_ticks": (0, 1_000_000),
     "trade_quantity_max_energy": (1, 10**15),
@@ -57,7 +62,8 @@ POLICY_BOUNDS: dict[str, tuple[int, int]] = {
     "price_ceiling_energy": (0, 10**12),
     "price_ceiling_water": (0, 10**12),
     "stressed_ceiling_pct": (1, 100),
-    "proposals_per_tick_max": (0, 1_000_000),
+    "proposals_per_tick_max": (1, 1_000_000),
+    "proposals_per_tick_grid_max": (1, 10_000_000),
     "stress_reserve_permille": (0, 10**9),
     "breaker_reserve_min_permille": (0, 10**9),
     "breaker_critical_shortfall_max": (-1, 10**15),

@@ -4,8 +4,6 @@ Canonical means one byte string per state: object keys sorted, tuple-keyed maps 
 lists of rows, and no floats (every number in the state is an integer). A checkpoint's hash covers
 these bytes, so two folds that reach the same state write the same checkpoint.
 
-``seen_by_expiry`` keeps its lists in arrival order: the order is part of the state (``State.__eq__``
-compares it) and is itself determined by the ledger.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import orjson
 
 from law.state import AgentInfo, OpenOffer, State, Telemetry
 
-SNAPSHOT_FORMAT_VERSION = 1
+SNAPSHOT_FORMAT_VERSION = 2  # 2: nonces and the breaker's trip seq replace remembered ids
 
 # A new State field must be added here and below, or every snapshot would silently drop it.
 _STATE_FIELDS = frozenset(
@@ -29,9 +27,9 @@ _STATE_FIELDS = frozenset(
         "agents",
         "offers",
         "offers_by_seller",
-        "seen",
-        "seen_by_expiry",
+        "nonces",
         "tick_counts",
+        "tick_count_total",
         "shortfall",
         "telemetry",
         "policy",
@@ -39,6 +37,7 @@ _STATE_FIELDS = frozenset(
         "breaker_open",
         "breaker_reason",
         "breaker_grace_until_tick",
+        "breaker_trip_seq",
     }
 )
 assert {f.name for f in dataclasses.fields(State)} == _STATE_FIELDS, "law/snapshot.py does not cover every State field"
@@ -76,9 +75,9 @@ def _as_plain(s: State) -> dict[str, Any]:
         "agents": {name: _plain(a, _AGENT_FIELDS) for name, a in s.agents.items()},
         "offers": {offer_id: _plain(o, _OFFER_FIELDS) for offer_id, o in s.offers.items()},
         "offers_by_seller": s.offers_by_seller,
-        "seen": s.seen,
-        "seen_by_expiry": [[expiry, ids] for expiry, ids in sorted(s.seen_by_expiry.items())],
+        "nonces": s.nonces,
         "tick_counts": s.tick_counts,
+        "tick_count_total": s.tick_count_total,
         "shortfall": _rows(s.shortfall),
         "telemetry": s.telemetry.as_dict(),
         "policy": s.policy,
@@ -86,6 +85,7 @@ def _as_plain(s: State) -> dict[str, Any]:
         "breaker_open": s.breaker_open,
         "breaker_reason": s.breaker_reason,
         "breaker_grace_until_tick": s.breaker_grace_until_tick,
+        "breaker_trip_seq": s.breaker_trip_seq,
     }
 
 
@@ -107,9 +107,9 @@ def _from_plain(p: dict[str, Any]) -> State:
         agents={name: _agent(a) for name, a in p["agents"].items()},
         offers={offer_id: OpenOffer(**o) for offer_id, o in p["offers"].items()},
         offers_by_seller=dict(p["offers_by_seller"]),
-        seen=dict(p["seen"]),
-        seen_by_expiry={expiry: list(ids) for expiry, ids in p["seen_by_expiry"]},
+        nonces=dict(p["nonces"]),
         tick_counts=dict(p["tick_counts"]),
+        tick_count_total=p["tick_count_total"],
         shortfall={(a, r): v for a, r, v in p["shortfall"]},
         telemetry=Telemetry(**p["telemetry"]),
         policy=dict(p["policy"]),
@@ -117,6 +117,7 @@ def _from_plain(p: dict[str, Any]) -> State:
         breaker_open=p["breaker_open"],
         breaker_reason=p["breaker_reason"],
         breaker_grace_until_tick=p["breaker_grace_until_tick"],
+        breaker_trip_seq=p["breaker_trip_seq"],
     )
 
 

@@ -1,8 +1,8 @@
 """The state the law decides against, and ``apply`` — the fold step.
 
-State grows with participants and open offers, never with history: proposal ids are remembered only
-until their expiry tick passes (after which a replay is ``EXPIRED`` anyway), and offers leave the
-state when accepted, cancelled or past their last open tick.
+State grows with participants and open offers, never with history: each agent's last decided nonce
+is one number (a proposal whose nonce is not above it was decided already), and offers leave the
+state when accepted, cancelled, past their last open tick, or when their seller is suspended.
 
 ``apply`` consumes its input for speed (the validator folds tens of thousands of entries a second):
 it mutates and returns the same object. ``decide`` never mutates. Use ``State.copy()`` where a caller
@@ -12,6 +12,7 @@ needs the old state too.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,11 +77,11 @@ class State:
     offers: dict[str, OpenOffer] = field(default_factory=dict)
     # Open offers per seller: an index of ``offers`` so the per-agent limit is O(1).
     offers_by_seller: dict[str, int] = field(default_factory=dict)
-    # Proposal id -> expires_tick, and the same ids bucketed by expiry for pruning in O(expired).
-    seen: dict[str, int] = field(default_factory=dict)
-    seen_by_expiry: dict[int, list[str]] = field(default_factory=dict)
-    # Accepted proposals per agent in the current tick (the rate limit counts these).
+    # Agent -> the nonce of its last decided proposal, accepted or rejected once authenticated.
+    nonces: dict[str, int] = field(default_factory=dict)
+    # Accepted proposals per agent in the current tick, and of all agents (the rate limits count these).
     tick_counts: dict[str, int] = field(default_factory=dict)
+    tick_count_total: int = 0
     # Unmet demand from the last meter entry, per (account, resource).
     shortfall: dict[tuple[str, str], int] = field(default_factory=dict)
     telemetry: Telemetry = field(default_factory=Telemetry)
@@ -89,6 +90,8 @@ class State:
     breaker_open: bool = False
     breaker_reason: str = ""
     breaker_grace_until_tick: int = -1
+    # The seq of the entry that opened the breaker (-1 when it never opened): a resume must name it.
+    breaker_trip_seq: int = -1
 
     def copy(self) -> State:
         return copy.deepcopy(self)
@@ -108,6 +111,7 @@ class Accepted:
 
     proposal_id: str
     agent: str
+    nonce: int
     kind: str
     tick: int
     expires_tick: int
@@ -121,6 +125,9 @@ class Rejected:
     reason_code: str
     detail: str
     field: str | None = None
+    # True when the proposal was authenticated before it was refused: its nonce is then used up
+    # (``consume``), so the same signed bytes can never be decided again, accepted or not.
+    consumes_nonce: bool = False
 
 
 def apply(state: State, entry: Accepted) -> State:
@@ -130,22 +137,42 @@ def apply(state: State, entry: Accepted) -> State:
         state.balances[key] = state.balances.get(key, 0) + amount
     for effect in entry.effects:
         _EFFECTS[effect["t"]](state, effect)
-    _remember(state, entry.proposal_id, entry.expires_tick)
+    consume(state, entry.agent, entry.nonce)
     state.tick_counts[entry.agent] = state.tick_counts.get(entry.agent, 0) + 1
+    state.tick_count_total += 1
     state.seq_next += 1
     return state
+
+
+def consume(state: State, agent: str, nonce: int) -> State:
+    """Record that ``agent``'s proposal ``nonce`` was decided (accepted, or refused once authenticated)."""
+    if nonce > state.nonces.get(agent, 0):
+        state.nonces[agent] = nonce
+    return state
+
+
+def balances_after(state: State, postings: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
+    """The balances ``postings`` touch, as they would be after all of them."""
+    after: dict[tuple[str, str], int] = {}
+    for account, resource, amount in postings:
+        key = (account, resource)
+        after[key] = after.get(key, state.balance(account, resource)) + amount
+    return after
+
+
+def overdrawn(state: State, postings: Iterable[tuple[str, str, int]]) -> tuple[str, str, int] | None:
+    """The first participant (account, resource, balance) that ``postings`` would leave negative.
+    System accounts are the grid's counterparty and may go negative, within the bound."""
+    after = balances_after(state, postings)
+    return next(((a, r, v) for (a, r), v in after.items() if v < 0 and a in state.account_owner), None)
 
 
 def inconsistency(state: State, entry: Accepted) -> str | None:
     """Why ``entry`` cannot follow ``state`` (None when it can): the check an audit runs before
     ``apply``, so a ledger with an entry removed or edited is reported instead of crashing the fold."""
-    held: dict[tuple[str, str], int] = {}
-    for account, resource, amount in entry.postings:
-        key = (account, resource)
-        held[key] = held.get(key, state.balances.get(key, 0)) + amount
-    overdrawn = next((k for k, v in held.items() if v < 0 and k[0] in state.account_owner), None)
-    if overdrawn is not None:
-        return f"{overdrawn[0]} would hold {held[overdrawn]} {overdrawn[1]}"
+    short = overdrawn(state, entry.postings)
+    if short is not None:
+        return f"{short[0]} would hold {short[2]} {short[1]}"
     for effect in entry.effects:
         problem = _effect_problem(state, effect)
         if problem is not None:
@@ -166,19 +193,12 @@ def _effect_problem(state: State, effect: dict[str, Any]) -> str | None:
     return None
 
 
-def _remember(state: State, proposal_id: str, expires_tick: int) -> None:
-    state.seen[proposal_id] = expires_tick
-    state.seen_by_expiry.setdefault(expires_tick, []).append(proposal_id)
-
-
 def _advance_tick(state: State, effect: dict[str, Any]) -> None:
     new_tick = effect["tick"]
-    for expiry in [e for e in state.seen_by_expiry if e < new_tick]:
-        for proposal_id in state.seen_by_expiry.pop(expiry):
-            del state.seen[proposal_id]
     for offer_id in [o.offer_id for o in state.offers.values() if o.open_until_tick < new_tick]:
         _drop_offer(state, offer_id)
     state.tick_counts.clear()
+    state.tick_count_total = 0
     state.tick = new_tick
 
 
@@ -197,7 +217,10 @@ def _register(state: State, effect: dict[str, Any]) -> None:
 
 
 def _suspend(state: State, effect: dict[str, Any]) -> None:
+    """A suspended agent trades no more: its open offers close with it, so nobody can take them."""
     state.agents[effect["agent"]].suspended = True
+    for offer_id in [o.offer_id for o in state.offers.values() if o.seller == effect["agent"]]:
+        _drop_offer(state, offer_id)
 
 
 def _offer_open(state: State, effect: dict[str, Any]) -> None:
@@ -242,7 +265,9 @@ def _policy(state: State, effect: dict[str, Any]) -> None:
 def _breaker(state: State, effect: dict[str, Any]) -> None:
     state.breaker_open = effect["open"]
     state.breaker_reason = effect["reason"]
-    if not effect["open"]:
+    if effect["open"]:
+        state.breaker_trip_seq = state.seq_next  # effects apply before seq_next moves past this entry
+    else:
         state.breaker_grace_until_tick = state.tick + state.policy["breaker_grace_ticks"]
 
 

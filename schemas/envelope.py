@@ -6,6 +6,7 @@ here, so the field names, the version and the expiry arithmetic exist once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from schemas.codec import sign
@@ -20,14 +21,17 @@ def build(
     ttl: int,
     secret: bytes,
     pid: str,
+    nonce: int,
     provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The signed envelope ``pid`` for ``body``: valid from ``tick`` for ``ttl`` ticks, signed with ``agent``'s
-    key. The caller chooses the id (this module is pure: no clock, no randomness)."""
+    """The signed envelope ``pid`` (nonce ``nonce``) for ``body``: valid from ``tick`` for ``ttl`` ticks,
+    signed with ``agent``'s key. The caller chooses id and nonce (this module is pure: no clock, no
+    randomness)."""
     unsigned: dict[str, Any] = {
         "v": ENVELOPE_VERSION,
         "id": pid,
         "agent": agent,
+        "nonce": nonce,
         "tick": tick,
         "expires_tick": tick + ttl,
         "body": body,
@@ -35,3 +39,17 @@ def build(
     if provenance:
         unsigned["provenance"] = provenance
     return sign(unsigned, derive_key(secret, agent))
+
+
+@dataclass
+class Nonces:
+    """One producer's nonces for one agent: strictly increasing, and above the last nonce the validator
+    decided for the agent (``decided``, read from the ledger when a producer starts or resyncs), so a
+    restarted producer never reuses one. Two producers signing as one agent can still collide: the
+    later one is then ``DUPLICATE_PROPOSAL`` and should resync."""
+
+    last: int = 0
+
+    def next(self, decided: int = 0) -> int:
+        self.last = max(self.last, decided) + 1
+        return self.last

@@ -18,7 +18,7 @@ class Intent(BaseModel):
     resource: Resource | None = None
     quantity: int | None = Field(default=None, ge=1, le=QUANTITY_MAX)
     price: int | None = Field(default=None, ge=0, le=QUANTITY_MAX, description="total millicredits")
-    offer_id: str | None = Field(default=None, max_length=64)
+    offer_id: str | None = Field(default=None, max_length=129)  # seller/id
     to_account: str | None = Field(default=None, max_length=64)
     open_for_ticks: int | None = Field(default=None, ge=1, le=50)
     rationale: str = Field(default="", max_length=500)

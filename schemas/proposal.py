@@ -1,8 +1,8 @@
 """The proposal envelope (TradeJSON) and every proposal kind.
 
 A producer sends one JSON object per Kafka message on ``{prefix}.proposals``. The envelope names
-the agent, the tick the agent saw, the tick after which the proposal is void, and a ``body`` whose
-``kind`` selects the rule that decides it. ``sig`` is HMAC-SHA256 of the canonical encoding of
+the agent, its nonce, the tick the agent saw, the tick after which the proposal is void, and a
+``body`` whose ``kind`` selects the rule that decides it. ``sig`` is HMAC-SHA256 of the canonical encoding of
 everything else (see ``schemas.codec``). Models are strict and forbid unknown fields, so a typo is a
 ``MALFORMED`` rejection that names the field, never a silently ignored value.
 """
@@ -23,10 +23,13 @@ from schemas.types import (
     Hex32,
     Hex64,
     Memo,
+    Nonce,
+    OfferId,
     Price,
     ProposalId,
     Quantity,
     Resource,
+    Seq,
     Tick,
 )
 
@@ -66,7 +69,7 @@ class Accept(Strict):
     """Take an open offer whole: resource to ``account``, price from ``account``, atomically."""
 
     kind: Literal["accept"]
-    offer_id: ProposalId
+    offer_id: OfferId
     account: AccountId
 
 
@@ -74,7 +77,7 @@ class Cancel(Strict):
     """Withdraw one's own open offer."""
 
     kind: Literal["cancel"]
-    offer_id: ProposalId
+    offer_id: OfferId
 
 
 class Reading(Strict):
@@ -127,6 +130,9 @@ class PolicySet(Strict):
     kind: Literal["policy_set"]
     params: Annotated[dict[str, int], Field(min_length=1, max_length=32)]
     reason: Memo = ""
+    # The policy version the operator saw: when given and no longer current, the command is
+    # STALE_COMMAND instead of overwriting a change it was not signed against.
+    expected_policy_version: Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)] | None = None
 
 
 class BreakerTrip(Strict):
@@ -137,6 +143,9 @@ class BreakerTrip(Strict):
 class BreakerResume(Strict):
     kind: Literal["breaker_resume"]
     reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=280)]
+    # The ledger seq of the entry that opened the breaker this command resumes: an old or delayed
+    # resume can never close a later trip (STALE_COMMAND).
+    trip_seq: Seq
 
 
 class ParticipantAdd(Strict):
@@ -184,11 +193,17 @@ class Provenance(Strict):
 
 
 class Proposal(Strict):
-    """The envelope. ``tick`` is the grid tick the agent saw; void after ``expires_tick``."""
+    """The envelope. ``tick`` is the grid tick the agent saw; void after ``expires_tick``.
+
+    ``(agent, nonce)`` is the proposal's identity: the nonce must be above the last one decided for the
+    agent, accepted or rejected, so a decided proposal is never decided again and the validator
+    remembers one number per agent. ``id`` is the producer's own label for tracing (not unique).
+    """
 
     v: Literal[1]
     id: ProposalId
     agent: AgentId
+    nonce: Nonce
     tick: Tick
     expires_tick: Tick
     body: Body

@@ -39,6 +39,8 @@ ReasonCode = Literal[
     "CIRCUIT_OPEN",
     "BAD_POLICY",
     "BREAKER_STATE",
+    "STALE_COMMAND",
+    "DUPLICATE_OFFER",
 ]
 
 
@@ -58,13 +60,14 @@ class RejectionRecord(Record):
     validator_version: str
     policy_version: int
     provenance: Provenance | None = None
+    nonce: int | None = None  # the agent's nonce this refusal used up; None when unauthenticated
 
 
 Posting = tuple[str, str, Amount]  # (account, resource, signed amount)
 
 
 class LedgerEvent(Record):
-    """Topic ``{prefix}.ledger-events``; key the proposal id. One per ledger entry, in seq order."""
+    """Topic ``{prefix}.ledger-events``; key ``entry:{seq}``. One per ledger entry, in seq order."""
 
     v: Literal[1] = 1
     seq: int
@@ -72,6 +75,7 @@ class LedgerEvent(Record):
     proposal_id: str
     kind: str
     agent: str
+    nonce: int
     tick: int
     validator_version: str
     policy_version: int

@@ -14,6 +14,13 @@ from pydantic import Field, StringConstraints
 # 10^15 units is far above any grid we simulate (10^12 kWh) yet leaves a factor of 9,000 of head room
 # under 2^63, so a sum of many maximal quantities can never overflow a Postgres bigint.
 QUANTITY_MAX = 10**15
+# Every balance, system accounts included, stays within +-BALANCE_MAX: 2^53 - 1 is the largest integer
+# every JSON reader holds exactly (JavaScript's Number.MAX_SAFE_INTEGER), and 1,000 times under a
+# Postgres bigint, so sums of a batch's postings cannot overflow either. The law refuses or caps what
+# would cross it (law/bounds.py states each rule).
+BALANCE_MAX = 2**53 - 1
+# A proposal's nonce: strictly increasing per agent, never reused (see schemas.proposal.Proposal).
+NONCE_MAX = 2**53 - 1
 # Ticks are the grid's only clock; 2^40 ticks of one second each is 34,000 years.
 TICK_MAX = 2**40
 # Bounds on collections inside one message: a limit on everything.
@@ -38,6 +45,9 @@ UNITS: dict[str, str] = {
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 Identifier = Annotated[str, StringConstraints(strict=True, pattern=IDENTIFIER_PATTERN)]
+# An offer is named by its seller and the id of the proposal that opened it: "seller/id".
+OFFER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}/[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+OfferId = Annotated[str, StringConstraints(strict=True, pattern=OFFER_ID_PATTERN)]
 AgentId = Identifier
 AccountId = Identifier
 ProposalId = Identifier
@@ -45,6 +55,8 @@ Quantity = Annotated[int, Field(strict=True, ge=1, le=QUANTITY_MAX)]
 Price = Annotated[int, Field(strict=True, ge=0, le=QUANTITY_MAX)]
 Amount = Annotated[int, Field(strict=True, ge=-QUANTITY_MAX, le=QUANTITY_MAX)]
 Tick = Annotated[int, Field(strict=True, ge=0, le=TICK_MAX)]
+Nonce = Annotated[int, Field(strict=True, ge=1, le=NONCE_MAX)]
+Seq = Annotated[int, Field(strict=True, ge=0, le=2**62)]
 Hex64 = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$")]
 Hex32 = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{32}$")]
 Memo = Annotated[str, StringConstraints(strict=True, max_length=MEMO_LENGTH_MAX)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -36,8 +37,10 @@ from core.audit import (
     cache_differences,
     checkpoint_problem,
     choose_start,
+    decided_in_order,
 )
 from core.config import Settings
+from core.rows import ConsumedNonce
 from core.version import validator_version
 from law import State
 from law.ledger import GENESIS_PREV_HASH
@@ -118,32 +121,39 @@ def choose(reader: PgLedgerReader, report: Rehydration, wanted: FromCheckpoint, 
 
 
 def fold(reader: PgLedgerReader, report: Rehydration, to_seq: int, bar: tqdm[Any]) -> CheckedFold:
-    """Fold entries after the start up to ``to_seq``, checking each one and every checkpoint passed."""
+    """Fold what was decided after the start up to entry ``to_seq``, checking each entry, and compare
+    every checkpoint passed on the way with the fold at its position."""
     checked = CheckedFold(report.start)
-    ahead = reader.checkpoint_seqs(checked.expected_seq, to_seq)[::-1]  # popped from the end
-    next_checkpoint = ahead.pop() if ahead else -1
+    found = (reader.checkpoint(seq) for seq in reader.checkpoint_seqs(checked.expected_seq, to_seq))
+    ahead = deque(sorted((c for c in found if c is not None), key=lambda c: c.seq))
+    linked: dict[int, bytes] = {}  # hashes of the entries the checkpoints ahead name
     started = time.perf_counter()
-    for entry in reader.entries(checked.expected_seq, to_seq):
-        for reason, detail in checked.add(entry):
-            report.add(
-                entry.seq, reason, f"{detail}; entry {entry.proposal_id!r} at offset {entry.source_offset} not applied"
-            )
-        if entry.seq == next_checkpoint:
-            _check_passed_checkpoint(reader, report, entry.seq, entry.hash)
-            next_checkpoint = ahead.pop() if ahead else -1
+    for decided in decided_in_order(reader, report.start, to_seq):
+        while ahead and decided.source_offset >= ahead[0].next_offset:
+            _check_passed_checkpoint(report, ahead.popleft(), linked)
+        if isinstance(decided, ConsumedNonce):
+            checked.consume(decided)
+            continue
+        for reason, detail in checked.add(decided):
+            where = f"entry {decided.proposal_id!r} at offset {decided.source_offset}"
+            report.add(decided.seq, reason, f"{detail}; {where} not applied")
+        if ahead and decided.seq in {c.seq for c in ahead}:
+            linked[decided.seq] = decided.hash
         if checked.entries % PROGRESS_EVERY_COUNT == 0:
             bar.update(PROGRESS_EVERY_COUNT)
+    for checkpoint in ahead:
+        _check_passed_checkpoint(report, checkpoint, linked)
     bar.update(checked.entries % PROGRESS_EVERY_COUNT)
     report.seconds = time.perf_counter() - started
     report.entries, report.head_seq, report.head_hash = checked.entries, checked.head_seq, checked.head_hash
     return checked
 
 
-def _check_passed_checkpoint(reader: PgLedgerReader, report: Rehydration, seq: int, entry_hash: bytes) -> None:
-    checkpoint = reader.checkpoint(seq)
-    if checkpoint is None or any(a.seq == seq and a.reason.startswith("CHECKPOINT") for a in report.anomalies):
-        return  # gone, or already reported when the start skipped it
-    problem = checkpoint_problem(checkpoint, entry_hash)
+def _check_passed_checkpoint(report: Rehydration, checkpoint: Checkpoint, linked: dict[int, bytes]) -> None:
+    seq = checkpoint.seq
+    if any(a.seq == seq and a.reason.startswith("CHECKPOINT") for a in report.anomalies):
+        return  # already reported when the start skipped it
+    problem = checkpoint_problem(checkpoint, linked.get(seq))
     if problem is not None:
         report.add(seq, problem[0], f"checkpoint {seq}: {problem[1]}")
     elif any(a.seq is not None and a.seq <= seq for a in report.anomalies):

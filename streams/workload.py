@@ -28,6 +28,7 @@ def agent_names(count: int) -> list[str]:
 
 
 def genesis(secret: bytes, agents: list[str], pid: str = "genesis", policy: dict[str, int] | None = None) -> bytes:
+    """The genesis, signed by the operator with nonce 1 (its first proposal on an empty ledger)."""
     participants = [_participant(secret, OPERATOR, "operator")] + [
         _participant(secret, a, "participant") for a in agents
     ]
@@ -37,7 +38,7 @@ def genesis(secret: bytes, agents: list[str], pid: str = "genesis", policy: dict
         for r in ("energy", "water", "credits")
     ]
     body = {"kind": "genesis", "participants": participants, "balances": balances, "policy": policy or {}}
-    return encode(_signed(secret, OPERATOR, pid, 0, body))
+    return encode(_signed(secret, OPERATOR, pid, 1, 0, body))
 
 
 def _participant(secret: bytes, agent: str, role: str) -> dict[str, Any]:
@@ -45,11 +46,14 @@ def _participant(secret: bytes, agent: str, role: str) -> dict[str, Any]:
     return {"agent": agent, "role": role, "key_fingerprint": fingerprint, "accounts": [f"{agent}:main"]}
 
 
-def _signed(secret: bytes, agent: str, pid: str, tick: int, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _signed(
+    secret: bytes, agent: str, pid: str, nonce: int, tick: int, body: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
     unsigned = {
         "v": 1,
         "id": pid,
         "agent": agent,
+        "nonce": nonce,
         "tick": tick,
         "expires_tick": tick + TTL_TICKS,
         "body": body,
@@ -68,6 +72,11 @@ class Workload:
         self.index = 0  # ids keep counting across calls to messages()
         self.offers: list[tuple[str, str]] = []  # (offer id, seller)
         self.accepted_ids: list[tuple[str, bytes]] = []
+        self.nonces: dict[str, int] = {OPERATOR: 1}  # the genesis used the operator's first
+
+    def _nonce(self, agent: str) -> int:
+        self.nonces[agent] = self.nonces.get(agent, 0) + 1
+        return self.nonces[agent]
 
     def genesis(self) -> bytes:
         return genesis(self.secret, self.agents, f"{self.run_id}-genesis")
@@ -92,7 +101,8 @@ class Workload:
             for a in self.rng.sample(self.agents, k=min(8, len(self.agents)))
         ]
         body = {"kind": "meter", "readings": readings}
-        return Message(encode(_signed(self.secret, OPERATOR, f"{self.run_id}-{i}", self.tick, body)), "ACCEPTED")
+        pid = f"{self.run_id}-{i}"
+        return Message(encode(_signed(self.secret, OPERATOR, pid, self._nonce(OPERATOR), self.tick, body)), "ACCEPTED")
 
     def _one(self, i: int) -> Message:
         roll = self.rng.random()
@@ -101,7 +111,7 @@ class Workload:
         if roll < 0.60:
             return self._valid(pid, agent, self._transfer(agent, other, self.rng.randrange(1, 1000)))
         if roll < 0.70:
-            self.offers.append((pid, agent))
+            self.offers.append((f"{agent}/{pid}", agent))
             body = {
                 "kind": "offer",
                 "account": f"{agent}:main",
@@ -134,7 +144,7 @@ class Workload:
         }
 
     def _valid(self, pid: str, agent: str, body: dict[str, Any], expect: str = "ACCEPTED", **extra: Any) -> Message:
-        raw = encode(_signed(self.secret, agent, pid, self.tick, body, **extra))
+        raw = encode(_signed(self.secret, agent, pid, self._nonce(agent), self.tick, body, **extra))
         if expect == "ACCEPTED" and len(self.accepted_ids) < 1000:
             self.accepted_ids.append((pid, raw))
         return Message(raw, expect)
@@ -144,17 +154,25 @@ class Workload:
         if kind == 0:
             return Message(b"\x00garbage" + pid.encode(), "MALFORMED")
         if kind == 1:
-            forged = {**_signed(self.secret, agent, pid, self.tick, self._transfer(agent, other, 1)), "sig": "0" * 64}
+            forged = {
+                **_signed(self.secret, agent, pid, self._nonce(agent), self.tick, self._transfer(agent, other, 1)),
+                "sig": "0" * 64,
+            }
             return Message(encode(forged), "BAD_SIGNATURE")
         if kind == 2:
             return Message(
-                encode(_signed(self.secret, agent, pid, self.tick, self._transfer(other, agent, 1))), "NOT_OWNER"
+                encode(
+                    _signed(self.secret, agent, pid, self._nonce(agent), self.tick, self._transfer(other, agent, 1))
+                ),
+                "NOT_OWNER",
             )
         if kind == 3:
             body = self._transfer(agent, other, OPENING_UNITS * 10)
-            return Message(encode(_signed(self.secret, agent, pid, self.tick, body)), "INSUFFICIENT_BALANCE")
+            return Message(
+                encode(_signed(self.secret, agent, pid, self._nonce(agent), self.tick, body)), "INSUFFICIENT_BALANCE"
+            )
         if kind == 4 and self.accepted_ids:
             _, raw = self.accepted_ids[self.rng.randrange(len(self.accepted_ids))]
-            return Message(raw, "?")  # DUPLICATE_PROPOSAL, or EXPIRED once its window has passed
+            return Message(raw, "DUPLICATE_PROPOSAL")  # its nonce was used: decided once, for good
         body = {**self._transfer(agent, other, 1), "quantity": 1.5}
-        return Message(encode(_signed(self.secret, agent, pid, self.tick, body)), "MALFORMED")
+        return Message(encode(_signed(self.secret, agent, pid, self._nonce(agent), self.tick, body)), "MALFORMED")

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from core.audit import STATUS_KEYS, Caches, Checkpoint, EntryLink, OffsetStats, Report, verify
-from core.rows import LEDGER_COLUMN_NAMES, LEDGER_TYPES, entry_from_row
+from core.rows import LEDGER_COLUMN_NAMES, LEDGER_TYPES, ConsumedNonce, entry_from_row
 from law.ledger import GENESIS_PREV_HASH, Entry
 
 CONNECT_TIMEOUT_S = 5
@@ -48,6 +48,17 @@ class PgLedgerReader:
             for row in copy.rows():
                 legs = row[_LEGS_INDEX]
                 yield entry_from_row(row, tuple(map(tuple, orjson.loads(legs))) if legs else ())
+
+    def consumed_nonces(self, from_offset: int) -> Iterator[ConsumedNonce]:
+        """Refusals at or after ``from_offset`` that used up a nonce, in offset order."""
+        query = sql.SQL(
+            "COPY (SELECT source_offset, agent, nonce FROM rejections WHERE nonce IS NOT NULL AND source_offset >= {} "
+            "ORDER BY source_offset) TO STDOUT (FORMAT BINARY)"
+        ).format(sql.Literal(from_offset))
+        with psycopg.connect(self.database_url) as conn, conn.cursor().copy(query) as copy:
+            copy.set_types(["int8", "text", "int8"])
+            for offset, agent, nonce in copy.rows():
+                yield ConsumedNonce(offset, agent, nonce)
 
     def caches(self) -> Caches:
         """The validator's caches and the ledger head they belong to, in one snapshot."""
@@ -92,10 +103,12 @@ class PgLedgerReader:
 
     def checkpoint(self, seq: int) -> Checkpoint | None:
         row = self.conn.execute(
-            "SELECT seq, ledger_hash, state_json, hash FROM checkpoints WHERE seq = %s", (seq,)
+            "SELECT seq, ledger_hash, next_offset, state_json, hash FROM checkpoints WHERE seq = %s", (seq,)
         ).fetchone()
         self.conn.commit()
-        return Checkpoint(row[0], bytes(row[1]), row[2], bytes(row[3])) if row else None
+        if row is None or row[2] is None:
+            return None  # none, or written before checkpoints recorded their offset: unusable
+        return Checkpoint(row[0], bytes(row[1]), row[2], row[3], bytes(row[4]))
 
     def checkpoint_seqs(self, from_seq: int, to_seq: int) -> list[int]:
         rows = self.conn.execute(
@@ -154,6 +167,17 @@ def participants(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     )
 
 
+def last_nonce(conn: psycopg.Connection[Any], agent: str) -> int:
+    """The last nonce the validator decided for ``agent`` (accepted, or refused once authenticated); 0
+    when none. A producer starts its nonces above it (``schemas.envelope.Nonces``)."""
+    row = conn.execute(
+        "SELECT greatest((SELECT max(nonce) FROM ledger WHERE agent = %(a)s), "
+        "(SELECT max(nonce) FROM rejections WHERE agent = %(a)s AND nonce IS NOT NULL))",
+        {"a": agent},
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def decision_of(conn: psycopg.Connection[Any], proposal_id: str) -> str | None:
     """A one-line outcome once the validator decided ``proposal_id`` (its latest rejection if rejected)."""
     entry = conn.execute("SELECT seq FROM ledger WHERE proposal_id = %s", (proposal_id,)).fetchone()
@@ -174,9 +198,15 @@ def audit_database(database_url: str) -> Report:
 
 def current_tick(database_url: str) -> int:
     """The grid's tick as the validator last committed it; 0 before genesis or when unreachable."""
+    return producer_position(database_url, None)[0]
+
+
+def producer_position(database_url: str, agent: str | None) -> tuple[int, int]:
+    """(the grid's tick, the last nonce decided for ``agent``) for a one-off producer such as the CLI;
+    (0, 0) before genesis or when the database is unreachable (the validator then decides, visibly)."""
     try:
         with psycopg.connect(database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
             row = conn.execute("SELECT tick FROM grid_status").fetchone()
+            return (int(row[0]) if row else 0), (last_nonce(conn, agent) if agent else 0)
     except psycopg.Error:
-        return 0
-    return int(row[0]) if row else 0
+        return 0, 0

@@ -64,7 +64,7 @@ def send(body: dict[str, object], what: str) -> None:
     st.success(f"Signed and sent {what} as proposal `{proposal_id}`.", icon=":material/send:")
 
 
-def breaker_form(is_open: bool) -> None:
+def breaker_form(is_open: bool, trip_seq: int) -> None:
     action = "resume" if is_open else "trip"
     with st.form("breaker"):
         st.markdown(f"**{'Resume' if is_open else 'Trip'} the circuit breaker**")
@@ -73,7 +73,8 @@ def breaker_form(is_open: bool) -> None:
             if not reason.strip():
                 st.error("A reason is required: it is recorded in the ledger.")
                 return
-            send(governance.breaker(action, console.reason_with_author(reason)), f"breaker {action}")
+            body = governance.breaker(action, console.reason_with_author(reason), trip_seq if is_open else None)
+            send(body, f"breaker {action}")
 
 
 def policy_form(current: dict[str, int]) -> None:
@@ -156,7 +157,7 @@ def actions(user: str) -> None:
         return
     left, right = st.columns([1, 2])
     with left:
-        breaker_form(grid["breaker_open"])
+        breaker_form(grid["breaker_open"], grid["breaker_trip_seq"])
     with right:
         policy_form(grid["policy"])
     st.subheader("Commands from this session")

@@ -38,4 +38,12 @@ def handle(args: argparse.Namespace) -> int:
         return status(settings.database_url)
     if not args.reason:
         raise SystemExit(f"breaker {args.action} needs --reason")
-    return governance.send_and_report(settings, governance.breaker(args.action, args.reason), wait=not args.no_wait)
+    trip_seq = None
+    if args.action == "resume":
+        with psycopg.connect(settings.database_url) as conn:
+            grid = grid_status(conn)
+        if grid is None or not grid["breaker_open"]:
+            raise SystemExit("the breaker is not open: nothing to resume")
+        trip_seq = grid["breaker_trip_seq"]  # the resume names the trip it closes, and no later one
+    body = governance.breaker(args.action, args.reason, trip_seq)
+    return governance.send_and_report(settings, body, wait=not args.no_wait)

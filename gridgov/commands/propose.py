@@ -9,11 +9,11 @@ import uuid
 import orjson
 
 from connectors.kafka_io import send_proposals
-from connectors.readmodel.ledger import current_tick
+from connectors.readmodel.ledger import producer_position
 from core import config
 from core.key_secret import key_secret
 from schemas.codec import encode
-from schemas.envelope import build
+from schemas.envelope import Nonces, build
 
 TTL_TICKS_DEFAULT = 10
 
@@ -27,6 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--agent", help="the proposing agent (its key signs)")
     parser.add_argument("--id", help="proposal id (default: a random UUID)")
     parser.add_argument("--tick", type=int, help="grid tick seen (default: the ledger's current tick)")
+    parser.add_argument("--nonce", type=int, help="the agent's nonce (default: one above the last the ledger decided)")
     parser.add_argument("--ttl", type=int, default=TTL_TICKS_DEFAULT, help="ticks until the proposal expires")
     parser.add_argument("--raw", action="store_true", help="send stdin bytes exactly as given, unsigned")
     parser.set_defaults(func=handle)
@@ -41,7 +42,9 @@ def handle(args: argparse.Namespace) -> int:
         if not args.agent:
             print("--agent is required unless --raw", file=sys.stderr)
             return 2
-        tick = args.tick if args.tick is not None else current_tick(settings.database_url)
+        tick, decided = producer_position(settings.database_url, args.agent)
+        tick = args.tick if args.tick is not None else tick
+        nonce = args.nonce if args.nonce is not None else Nonces().next(decided)
         proposal = build(
             args.agent,
             orjson.loads(data),
@@ -49,6 +52,7 @@ def handle(args: argparse.Namespace) -> int:
             args.ttl,
             key_secret(settings),
             args.id or str(uuid.uuid4()),
+            nonce,
             {"source": "cli"},
         )
         payload = encode(proposal)

@@ -14,11 +14,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors import checkpoints
-from connectors.checkpoints import checkpoint_hash
 from connectors.kafka_io import send_proposals
 from connectors.ledger_store import LedgerStore
 from connectors.readmodel.ledger import audit_database
-from core.audit import rebuild_state
+from core.audit import checkpoint_hash, rebuild_state
 from core.config import Settings
 from schemas.records import AlertRecord, IncidentRecord
 from streams.rehydrate import rehydrate
@@ -202,15 +201,15 @@ def test_a_forged_checkpoint_with_a_valid_hash_is_caught_by_the_fold_from_t0(
 ) -> None:
     seq = checkpoint_seqs(settings)[0]
     with psycopg.connect(settings.database_url) as conn:
-        ledger_hash, text = conn.execute(
-            "SELECT ledger_hash, state_json FROM checkpoints WHERE seq = %s", (seq,)
+        ledger_hash, next_offset, text = conn.execute(
+            "SELECT ledger_hash, next_offset, state_json FROM checkpoints WHERE seq = %s", (seq,)
         ).fetchone()
         state = orjson.loads(text)
         state["balances"][-1][2] += 1  # one unit more for someone, and a hash recomputed to match
         forged = orjson.dumps(state, option=orjson.OPT_SORT_KEYS).decode()
         conn.execute(
             "UPDATE checkpoints SET state_json = %s, hash = %s WHERE seq = %s",
-            (forged, checkpoint_hash(bytes(ledger_hash), forged), seq),
+            (forged, checkpoint_hash(bytes(ledger_hash), next_offset, forged), seq),
         )
 
     report = rehydrate(settings, None, progress=False)

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.keyring import Keyring
-from core.rows import Rejection
+from core.rows import ConsumedNonce, Rejection
 from core.step import LedgerStep
-from law import Accepted, Rejected, State
+from law import Accepted, Rejected, State, apply
 from law.ledger import Entry, as_accepted
+from law.state import consume
 from schemas.codec import encode, key_fingerprint
 from schemas.envelope import build
 from schemas.keys import derive_key
@@ -50,25 +51,44 @@ def genesis_body(agents: tuple[str, ...] = AGENTS, opening: int = 1_000_000, **p
 class World:
     state: State = field(default_factory=State)
     entries: list[Entry] = field(default_factory=list)
+    # Everything the state is folded from, in offset order: entries, and nonces that refusals used up.
+    decided: list[Entry | ConsumedNonce] = field(default_factory=list)
     offset: itertools.count = field(default_factory=itertools.count)  # type: ignore[type-arg]
     ids: itertools.count = field(default_factory=itertools.count)  # type: ignore[type-arg]
+    nonces: dict[str, int] = field(default_factory=dict)  # the last nonce each agent signed
+    raws: list[bytes] = field(default_factory=list)  # every message submitted, in offset order
     step: LedgerStep = field(init=False)
 
     def __post_init__(self) -> None:
         self.step = LedgerStep(self.state, Keyring(SECRET), "test")
 
     def envelope(
-        self, agent: str, body: dict[str, Any], *, pid: str | None = None, ttl: int = 10, tick: int | None = None
+        self,
+        agent: str,
+        body: dict[str, Any],
+        *,
+        pid: str | None = None,
+        ttl: int = 10,
+        tick: int | None = None,
+        nonce: int | None = None,
     ) -> dict[str, Any]:
+        """Signed as ``agent`` with its next nonce (or ``nonce``, to replay or skip ahead)."""
         t = self.state.tick if tick is None else tick
-        return build(agent, body, t, ttl, SECRET, pid or f"p{next(self.ids)}")
+        if nonce is None:
+            nonce = self.nonces.get(agent, 0) + 1
+        self.nonces[agent] = max(nonce, self.nonces.get(agent, 0))
+        return build(agent, body, t, ttl, SECRET, pid or f"p{next(self.ids)}", nonce)
 
     def submit_raw(self, raw: bytes) -> Accepted | Rejected:
         """The law's decision on ``raw`` (as the validator's step took it)."""
+        self.raws.append(raw)
         result = self.step.step(raw, next(self.offset))
         if isinstance(result, Rejection):
-            return Rejected(result.reason_code, result.detail, result.field)
+            if result.nonce is not None and result.agent is not None:
+                self.decided.append(ConsumedNonce(result.source_offset, result.agent, result.nonce))
+            return Rejected(result.reason_code, result.detail, result.field, result.nonce is not None)
         self.entries.append(result)
+        self.decided.append(result)
         return as_accepted(result)
 
     def submit(self, agent: str, body: dict[str, Any], **kw: Any) -> Accepted | Rejected:
@@ -81,3 +101,14 @@ class World:
 
     def meter(self, tick: int, readings: list[dict[str, Any]]) -> Accepted | Rejected:
         return self.submit(OPERATOR, {"kind": "meter", "readings": readings}, tick=tick)
+
+
+def refold(decided: list[Entry | ConsumedNonce], state: State | None = None) -> State:
+    """The state the ledger's entries and the refusals' used-up nonces give, folded in order."""
+    state = state if state is not None else State()
+    for item in decided:
+        if isinstance(item, ConsumedNonce):
+            consume(state, item.agent, item.nonce)
+        else:
+            apply(state, as_accepted(item))
+    return state

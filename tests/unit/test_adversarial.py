@@ -13,13 +13,13 @@ from schemas import codec
 
 ME, ACCOUNT, VICTIM = "mallory", "mallory:main", "hospital-3:main"
 KEY, WRONG_KEY = b"k" * 32, b"w" * 32
-REPLAY_ID = "p-accepted-1"
+REPLAY_NONCE = 41  # the adversary's last decided nonce
 
 
 def adversary_view(own_offer: bool = True, **balances: int) -> AgentView:
     offers = [OpenOffer("o-other", "wind-2", "wind-2:main", "energy", 1_000, 150, 30)]
     if own_offer:
-        offers.append(OpenOffer("o-mine", ME, ACCOUNT, "water", 10, 5, 30))
+        offers.append(OpenOffer("mallory/o-mine", ME, ACCOUNT, "water", 10, 5, 30))
     return AgentView(
         agent=ME,
         participant_kind="generic",
@@ -43,8 +43,9 @@ def envelope(attack: Attack) -> bytes:
         return attack.raw
     unsigned: dict[str, Any] = {
         "v": 1,
-        "id": attack.reuse_id or f"p-{attack.name.replace('_', '-')}",
+        "id": f"p-{attack.name.replace('_', '-')}",
         "agent": ME,
+        "nonce": attack.reuse_nonce or REPLAY_NONCE + 1,
         "tick": 20,
         "expires_tick": 25,
         "body": attack.body,
@@ -54,7 +55,7 @@ def envelope(attack: Attack) -> bytes:
 
 @pytest.fixture
 def attacks() -> dict[str, Attack]:
-    return by_name(AdversarialStrategy(seed=3).attacks(adversary_view(), VICTIM, REPLAY_ID))
+    return by_name(AdversarialStrategy(seed=3).attacks(adversary_view(), VICTIM, REPLAY_NONCE))
 
 
 def test_every_attack_is_planned_with_its_expected_reason(attacks: dict[str, Attack]) -> None:
@@ -112,8 +113,8 @@ def test_rule_breaches(attacks: dict[str, Attack]) -> None:
     stolen = attacks["spend_victim_account"].body
     assert stolen is not None and (stolen["from_account"], stolen["to_account"]) == (VICTIM, ACCOUNT)
 
-    assert attacks["replay"].reuse_id == REPLAY_ID
-    assert attacks["self_trade"].body == {"kind": "accept", "offer_id": "o-mine", "account": ACCOUNT}
+    assert attacks["replay"].reuse_nonce == REPLAY_NONCE
+    assert attacks["self_trade"].body == {"kind": "accept", "offer_id": "mallory/o-mine", "account": ACCOUNT}
 
 
 def test_replay_needs_an_accepted_id() -> None:
@@ -122,7 +123,7 @@ def test_replay_needs_an_accepted_id() -> None:
 
 
 def test_without_an_own_offer_it_first_posts_one_to_self_trade_later() -> None:
-    names = by_name(AdversarialStrategy(seed=3).attacks(adversary_view(own_offer=False), VICTIM, REPLAY_ID))
+    names = by_name(AdversarialStrategy(seed=3).attacks(adversary_view(own_offer=False), VICTIM, REPLAY_NONCE))
     setup = names["self_trade_setup"]
     assert "self_trade" not in names and setup.expected_reason is None
     assert setup.body is not None and setup.body["kind"] == "offer" and setup.body["resource"] == "energy"
@@ -132,18 +133,18 @@ def test_without_an_own_offer_it_first_posts_one_to_self_trade_later() -> None:
 def test_overspend_is_skipped_when_no_quantity_can_exceed_the_balance() -> None:
     huge = QUANTITY_MAX
     attacks = AdversarialStrategy(seed=3).attacks(
-        adversary_view(energy=huge, water=huge, credits=huge), VICTIM, REPLAY_ID
+        adversary_view(energy=huge, water=huge, credits=huge), VICTIM, REPLAY_NONCE
     )
     assert "overspend" not in by_name(attacks)
 
 
 def test_cycles_through_the_attacks() -> None:
     strategy = AdversarialStrategy(seed=5)
-    firsts = [strategy.attacks(adversary_view(), VICTIM, REPLAY_ID)[0].name for _ in range(8)]
-    assert sorted(firsts) == sorted(by_name(strategy.attacks(adversary_view(), VICTIM, REPLAY_ID)))
+    firsts = [strategy.attacks(adversary_view(), VICTIM, REPLAY_NONCE)[0].name for _ in range(8)]
+    assert sorted(firsts) == sorted(by_name(strategy.attacks(adversary_view(), VICTIM, REPLAY_NONCE)))
 
 
 def test_same_seed_same_attacks() -> None:
     a, b = AdversarialStrategy(seed=9), AdversarialStrategy(seed=9)
     for _ in range(5):
-        assert a.attacks(adversary_view(), VICTIM, REPLAY_ID) == b.attacks(adversary_view(), VICTIM, REPLAY_ID)
+        assert a.attacks(adversary_view(), VICTIM, REPLAY_NONCE) == b.attacks(adversary_view(), VICTIM, REPLAY_NONCE)

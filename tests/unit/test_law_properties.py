@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from law import Accepted, Rejected, State, apply
 from law.ledger import all_resources_balance, as_accepted, recompute_hash
-from law.state import inconsistency
-from schemas.codec import encode, sign
-from schemas.keys import derive_key
-from tests.support.world import AGENTS, OPERATOR, SECRET, World, account
+from law.state import consume, inconsistency
+from tests.support.world import AGENTS, OPERATOR, World, account, refold
 
 RESOURCES = ("energy", "water", "credits")
 agents = st.sampled_from(AGENTS)
@@ -42,13 +39,13 @@ def actions(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
             "price": draw(st.integers(0, 2_000_000)),
             "open_until_tick": draw(st.integers(0, 12)),
         }
-    offer_id = f"p{draw(st.integers(0, 40))}"
+    offer_id = f"{draw(agents)}/p{draw(st.integers(0, 40))}"
     if kind == "accept":
         return actor, {"kind": "accept", "offer_id": offer_id, "account": account(actor)}
     if kind == "cancel":
         return actor, {"kind": "cancel", "offer_id": offer_id}
     if kind == "policy":
-        return OPERATOR, {"kind": "policy_set", "params": {"carbon_tax_bps": draw(st.integers(0, 10_000))}}
+        return OPERATOR, {"kind": "policy_set", "params": {"carbon_tax_per_kwh": draw(st.integers(0, 10_000))}}
     readings = [
         {
             "account": account(a),
@@ -100,7 +97,7 @@ def test_no_participant_balance_goes_negative(sequence: list) -> None:
 
 @fast
 @given(sequences, actions())
-def test_a_rejection_leaves_state_unchanged(sequence: list, last: tuple[str, dict[str, Any]]) -> None:
+def test_a_refusal_changes_nothing_but_the_agents_nonce(sequence: list, last: tuple[str, dict[str, Any]]) -> None:
     world, _ = run(sequence)
     before = world.state.copy()
     actor, body = last
@@ -108,7 +105,11 @@ def test_a_rejection_leaves_state_unchanged(sequence: list, last: tuple[str, dic
         world.meter(world.state.tick + 1, body["readings"]) if actor == "__meter__" else world.submit(actor, body)
     )
     if isinstance(decision, Rejected):
-        assert world.state == before
+        signer = OPERATOR if actor == "__meter__" else actor
+        assert decision.consumes_nonce, "every proposal here is authenticated: its refusal is final"
+        assert world.state == consume(before, signer, world.nonces[signer])
+    else:
+        assert world.state.seq_next == before.seq_next + 1
 
 
 @fast
@@ -122,15 +123,17 @@ def test_same_sequence_same_hashes_and_fold_reproduces_state(sequence: list) -> 
         assert recompute_hash(entry) == entry.hash
         assert inconsistency(folded, as_accepted(entry)) is None
         apply(folded, as_accepted(entry))
-    assert folded == first.state
+    assert folded.balances == first.state.balances
+    assert refold(first.decided) == first.state
 
 
 @fast
 @given(sequences)
-def test_an_accepted_proposal_replayed_is_refused(sequence: list) -> None:
-    world, _ = run(sequence)
-    for entry in world.entries[1:5]:
-        unsigned = orjson.loads(entry.proposal_json)
-        decision = world.submit_raw(encode(sign(unsigned, derive_key(SECRET, entry.agent))))
-        assert isinstance(decision, Rejected)
-        assert decision.reason_code in {"DUPLICATE_PROPOSAL", "EXPIRED"}
+def test_a_decided_proposal_sent_again_is_a_duplicate_whatever_its_first_fate(sequence: list) -> None:
+    world, decisions = run(sequence)
+    raws = [world.raws[i + 1] for i in range(len(decisions))]  # after the genesis
+    for raw in raws[:8]:
+        before = world.state.copy()
+        decision = world.submit_raw(raw)
+        assert isinstance(decision, Rejected) and decision.reason_code == "DUPLICATE_PROPOSAL"
+        assert world.state == before

@@ -88,11 +88,11 @@ def test_shapes_are_a_day_of_per_mille_factors() -> None:
 
 
 def test_the_meter_proposal_is_signed_by_the_operator_and_decodes(grid: Scenario) -> None:
-    proposal = meter_proposal(grid, 1, 6, "run-a", SECRET)
+    proposal = meter_proposal(grid, 1, 6, "run-a", SECRET, 7)
     decoded = codec.decode(codec.encode(proposal))
     assert isinstance(decoded, codec.Decoded), decoded
     p = decoded.proposal
     assert (p.id, p.agent, p.tick, p.body.kind) == ("run-a-meter-6", grid.operator, 6, "meter")
     assert p.provenance is not None and p.provenance.source == "meter"
     assert codec.signature_valid(decoded.signed_bytes, decoded.sig, derive_key(SECRET, grid.operator))
-    assert proposal == meter_proposal(grid, 1, 6, "run-a", SECRET), "byte-for-byte reproducible"
+    assert proposal == meter_proposal(grid, 1, 6, "run-a", SECRET, 7), "byte-for-byte reproducible"

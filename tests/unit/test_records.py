@@ -23,7 +23,8 @@ def test_ledger_events_alerts_and_incidents_validate_against_their_models() -> N
         },
     )
     world.meter(1, [{"account": account("hospital"), "resource": "energy", "consumed": 2_000_000}])
-    world.submit(OPERATOR, {"kind": "breaker_resume", "reason": "generator on"})
+    resume = {"kind": "breaker_resume", "reason": "generator on", "trip_seq": world.state.breaker_trip_seq}
+    world.submit(OPERATOR, resume)
     by_topic: dict[str, list[bytes]] = {}
     for entry in world.entries:
         for topic, _key, value in entry_records(entry):

@@ -24,7 +24,7 @@ def transfer(quantity: Any) -> dict[str, Any]:
         "resource": "energy",
         "quantity": quantity,
     }
-    return {"v": 1, "id": "p1", "agent": "a", "tick": 1, "expires_tick": 3, "body": body}
+    return {"v": 1, "id": "p1", "agent": "a", "nonce": 1, "tick": 1, "expires_tick": 3, "body": body}
 
 
 def test_a_valid_proposal_decodes_with_its_signed_bytes() -> None:
