@@ -56,7 +56,7 @@ from schemas.envelope import build
 
 logger = logging.getLogger(__name__)
 
-POLL_S = 0.02
+POLL_INTERVAL_S = 0.02  # an agent notices a new grid tick within this
 IDLE_EXIT_S = 900.0  # an agent that sees no new tick for this long stops on its own
 CONNECT_TIMEOUT_S = 10
 FLUSH_TIMEOUT_S = 30.0
@@ -218,7 +218,7 @@ class World:
             now = self.grid_tick()
             if now > tick:
                 return now
-            stop.wait(POLL_S)
+            stop.wait(POLL_INTERVAL_S)
         return None
 
     def view(self, me: Identity) -> AgentView:

@@ -49,7 +49,7 @@ def breaker(action: str, reason: str) -> dict[str, Any]:
 
 
 DECISION_WAIT_S = 30.0
-DECISION_POLL_S = 0.2
+POLL_INTERVAL_S = 0.2
 
 
 def wait_for_decision(database_url: str, proposal_id: str, timeout_s: float = DECISION_WAIT_S) -> str:
@@ -68,7 +68,7 @@ def wait_for_decision(database_url: str, proposal_id: str, timeout_s: float = DE
             ).fetchone()
             if rejection is not None:
                 return f"rejected {rejection[0]}: {rejection[1]}"
-            time.sleep(DECISION_POLL_S)
+            time.sleep(POLL_INTERVAL_S)
     return f"not decided within {timeout_s:.0f} s (is the validator running?)"
 
 

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from law.ledger import GENESIS_PREV_HASH, Entry
+from law.ledger import Entry
 
 Postings = tuple[tuple[str, str, int], ...]
 
@@ -85,14 +85,6 @@ class Rejection:
 
 REJECTION_COLUMN_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Rejection))
 REJECTION_COLUMNS = ", ".join(REJECTION_COLUMN_NAMES)
-
-
-@dataclass
-class Head:
-    """The chain's tip: the last entry's seq (-1 when empty) and hash."""
-
-    seq: int = -1
-    hash: bytes = GENESIS_PREV_HASH
 
 
 @dataclass

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.codec import encode, key_fingerprint, sign
+from schemas.codec import encode, key_fingerprint
+from schemas.envelope import build
 from schemas.keys import derive_key
+from schemas.types import RESOURCES
 
 OPERATOR = "operator"
 OPENING_UNITS = 10**12
@@ -31,11 +33,7 @@ def genesis(secret: bytes, agents: list[str], pid: str = "genesis", policy: dict
     participants = [_participant(secret, OPERATOR, "operator")] + [
         _participant(secret, a, "participant") for a in agents
     ]
-    balances = [
-        {"account": f"{a}:main", "resource": r, "quantity": OPENING_UNITS}
-        for a in agents
-        for r in ("energy", "water", "credits")
-    ]
+    balances = [{"account": f"{a}:main", "resource": r, "quantity": OPENING_UNITS} for a in agents for r in RESOURCES]
     body = {"kind": "genesis", "participants": participants, "balances": balances, "policy": policy or {}}
     return encode(_signed(secret, OPERATOR, pid, 0, body))
 
@@ -45,17 +43,11 @@ def _participant(secret: bytes, agent: str, role: str) -> dict[str, Any]:
     return {"agent": agent, "role": role, "key_fingerprint": fingerprint, "accounts": [f"{agent}:main"]}
 
 
-def _signed(secret: bytes, agent: str, pid: str, tick: int, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    unsigned = {
-        "v": 1,
-        "id": pid,
-        "agent": agent,
-        "tick": tick,
-        "expires_tick": tick + TTL_TICKS,
-        "body": body,
-        **extra,
-    }
-    return sign(unsigned, derive_key(secret, agent))
+def _signed(
+    secret: bytes, agent: str, pid: str, tick: int, body: dict[str, Any], provenance: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``schemas.envelope.build`` with the workload's one time to live."""
+    return build(agent, body, tick, TTL_TICKS, secret, pid, provenance)
 
 
 class Workload:
@@ -133,8 +125,15 @@ class Workload:
             "quantity": qty,
         }
 
-    def _valid(self, pid: str, agent: str, body: dict[str, Any], expect: str = "ACCEPTED", **extra: Any) -> Message:
-        raw = encode(_signed(self.secret, agent, pid, self.tick, body, **extra))
+    def _valid(
+        self,
+        pid: str,
+        agent: str,
+        body: dict[str, Any],
+        expect: str = "ACCEPTED",
+        provenance: dict[str, Any] | None = None,
+    ) -> Message:
+        raw = encode(_signed(self.secret, agent, pid, self.tick, body, provenance))
         if expect == "ACCEPTED" and len(self.accepted_ids) < 1000:
             self.accepted_ids.append((pid, raw))
         return Message(raw, expect)
