@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.view import AgentView, OpenOffer
+from schemas.types import QUANTITY_MAX, RESOURCES
 
-QUANTITY_MAX = 10**15
 OVERSPEND_MARGIN_MAX = 1_000  # units above the balance, so the amounts vary run to run
 SMALL_QUANTITY_MAX = 1_000
 SETUP_OFFER_OPEN_TICKS = 10
@@ -86,14 +86,14 @@ class AdversarialStrategy:
         return [attack for attack in planned if attack is not None]
 
     def _overspend(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
-        resource = min(("energy", "water", "credits"), key=lambda r: (view.balances.get(r, 0), r))
+        resource = min(RESOURCES, key=lambda r: (view.balances.get(r, 0), r))
         quantity = max(view.balances.get(resource, 0), 0) + 1 + self._rng.randrange(OVERSPEND_MARGIN_MAX)
         if quantity > QUANTITY_MAX:
             return None  # a balance this large cannot be overspent within the quantity bound
         return Attack("overspend", "INSUFFICIENT_BALANCE", body=_transfer(view.account, victim, resource, quantity))
 
     def _not_owner(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
-        resource = self._rng.choice(("energy", "water", "credits"))
+        resource = self._rng.choice(RESOURCES)
         quantity = self._rng.randint(1, SMALL_QUANTITY_MAX)
         return Attack("spend_victim_account", "NOT_OWNER", body=_transfer(victim, view.account, resource, quantity))
 
@@ -101,7 +101,7 @@ class AdversarialStrategy:
         if replay_nonce is None:
             return None
         # A body that would pass on its own, so only the reused nonce can be the reason to reject it.
-        body = _transfer(view.account, victim, _richest(view, ("energy", "water", "credits")), 1)
+        body = _transfer(view.account, victim, _richest(view, RESOURCES), 1)
         return Attack("replay", "DUPLICATE_PROPOSAL", body=body, reuse_nonce=replay_nonce)
 
     def _not_json(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
@@ -116,7 +116,7 @@ class AdversarialStrategy:
         return Attack("llm_oversized_quantity", "LIMIT_EXCEEDED", body=body)
 
     def _bad_signature(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
-        body = _transfer(view.account, victim, _richest(view, ("energy", "water", "credits")), 1)
+        body = _transfer(view.account, victim, _richest(view, RESOURCES), 1)
         return Attack("bad_signature", "BAD_SIGNATURE", body=body, sign_with_wrong_key=True)
 
     def _self_trade(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:

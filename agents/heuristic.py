@@ -17,7 +17,7 @@ from fractions import Fraction
 from agents.strategy import Decision
 from agents.view import AgentView, OpenOffer, RecentRejection
 from schemas.intent import Intent
-from schemas.types import Resource
+from schemas.types import QUANTITY_MAX, Resource
 
 # Credits are money: spent when accepting, never offered as a resource.
 RESOURCES_TRADED: tuple[Resource, ...] = ("energy", "water")
@@ -42,7 +42,6 @@ REMEMBERED_IDS_MAX = 32
 # Only the newest rejections are read: bounded work per tick, and fewer than are remembered, so an
 # old rejection is never forgotten while it can still be read again.
 REJECTIONS_READ_MAX = REMEMBERED_IDS_MAX // 2
-QUANTITY_MAX = 10**15
 
 
 def _hold(rationale: str) -> Intent:

@@ -13,7 +13,7 @@ shortfall (see ``law.decide._meter_postings``); this module only reports the flo
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, get_args
 
 from agents.scenario import Direction, Flow, Flowing, ParticipantSpec, Scenario
 from schemas.envelope import build
@@ -21,7 +21,7 @@ from schemas.envelope import build
 TICKS_PER_DAY = 24
 PERMILLE = 1_000
 METER_TTL_TICKS = 5
-FLOWING: tuple[Flowing, ...] = ("energy", "water")
+FLOWING: tuple[Flowing, ...] = get_args(Flowing)
 DIRECTIONS: tuple[tuple[Direction, str], ...] = (("produce", "produced"), ("consume", "consumed"))
 
 # Per-mille of ``amplitude`` at each hour of the day (tick % 24).

@@ -57,7 +57,7 @@ from schemas.envelope import Nonces, build
 
 logger = logging.getLogger(__name__)
 
-POLL_S = 0.02
+POLL_INTERVAL_S = 0.02  # an agent notices a new grid tick within this
 IDLE_EXIT_S = 900.0  # an agent that sees no new tick for this long stops on its own
 CONNECT_TIMEOUT_S = 10
 FLUSH_TIMEOUT_S = 30.0
@@ -220,7 +220,7 @@ class World:
             return seen > tick
 
         try:
-            poll_until(moved_or_stopped, timeout_s, f"a grid tick after {tick}", interval_s=POLL_S)
+            poll_until(moved_or_stopped, timeout_s, f"a grid tick after {tick}", interval_s=POLL_INTERVAL_S)
         except WaitTimeoutError:
             return None  # no tick for that long: the run is over, or gone
         return seen if seen > tick else None

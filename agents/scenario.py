@@ -26,7 +26,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from law.policy import invalid_param
-from schemas.types import PARTICIPANTS_COUNT_MAX, QUANTITY_MAX, TICK_MAX
+from schemas.types import PARTICIPANTS_COUNT_MAX, QUANTITY_MAX, TICK_MAX, Resource
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS_DIR / "default.toml"
@@ -71,7 +71,7 @@ class ParticipantSpec(_Strict):
     critical_load: bool = False
     # auto: Gemini when GEMINI_API_KEY is set, else the heuristic.
     strategy: Literal["auto", "heuristic", "gemini"] = "auto"
-    opening: dict[Literal["energy", "water", "credits"], Units] = Field(default_factory=dict)
+    opening: dict[Resource, Units] = Field(default_factory=dict)
     energy: Profile = Profile()
     water: Profile = Profile()
 

@@ -19,13 +19,12 @@ truncating with an ellipsis, and dropping trailing fields and embeds only when t
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from connectors.retry import PermanentError, RetryableError
+from connectors.retry import PermanentError, RateLimitBucket, RetryableError
 
 API_VERSION = 10
 CONNECT_TIMEOUT_S = 5.0
@@ -136,14 +135,11 @@ class DiscordWebhook:
     def __init__(self, http: httpx.Client, webhook_url: str) -> None:
         self._http = http
         self._url = execute_url(webhook_url)
-        self._remaining: int | None = None
-        self._reset_at_s: float | None = None  # time.monotonic() when the bucket refills
+        self._bucket = RateLimitBucket()
 
     def ready_in_s(self) -> float:
         """How long to hold the next request: 0 unless the bucket was empty at the last response."""
-        if self._remaining is None or self._remaining > 0 or self._reset_at_s is None:
-            return 0.0
-        return max(0.0, self._reset_at_s - time.monotonic())
+        return self._bucket.ready_in_s()
 
     def post(self, payload: dict[str, Any]) -> str:
         """Send one message and return its id once Discord has created it."""
@@ -163,12 +159,9 @@ class DiscordWebhook:
         return str(response.json()["id"])
 
     def _remember_bucket(self, response: httpx.Response) -> None:
-        remaining = response.headers.get("X-RateLimit-Remaining")
-        reset_after = response.headers.get("X-RateLimit-Reset-After")
-        if remaining is not None:
-            self._remaining = int(remaining)
-        if reset_after is not None:
-            self._reset_at_s = time.monotonic() + float(reset_after)
+        reset_after = response.headers.get("X-RateLimit-Reset-After")  # seconds to go, fractional
+        reset_in_s = float(reset_after) if reset_after is not None else None
+        self._bucket.remember(response.headers.get("X-RateLimit-Remaining"), reset_in_s)
 
     @staticmethod
     def _retry_after_s(response: httpx.Response) -> float | None:

@@ -53,7 +53,7 @@ def breaker(action: str, reason: str, trip_seq: int | None = None) -> dict[str, 
 
 
 DECISION_WAIT_S = 30.0
-DECISION_POLL_S = 0.2
+POLL_INTERVAL_S = 0.2
 
 
 def wait_for_decision(database_url: str, proposal_id: str, timeout_s: float = DECISION_WAIT_S) -> str:
@@ -67,7 +67,7 @@ def wait_for_decision(database_url: str, proposal_id: str, timeout_s: float = DE
             return outcome is not None
 
         try:
-            poll_until(decided, timeout_s, f"the decision on {proposal_id}", interval_s=DECISION_POLL_S)
+            poll_until(decided, timeout_s, f"the decision on {proposal_id}", interval_s=POLL_INTERVAL_S)
         except WaitTimeoutError:
             return f"not decided within {timeout_s:.0f} s (is the validator running?)"
     assert outcome is not None, "poll_until returned, so the last check found the decision"

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from connectors.retry import PermanentError, RetryableError
+from connectors.retry import PermanentError, RateLimitBucket, RetryableError
 
 LINEAR_URL_DEFAULT = "https://api.linear.app/graphql"
 CONNECT_TIMEOUT_S = 5.0
@@ -108,14 +108,11 @@ class LinearClient:
         self._http = http
         self._url = url
         self._headers = {"Authorization": authorization_header(api_key), "Content-Type": "application/json"}
-        self._remaining: int | None = None
-        self._reset_at_s: float | None = None
+        self._budget = RateLimitBucket()
 
     def ready_in_s(self) -> float:
         """How long to hold the next request: 0 unless the last response said the budget is spent."""
-        if self._remaining is None or self._remaining > 0 or self._reset_at_s is None:
-            return 0.0
-        return max(0.0, self._reset_at_s - time.time())
+        return self._budget.ready_in_s()
 
     def execute(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         """POST one GraphQL operation; return ``data`` or raise a classified error."""
@@ -176,12 +173,11 @@ class LinearClient:
         return str(nodes[0]["id"]) if nodes else None
 
     def _remember_budget(self, response: httpx.Response) -> None:
-        remaining = response.headers.get("X-RateLimit-Requests-Remaining")
+        # The reset is an epoch in milliseconds: the wall clock is read once, here, to turn it into
+        # seconds to go; the bucket counts those down on the monotonic clock.
         reset_ms = response.headers.get("X-RateLimit-Requests-Reset")
-        if remaining is not None:
-            self._remaining = int(remaining)
-        if reset_ms is not None:
-            self._reset_at_s = int(reset_ms) / 1000.0
+        reset_in_s = int(reset_ms) / 1000.0 - time.time() if reset_ms is not None else None
+        self._budget.remember(response.headers.get("X-RateLimit-Requests-Remaining"), reset_in_s)
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -67,14 +68,37 @@ class Waiter:
     def stop(self) -> None:
         self._stop.set()
 
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
     def sleep(self, seconds: float) -> None:
         """Sleep ``seconds``; raise ``Stopped`` if stopped before or during the wait."""
         if self._stop.wait(max(0.0, seconds)):
             raise Stopped
+
+
+class RateLimitBucket:
+    """What the last response said about a service's request budget, so the next request waits for
+    the reset instead of being spent on a known 429.
+
+    The reset is held as a ``time.monotonic()`` deadline: each client converts its header (seconds
+    to go, or an epoch) into seconds to go when it reads the response, and from then on a wall-clock
+    jump cannot shorten or stretch the wait.
+    """
+
+    def __init__(self) -> None:
+        self._remaining: int | None = None
+        self._reset_at_s: float | None = None  # time.monotonic() when the budget refills
+
+    def remember(self, remaining: str | None, reset_in_s: float | None) -> None:
+        """Record one response's headers; either may be missing, and then the last value stands."""
+        if remaining is not None:
+            self._remaining = int(remaining)
+        if reset_in_s is not None:
+            self._reset_at_s = time.monotonic() + reset_in_s
+
+    def ready_in_s(self) -> float:
+        """How long to hold the next request: 0 unless the budget was spent at the last response."""
+        if self._remaining is None or self._remaining > 0 or self._reset_at_s is None:
+            return 0.0
+        return max(0.0, self._reset_at_s - time.monotonic())
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from law.ledger import GENESIS_PREV_HASH, Entry
+from law.ledger import Entry
 
 Postings = tuple[tuple[str, str, int], ...]
 
@@ -98,14 +98,6 @@ class ConsumedNonce:
     source_offset: int
     agent: str
     nonce: int
-
-
-@dataclass
-class Head:
-    """The chain's tip: the last entry's seq (-1 when empty) and hash."""
-
-    seq: int = -1
-    hash: bytes = GENESIS_PREV_HASH
 
 
 @dataclass

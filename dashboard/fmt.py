@@ -1,4 +1,4 @@
-"""Numbers with their units, in the words of schemas.types.UNITS and law.policy.
+"""Numbers with their units, and the units of law.policy's parameters.
 
 Quantities are stored as integers in fixed-point units: energy in Wh, water in litres, credits in
 millicredits. The dashboard shows energy and water with SI prefixes and credits in whole credits.
@@ -67,7 +67,3 @@ def energy(stored_wh: int | float) -> str:
 
 def rate(per_s: float) -> str:
     return f"{per_s:,.1f}/s"
-
-
-def short_hash(hex_hash: str) -> str:
-    return f"{hex_hash[:12]}…{hex_hash[-6:]}"

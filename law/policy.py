@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from schemas.types import QUANTITY_MAX
+
 BPS_DENOMINATOR = 10_000
 PERMILLE_DENOMINATOR = 1_000
 # Ceilings are quoted per 1,000 units: per kWh for energy, per m³ for water.
@@ -56,9 +58,9 @@ POLICY_BOUNDS: dict[str, tuple[int, int]] = {
     "carbon_tax_per_kwh": (0, 10**9),
     "interest_bps": (0, 1_000),
     "interest_period_ticks": (0, 1_000_000),
-    "trade_quantity_max_energy": (1, 10**15),
-    "trade_quantity_max_water": (1, 10**15),
-    "trade_quantity_max_credits": (1, 10**15),
+    "trade_quantity_max_energy": (1, QUANTITY_MAX),
+    "trade_quantity_max_water": (1, QUANTITY_MAX),
+    "trade_quantity_max_credits": (1, QUANTITY_MAX),
     "price_ceiling_energy": (0, 10**12),
     "price_ceiling_water": (0, 10**12),
     "stressed_ceiling_pct": (1, 100),
@@ -66,7 +68,7 @@ POLICY_BOUNDS: dict[str, tuple[int, int]] = {
     "proposals_per_tick_grid_max": (1, 10_000_000),
     "stress_reserve_permille": (0, 10**9),
     "breaker_reserve_min_permille": (0, 10**9),
-    "breaker_critical_shortfall_max": (-1, 10**15),
+    "breaker_critical_shortfall_max": (-1, QUANTITY_MAX),
     "breaker_grace_ticks": (0, 10_000),
     "rejection_spike_per_tick": (0, 10**9),
 }

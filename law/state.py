@@ -22,7 +22,6 @@ SYSTEM_GENESIS = "system:genesis"
 SYSTEM_PRODUCTION = "system:production"
 SYSTEM_CONSUMPTION = "system:consumption"
 SYSTEM_TREASURY = "system:treasury"
-SYSTEM_ACCOUNTS = frozenset({SYSTEM_GENESIS, SYSTEM_PRODUCTION, SYSTEM_CONSUMPTION, SYSTEM_TREASURY})
 
 
 @dataclass(slots=True)

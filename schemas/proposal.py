@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from schemas.types import (
     ACCOUNTS_PER_AGENT_COUNT_MAX,
     PARTICIPANTS_COUNT_MAX,
+    QUANTITY_MAX,
     RATIONALE_LENGTH_MAX,
     READINGS_COUNT_MAX,
     AccountId,
@@ -83,8 +84,8 @@ class Cancel(Strict):
 class Reading(Strict):
     account: AccountId
     resource: Resource
-    produced: Annotated[int, Field(strict=True, ge=0, le=10**15)] = 0
-    consumed: Annotated[int, Field(strict=True, ge=0, le=10**15)] = 0
+    produced: Annotated[int, Field(strict=True, ge=0, le=QUANTITY_MAX)] = 0
+    consumed: Annotated[int, Field(strict=True, ge=0, le=QUANTITY_MAX)] = 0
 
 
 class Meter(Strict):

@@ -1,8 +1,9 @@
 """Scalar types shared by every message: identifiers, resources and fixed-point quantities.
 
-Quantities are integers in fixed-point units (see ``UNITS``). Pydantic runs in strict mode, so a
-float, a string of digits or a boolean never passes for an integer, and bounds are checked before
-any rule sees the value.
+Quantities are integers in fixed-point units: energy in Wh (1 kWh = 1,000 units), water in litres,
+credits in millicredits (1 credit = 1,000 units). Pydantic runs in strict mode, so a float, a string
+of digits or a boolean never passes for an integer, and bounds are checked before any rule sees the
+value.
 """
 
 from __future__ import annotations
@@ -35,13 +36,6 @@ RATIONALE_LENGTH_MAX = 500
 Resource = Literal["energy", "water", "credits"]
 RESOURCES: tuple[str, ...] = get_args(Resource)
 
-
-# One unit of each resource, in the words of the people reading the dashboard.
-UNITS: dict[str, str] = {
-    "energy": "Wh (1 kWh = 1,000 units)",
-    "water": "litre",
-    "credits": "millicredit (1 credit = 1,000 units)",
-}
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 Identifier = Annotated[str, StringConstraints(strict=True, pattern=IDENTIFIER_PATTERN)]

@@ -102,7 +102,7 @@ class LinearSink(BatchingSink):
         batch_age_max_s: float,
     ) -> None:
         super().__init__(store, deliverer, outbox, linger_s, batch_age_max_s)
-        self._rejections_topic, self._incidents_topic = topics
+        _, self._incidents_topic = topics  # a record from the other topic is a rejection
         self._dashboard_url = dashboard_url
         self._conflict_window_s = conflict_window_s
 
@@ -149,9 +149,7 @@ class LinearSink(BatchingSink):
         totals = _totals_after(before, conflict)
         key = conflict.key
         self._store.save_conflict(cid, (key.reason_code, key.agent, key.kind), conflict.window_start, totals)
-        view = payloads.ConflictTotals(
-            totals.occurrences, totals.first_source_offset, totals.last_source_offset, totals.updates
-        )
+        view = payloads.ConflictTotals(totals.occurrences, totals.first_source_offset, totals.last_source_offset)
         if before is None:
             draft = payloads.conflict_issue(conflict, view, self._dashboard_url)
             return issue_delivery(f"linear:issue:{cid}", draft, record_ids, cid)

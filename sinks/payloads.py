@@ -44,7 +44,6 @@ class ConflictTotals:
     occurrences: int
     first_source_offset: int
     last_source_offset: int
-    update_number: int  # 0 for the issue itself, then 1, 2, … for each comment
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.codec import encode, key_fingerprint, sign
+from schemas.codec import encode, key_fingerprint
+from schemas.envelope import build
 from schemas.keys import derive_key
+from schemas.types import RESOURCES
 
 OPERATOR = "operator"
 OPENING_UNITS = 10**12
@@ -32,11 +34,7 @@ def genesis(secret: bytes, agents: list[str], pid: str = "genesis", policy: dict
     participants = [_participant(secret, OPERATOR, "operator")] + [
         _participant(secret, a, "participant") for a in agents
     ]
-    balances = [
-        {"account": f"{a}:main", "resource": r, "quantity": OPENING_UNITS}
-        for a in agents
-        for r in ("energy", "water", "credits")
-    ]
+    balances = [{"account": f"{a}:main", "resource": r, "quantity": OPENING_UNITS} for a in agents for r in RESOURCES]
     body = {"kind": "genesis", "participants": participants, "balances": balances, "policy": policy or {}}
     return encode(_signed(secret, OPERATOR, pid, 1, 0, body))
 
@@ -49,17 +47,7 @@ def _participant(secret: bytes, agent: str, role: str) -> dict[str, Any]:
 def _signed(
     secret: bytes, agent: str, pid: str, nonce: int, tick: int, body: dict[str, Any], **extra: Any
 ) -> dict[str, Any]:
-    unsigned = {
-        "v": 1,
-        "id": pid,
-        "agent": agent,
-        "nonce": nonce,
-        "tick": tick,
-        "expires_tick": tick + TTL_TICKS,
-        "body": body,
-        **extra,
-    }
-    return sign(unsigned, derive_key(secret, agent))
+    return build(agent, body, tick, TTL_TICKS, secret, pid, nonce, extra.get("provenance"))
 
 
 class Workload:

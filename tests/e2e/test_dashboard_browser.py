@@ -55,7 +55,7 @@ CHROMIUM_ARGS = [
 APT_TIMEOUT_S = 900
 START_TIMEOUT_S = 30
 WAIT_TIMEOUT_S = 20
-POLL_S = 0.2
+POLL_INTERVAL_S = 0.2
 STOP_TIMEOUT_S = 10
 VIEWPORT = {"width": 1440, "height": 1000}
 CONTENT_HEIGHT_JS = "() => Math.ceil(document.querySelector('[data-testid=stMainBlockContainer]').scrollHeight + 80)"
@@ -84,7 +84,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"not reached within {timeout_s} s: {what}")
-        time.sleep(POLL_S)
+        time.sleep(POLL_INTERVAL_S)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from law.state import consume
 from schemas.codec import encode, key_fingerprint
 from schemas.envelope import build
 from schemas.keys import derive_key
+from schemas.types import RESOURCES
 
 SECRET = b"test-secret-not-for-production"
 OPERATOR = "operator"
@@ -39,11 +40,7 @@ def participant(agent: str, role: str = "participant", **extra: Any) -> dict[str
 def genesis_body(agents: tuple[str, ...] = AGENTS, opening: int = 1_000_000, **policy: int) -> dict[str, Any]:
     participants = [participant(OPERATOR, "operator")]
     participants += [participant(a, emits_carbon=(a == "solar"), critical_load=(a == "hospital")) for a in agents]
-    balances = [
-        {"account": account(a), "resource": r, "quantity": opening}
-        for a in agents
-        for r in ("energy", "water", "credits")
-    ]
+    balances = [{"account": account(a), "resource": r, "quantity": opening} for a in agents for r in RESOURCES]
     return {"kind": "genesis", "participants": participants, "balances": balances, "policy": policy}
 
 

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
-from agents.adversarial import QUANTITY_MAX, AdversarialStrategy, Attack
+from agents.adversarial import AdversarialStrategy, Attack
 from agents.view import AgentView, OpenOffer
 from schemas import codec
+from schemas.proposal import ENVELOPE_VERSION
+from schemas.types import QUANTITY_MAX
 
 ME, ACCOUNT, VICTIM = "mallory", "mallory:main", "hospital-3:main"
 KEY, WRONG_KEY = b"k" * 32, b"w" * 32
@@ -42,7 +44,7 @@ def envelope(attack: Attack) -> bytes:
     if attack.raw is not None:
         return attack.raw
     unsigned: dict[str, Any] = {
-        "v": 1,
+        "v": ENVELOPE_VERSION,
         "id": f"p-{attack.name.replace('_', '-')}",
         "agent": ME,
         "nonce": attack.reuse_nonce or REPLAY_NONCE + 1,

@@ -6,19 +6,21 @@ from __future__ import annotations
 from dataclasses import replace
 from fractions import Fraction
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from agents.heuristic import (
     OFFER_STALE_TICKS,
     OFFER_VISIBLE_WAIT_TICKS,
     REFERENCE_PRICE_PER_1000,
+    RESOURCES_TRADED,
     HeuristicStrategy,
 )
 from agents.intent import to_body
 from agents.view import AgentView, OpenOffer, RecentRejection
 from schemas.intent import Intent
 from schemas.proposal import Provenance
+from schemas.types import QUANTITY_MAX, RESOURCES
 
 ME, ACCOUNT = "solar-1", "solar-1:main"
 
@@ -243,11 +245,15 @@ def test_each_rejection_is_reacted_to_once() -> None:
 # --- properties -----------------------------------------------------------------------------------
 
 SELLERS = st.sampled_from([ME, "wind-2", "hospital-3"])
-RESOURCE = st.sampled_from(["energy", "water", "credits"])
+RESOURCE = st.sampled_from(RESOURCES)
 REASONS = st.sampled_from(
     ["INSUFFICIENT_BALANCE", "PRICE_CEILING", "OFFER_NOT_OPEN", "CIRCUIT_OPEN", "RATE_LIMITED", "POLICY_CAP"]
 )
-AMOUNT = st.integers(0, 10**15)
+AMOUNT = st.integers(0, QUANTITY_MAX)
+GOODS_HELD = st.fixed_dictionaries({r: AMOUNT for r in RESOURCES_TRADED})
+# A buyer's credits: half the time few enough (market offers cost up to 40,000) that some offers,
+# and most random ones, are beyond its means.
+BUYER_CREDITS = st.one_of(st.integers(0, 50_000), AMOUNT)
 
 
 @st.composite
@@ -291,31 +297,70 @@ def random_views(draw: st.DrawFn) -> list[AgentView]:
     ]
 
 
-@settings(max_examples=300, deadline=None)
-@given(views=random_views(), seed=st.integers(0, 2**32))
-def test_never_offers_more_than_it_holds_and_stays_within_limits(views: list[AgentView], seed: int) -> None:
+@st.composite
+def seller_views(draw: st.DrawFn) -> list[AgentView]:
+    """Random views of an agent free to trade, holding some of every good and with no unmet demand,
+    so it offers whatever it holds beyond its reserve unless an offer of its own is open or on its way."""
+    return [
+        replace(v, breaker_open=False, shortfall={}, balances={**v.balances, **draw(GOODS_HELD)})
+        for v in draw(random_views())
+    ]
+
+
+@st.composite
+def buyer_views(draw: st.DrawFn) -> list[AgentView]:
+    """Random views of an agent free to trade, holding none of the goods it consumes, and shown one
+    more offer from someone else of a good near its reference price: it looks for an offer to
+    accept in every view, among its own, unaffordable and credit offers that it must pass over."""
+    short = {r: 0 for r in RESOURCES_TRADED}
+    return [
+        replace(
+            v,
+            breaker_open=False,
+            recent_rejections=(),
+            balances={**v.balances, **short, "credits": draw(BUYER_CREDITS)},
+            expected_consumption={**v.expected_consumption, **{r: v.expected_consumption.get(r) or 1 for r in short}},
+            open_offers=(*v.open_offers, draw(market_offers(f"o-market-{v.tick}", v.tick))),
+        )
+        for v in draw(random_views())
+    ]
+
+
+@st.composite
+def market_offers(draw: st.DrawFn, offer_id: str, tick: int) -> OpenOffer:
+    resource = draw(st.sampled_from(RESOURCES_TRADED))
+    quantity = draw(st.integers(1, 10_000))
+    price = quantity * draw(st.integers(0, 2 * REFERENCE_PRICE_PER_1000[resource])) // 1000
+    return OpenOffer(offer_id, "wind-2", "wind-2:main", resource, quantity, price, open_until_tick=tick)
+
+
+def chosen(views: list[AgentView], seed: int, action: str) -> list[tuple[AgentView, Intent]]:
+    """Each view in which one strategy, shown ``views`` in order, chose ``action``, with that intent."""
     strategy = HeuristicStrategy(seed)
-    for v in views:
-        intent = strategy.choose(v).intent
-        if intent.action != "offer":
-            continue
-        assert intent.resource in ("energy", "water")
+    decided = [(v, strategy.choose(v).intent) for v in views]
+    return [(v, intent) for v, intent in decided if intent.action == action]
+
+
+@settings(max_examples=300, deadline=None)
+@given(views=seller_views(), seed=st.integers(0, 2**32))
+def test_never_offers_more_than_it_holds_and_stays_within_limits(views: list[AgentView], seed: int) -> None:
+    offers = chosen(views, seed, "offer")
+    assume(offers)  # a run without an offer shows nothing here; Hypothesis fails if too few have one
+    for v, intent in offers:
+        assert intent.resource in RESOURCES_TRADED
         assert intent.quantity is not None and intent.price is not None
         assert intent.quantity <= v.balances.get(intent.resource, 0)
-        if intent.resource in v.trade_quantity_max:
-            assert intent.quantity <= v.trade_quantity_max[intent.resource]
-        if intent.resource in v.price_ceiling:
-            assert intent.price * 1000 <= v.price_ceiling[intent.resource] * intent.quantity
+        assert intent.quantity <= v.trade_quantity_max.get(intent.resource, QUANTITY_MAX)
+        ceiling_per_1000 = v.price_ceiling.get(intent.resource)
+        assert ceiling_per_1000 is None or intent.price * 1000 <= ceiling_per_1000 * intent.quantity
 
 
 @settings(max_examples=300, deadline=None)
-@given(views=random_views(), seed=st.integers(0, 2**32))
+@given(views=buyer_views(), seed=st.integers(0, 2**32))
 def test_never_accepts_an_offer_it_cannot_afford_or_its_own(views: list[AgentView], seed: int) -> None:
-    strategy = HeuristicStrategy(seed)
-    for v in views:
-        intent = strategy.choose(v).intent
-        if intent.action != "accept":
-            continue
+    accepts = chosen(views, seed, "accept")
+    assume(accepts)  # as above: only runs that accept something can show what it accepts
+    for v, intent in accepts:
         taken = next(o for o in v.open_offers if o.offer_id == intent.offer_id)
         assert taken.price <= v.balances.get("credits", 0)
         assert taken.seller != ME and taken.account != ACCOUNT

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from law import Accepted, Rejected, State, apply
 from law.ledger import all_resources_balance, as_accepted, recompute_hash
 from law.state import consume, inconsistency
+from schemas.types import RESOURCES
 from tests.support.world import AGENTS, OPERATOR, World, account, refold
 
-RESOURCES = ("energy", "water", "credits")
 agents = st.sampled_from(AGENTS)
 quantities = st.integers(min_value=1, max_value=1_500_000)
 
@@ -79,9 +79,10 @@ fast = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @given(sequences)
 def test_postings_sum_to_zero_and_resources_are_conserved(sequence: list) -> None:
     world, decisions = run(sequence)
-    for d in decisions:
-        if isinstance(d, Accepted):
-            assert all_resources_balance(d.postings)
+    # Every entry, the genesis included, so each example checks at least one.
+    assert len(world.entries) == 1 + sum(isinstance(d, Accepted) for d in decisions)
+    for entry in world.entries:
+        assert all_resources_balance(entry.postings)
     for resource in RESOURCES:
         assert sum(v for (_, r), v in world.state.balances.items() if r == resource) == 0
 

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from schemas.codec import MESSAGE_BYTES_MAX, Decoded, DecodeError, decode, encode, sign
 from schemas.export import JSON_DIR, MODELS, render
+from schemas.proposal import ENVELOPE_VERSION
+from schemas.types import QUANTITY_MAX
 
 KEY = b"k" * 32
 
@@ -24,7 +26,7 @@ def transfer(quantity: Any) -> dict[str, Any]:
         "resource": "energy",
         "quantity": quantity,
     }
-    return {"v": 1, "id": "p1", "agent": "a", "nonce": 1, "tick": 1, "expires_tick": 3, "body": body}
+    return {"v": ENVELOPE_VERSION, "id": "p1", "agent": "a", "nonce": 1, "tick": 1, "expires_tick": 3, "body": body}
 
 
 def test_a_valid_proposal_decodes_with_its_signed_bytes() -> None:
@@ -56,7 +58,7 @@ def test_non_integer_quantities_are_malformed(value: Any) -> None:
 
 
 @settings(max_examples=200)
-@given(st.integers(min_value=10**15 + 1, max_value=2**64 - 1))
+@given(st.integers(min_value=QUANTITY_MAX + 1, max_value=2**64 - 1))
 def test_out_of_range_quantities_exceed_the_limit(value: int) -> None:
     result = decode(encode(sign(transfer(value), KEY)))
     assert isinstance(result, DecodeError)

@@ -145,7 +145,7 @@ def test_fit_markdown_truncates_an_oversized_header() -> None:
 
 def test_conflict_issue_carries_reason_counts_offsets_versions_rationale_and_link() -> None:
     (conflict,) = group([rejection(10), rejection(12, rationale="``` injected ```"), rejection(11)])
-    totals = payloads.ConflictTotals(3, 10, 12, 0)
+    totals = payloads.ConflictTotals(3, 10, 12)
     draft = payloads.conflict_issue(conflict, totals, "http://dash.test")
     assert draft.title == "INSUFFICIENT_BALANCE: agent-a on transfer (2026-01-01)"
     assert "**3** proposal(s)" in draft.description and "Source offsets: 10 … 12" in draft.description
@@ -158,11 +158,9 @@ def test_conflict_issue_carries_reason_counts_offsets_versions_rationale_and_lin
 def test_long_descriptions_stay_within_the_bound() -> None:
     many = [rejection(n, rationale="r" * 500) for n in range(200)]
     (conflict,) = group(many)
-    draft = payloads.conflict_issue(conflict, payloads.ConflictTotals(200, 0, 199, 0), "http://dash.test")
+    draft = payloads.conflict_issue(conflict, payloads.ConflictTotals(200, 0, 199), "http://dash.test")
     assert len(draft.description) <= payloads.LINEAR_DESCRIPTION_LENGTH_MAX
-    body = payloads.conflict_comment(
-        conflict, payloads.ConflictTotals(400, 0, 199, 3), "linear:comment:c:3", "http://d"
-    )
+    body = payloads.conflict_comment(conflict, payloads.ConflictTotals(400, 0, 199), "linear:comment:c:3", "http://d")
     assert len(body) <= payloads.LINEAR_COMMENT_LENGTH_MAX
     assert "**+200** new occurrence(s); **400** in total." in body
     assert body.endswith("`gridgov-delivery: linear:comment:c:3`")
@@ -258,6 +256,16 @@ def test_linear_holds_requests_while_the_budget_is_spent_and_sends_keys_bare() -
     client.execute("q", {})
     assert 8 < client.ready_in_s() <= 10
     assert seen[0].headers["Authorization"] == "lin_api_x"
+
+
+def test_linear_holds_for_the_reset_even_if_the_wall_clock_jumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    now_s = time.time()
+    headers = {"X-RateLimit-Requests-Remaining": "0", "X-RateLimit-Requests-Reset": str(int((now_s + 10) * 1000))}
+    answer = httpx.Response(200, json={"data": {"viewer": {"id": "u"}}}, headers=headers)
+    client = LinearClient(httpx.Client(transport=httpx.MockTransport(lambda _: answer)), "k", "http://linear.test")
+    client.execute("q", {})
+    monkeypatch.setattr(time, "time", lambda: now_s + 3600)  # the clock is stepped an hour ahead
+    assert 8 < client.ready_in_s() <= 10
 
 
 def test_discord_reads_retry_after_from_the_body_and_the_bucket_from_headers() -> None:
