@@ -11,6 +11,7 @@ import pytest
 
 from connectors import governance
 from connectors.kafka_io import send_proposals
+from connectors.readmodel.ledger import producer_position
 from core.config import Settings
 from schemas.codec import encode, sign
 from schemas.envelope import build
@@ -41,7 +42,8 @@ def start(settings: Settings, **policy: int) -> None:
 
 
 def send_as(settings: Settings, agent: str, body: dict, tick: int = 0) -> str:
-    proposal = build(agent, body, tick, 10, SECRET, f"t-{uuid.uuid4()}")
+    _, decided = producer_position(settings.database_url, agent)
+    proposal = build(agent, body, tick, 10, SECRET, f"t-{uuid.uuid4()}", decided + 1)
     send_proposals(settings, [encode(proposal)])
     return str(proposal["id"])
 
@@ -78,7 +80,7 @@ def test_policy_change_applies_from_the_next_entry_and_is_versioned(settings: Se
 
 def test_a_non_operator_governance_command_is_unauthorized(settings: Settings) -> None:
     start(settings)
-    pid = send_as(settings, "solar", governance.policy_set({"carbon_tax_bps": 0}))
+    pid = send_as(settings, "solar", governance.policy_set({"carbon_tax_per_kwh": 0}))
     assert outcome(settings, pid) == ("UNAUTHORIZED", None)
     pid = send_as(settings, "solar", governance.breaker("trip", "I want to stop everyone"))
     assert outcome(settings, pid) == ("UNAUTHORIZED", None)
@@ -96,7 +98,8 @@ def test_breaker_trips_on_telemetry_alerts_blocks_trades_and_resumes_by_signed_c
     assert consume_keys(settings, "alerts", 1) == {f"breaker:{seq}"}
     assert consume_keys(settings, "incidents", 1) == {f"breaker:{seq}"}
 
-    pid = governance.send(settings, governance.breaker("resume", "hospital load moved to backup generator"))
+    resume = governance.breaker("resume", "hospital load moved to backup generator", trip_seq=seq)
+    pid = governance.send(settings, resume)
     assert outcome(settings, pid)[0] == "ACCEPTED"
     assert outcome(settings, send_as(settings, "solar", transfer(10), tick=2))[0] == "ACCEPTED"
     with psycopg.connect(settings.database_url) as conn:
