@@ -23,6 +23,7 @@ from core.rows import (
     POSTING_COLUMNS,
     REJECTION_COLUMNS,
     Batch,
+    CommitRefused,
     Position,
     Rejection,
     entry_row,
@@ -118,7 +119,18 @@ class LedgerStore:
            changed, and the grid status row.
         3. Record the relay positions confirmed so far and the consumer position.
         4. Commit. A crash before this line leaves no trace; after it, the batch is decided for good.
+
+        The law refuses whatever the database would, so a refusal here (a constraint, a value out of
+        range) is a bug in the law: it is raised as ``CommitRefused`` naming what was refused, for the
+        validator to halt on. A lost connection is not that, and propagates as it is.
         """
+        try:
+            self._write(batch, state, relay)
+        except (psycopg.IntegrityError, psycopg.DataError, psycopg.errors.RaiseException) as exc:
+            self.conn.rollback()
+            raise _refused(batch, exc) from exc
+
+    def _write(self, batch: Batch, state: State, relay: dict[str, int]) -> None:
         cur = self.conn.cursor()
         if batch.entries:
             self._copy_entries(cur, batch.entries)
@@ -235,3 +247,17 @@ def _registry_signature(state: State) -> int:
 
 def _log_skipped(checkpoint: Checkpoint, reason: str, detail: str) -> None:
     logger.warning("skipping checkpoint", extra={"seq": checkpoint.seq, "reason": reason, "problem": detail})
+
+
+def _refused(batch: Batch, exc: psycopg.Error) -> CommitRefused:
+    diag = exc.diag
+    detail = " ".join(part for part in (diag.message_primary, diag.message_detail) if part) or str(exc)
+    # The entries the database's message names (a duplicate key names its values), else the whole batch.
+    named = [e for e in batch.entries if e.proposal_id in detail or f"{e.agent}, {e.nonce}" in detail]
+    return CommitRefused(
+        first_offset=batch.entries[0].source_offset if batch.entries else batch.next_offset - len(batch.rejections),
+        next_offset=batch.next_offset,
+        constraint=diag.constraint_name or diag.sqlstate or type(exc).__name__,
+        detail=detail,
+        suspects=[(e.source_offset, e.agent, e.nonce, e.proposal_id) for e in (named or batch.entries)][:20],
+    )

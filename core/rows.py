@@ -120,3 +120,23 @@ class Position:
     next_offset: int
     head_seq: int  # -1 when the ledger is empty
     head_hash: bytes
+
+
+class CommitRefused(RuntimeError):
+    """The store refused a batch the law accepted: a bug in the law, never a verdict. The validator
+    halts on it with this diagnosis instead of retrying the same batch forever."""
+
+    def __init__(
+        self,
+        first_offset: int,
+        next_offset: int,
+        constraint: str,
+        detail: str,
+        suspects: list[tuple[int, str, int, str]],
+    ) -> None:
+        self.first_offset, self.next_offset = first_offset, next_offset
+        self.constraint, self.detail = constraint, detail
+        self.suspects = suspects  # (offset, agent, nonce, proposal id) of the entries it names
+        super().__init__(
+            f"the store refused offsets [{first_offset}, {next_offset}): {constraint}: {detail}; entries {suspects}"
+        )

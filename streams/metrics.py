@@ -15,6 +15,9 @@ COMMIT_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 LAG = Gauge("grid_consumer_lag", "Proposals on the topic not yet decided (high watermark - next offset)")
+HALTED = Gauge(
+    "grid_validator_halted", "1 once the validator halted on a batch the store refused, by constraint", ["constraint"]
+)
 HEAD_SEQ = Gauge("grid_ledger_head_seq", "Sequence number of the ledger head")
 
 

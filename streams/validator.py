@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NoReturn, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -28,7 +28,7 @@ from core.config import Settings
 from core.keyring import Keyring
 from core.outgoing import Outgoing, spike_record
 from core.process import WaitTimeoutError, poll_until
-from core.rows import Batch, Position, Rejection
+from core.rows import Batch, CommitRefused, Position, Rejection
 from core.step import LedgerStep
 from core.version import validator_version
 from streams import metrics
@@ -46,6 +46,16 @@ LOCK_RETRY_S = 0.5
 
 class ValidatorStalled(RuntimeError):
     """``run_until`` saw no new offset decided for longer than its stall limit."""
+
+
+# The exit status of a validator that halted because the store refused a batch the law accepted.
+EXIT_COMMIT_REFUSED = 3
+
+
+class ValidatorHalted(RuntimeError):
+    """The store refused a decided batch (``CommitRefused``): deciding on would skip or repeat it."""
+
+    exit_status = EXIT_COMMIT_REFUSED
 
 
 class ProposalSource(Protocol):
@@ -140,7 +150,10 @@ class Validator:
         if batch.next_offset == self.position.next_offset:
             return 0
         started = time.perf_counter()
-        self.store.commit(batch, self.step.state, self.relay.poll())
+        try:
+            self.store.commit(batch, self.step.state, self.relay.poll())
+        except CommitRefused as exc:
+            self._halt(exc)
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.count_decisions(len(batch.entries), self._reasons)
         self._after_commit(batch)
@@ -192,6 +205,22 @@ class Validator:
         if not threshold or not before <= threshold < before + rejected:
             return []
         return [spike_record(tick, before + rejected, threshold, self.step.version, state.policy_version)]
+
+    def _halt(self, exc: CommitRefused) -> NoReturn:
+        """Stop for good, loudly: the diagnosis goes to the log, the metrics and the exit status."""
+        metrics.HALTED.labels(exc.constraint).set(1)
+        logger.critical(
+            "validator halted: the store refused a batch the law accepted",
+            extra={
+                "first_offset": exc.first_offset,
+                "next_offset": exc.next_offset,
+                "constraint": exc.constraint,
+                "detail": exc.detail,
+                "entries": [{"offset": o, "agent": a, "nonce": n, "proposal_id": pid} for o, a, n, pid in exc.suspects],
+                "exit_status": EXIT_COMMIT_REFUSED,
+            },
+        )
+        raise ValidatorHalted(str(exc)) from exc
 
     def _on_error(self, msg: Message) -> None:
         err = msg.error()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 
 from prometheus_client import start_http_server
@@ -12,7 +13,7 @@ from connectors.kafka_admin import ensure_topics
 from connectors.migrate import apply_migrations
 from core import config
 from core.key_secret import key_secret
-from streams.validator import GROUP_ID_DEFAULT, open_validator
+from streams.validator import GROUP_ID_DEFAULT, ValidatorHalted, open_validator
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,5 +33,10 @@ def handle(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    open_validator(settings, key_secret(settings), group_id=args.group).run(stop, idle_exit_s=args.idle_exit_s)
+    validator = open_validator(settings, key_secret(settings), group_id=args.group)
+    try:
+        validator.run(stop, idle_exit_s=args.idle_exit_s)
+    except ValidatorHalted as exc:
+        print(f"validator halted (exit {exc.exit_status}): {exc}", file=sys.stderr)
+        return exc.exit_status
     return 0

@@ -66,8 +66,11 @@ class Seeded:
     accepted_ids: list[str]
 
 
-def signed(agent: str, body: dict[str, Any], tick: int, pid: str, provenance: dict[str, Any] | None = None) -> bytes:
-    return encode(build(agent, body, tick, 10, SECRET, pid, provenance))
+def signed(
+    w: Workload, agent: str, body: dict[str, Any], tick: int, pid: str, provenance: dict[str, Any] | None = None
+) -> bytes:
+    """Signed with the agent's next nonce in ``w``, so it follows the workload's own messages."""
+    return encode(build(agent, body, tick, 10, SECRET, pid, w.next_nonce(agent), provenance))
 
 
 def seed_messages(workload: Workload) -> list[bytes]:
@@ -82,9 +85,9 @@ def seed_messages(workload: Workload) -> list[bytes]:
     return [
         workload.genesis(),
         *(m.raw for m in workload.messages(400)),
-        signed("agent001", transfer, 0, GEMINI_PROPOSAL, GEMINI_PROVENANCE),
-        signed("operator", {"kind": "meter", "readings": [reading]}, 1, "meter-1", {"source": "meter"}),
-        signed("operator", governance.breaker("trip", "seeded for the dashboard tests"), 1, "trip-1"),
+        signed(workload, "agent001", transfer, 0, GEMINI_PROPOSAL, GEMINI_PROVENANCE),
+        signed(workload, "operator", {"kind": "meter", "readings": [reading]}, 1, "meter-1", {"source": "meter"}),
+        signed(workload, "operator", governance.breaker("trip", "seeded for the dashboard tests"), 1, "trip-1"),
         *(m.raw for m in workload.messages(20)),  # refused while the breaker is open: CIRCUIT_OPEN
     ]
 

@@ -115,7 +115,7 @@ def test_the_same_seed_reproduces_the_head_hash(
 
 
 def test_an_offer_gets_accepted_and_pays_the_seller(default_run: Summary, fresh_database: str) -> None:
-    offers = {f'{o["agent"]}/{o["id"]}': o["body"] for o in entries(fresh_database, "offer")}
+    offers = {f"{o['agent']}/{o['id']}": o["body"] for o in entries(fresh_database, "offer")}
     accepts = entries(fresh_database, "accept")
     assert accepts and default_run.trades
     for accept in accepts:
@@ -135,7 +135,7 @@ def test_an_offer_gets_accepted_and_pays_the_seller(default_run: Summary, fresh_
 
 def test_a_short_participant_buys_what_it_lacks(default_run: Summary, fresh_database: str) -> None:
     unmet = shortfalls(fresh_database)
-    offers = {f'{o["agent"]}/{o["id"]}': o["body"] for o in entries(fresh_database, "offer")}
+    offers = {f"{o['agent']}/{o['id']}": o["body"] for o in entries(fresh_database, "offer")}
     bought_while_short = [
         a
         for a in entries(fresh_database, "accept")
@@ -176,7 +176,7 @@ def test_the_heat_wave_trips_the_breaker_and_a_simulated_operator_resumes(
 
 def test_an_unmatched_offer_expires(settings: Settings, fresh_database: str, topic_prefix: str) -> None:
     summary = simulate(settings, fresh_database, topic_prefix, load("heatwave"), ticks=16)
-    opened = {f'{o["agent"]}/{o["id"]}': o["body"] for o in entries(fresh_database, "offer")}
+    opened = {f"{o['agent']}/{o['id']}": o["body"] for o in entries(fresh_database, "offer")}
     closed = {
         e["offer_id"] for kind in ("accept", "cancel") for x in entries(fresh_database, kind) for e in x["effects"]
     }
