@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import os
@@ -153,7 +152,7 @@ def prepare_namespace(config: SimulationConfig, settings: Settings) -> Namespace
         stale = f"{settings.topic_prefix}.{run_id}"
         delete_topics(settings.kafka_bootstrap, stale)
         prefix = f"{stale}.{secrets.token_hex(3)}"
-    ns_settings = dataclasses.replace(settings, topic_prefix=prefix, database_url_external=database_url)
+    ns_settings = settings.replace(topic_prefix=prefix, database_url_external=database_url)
     ensure_topics(ns_settings)
     return Namespace(run_id, ns_settings)
 
@@ -190,18 +189,14 @@ class Service:
 
 def start_services(ns: Namespace, config: SimulationConfig, secret: bytes) -> list[Service]:
     """The validator (first) and the extra services, all pointed at the run's namespace."""
-    env = {
-        **os.environ,
-        "GRID_DATABASE_URL": ns.settings.database_url,
-        "GRID_TOPIC_PREFIX": ns.settings.topic_prefix,
-        "GRID_KAFKA_BOOTSTRAP": ns.settings.kafka_bootstrap,
-    }
+    env = {**os.environ, **ns.settings.as_env()}
     # Exit on its own if we die without stopping it: longer than any wait of ours between messages.
     idle_exit_s = str(int(max(config.tick_timeout_s, DECIDE_TIMEOUT_S) * 4))
     validator = (sys.executable, "-m", "gridgov.cli", "validator", "--metrics-port", "0", "--idle-exit-s", idle_exit_s)
     logs = ns.settings.home / "runs" / ns.run_id
     # Only the validator verifies signatures, so only it is given the secret the agents sign with.
-    services = [Service("validator", validator, {**env, "GRID_KEY_SECRET": secret.hex()}, logs / "validator.log")]
+    validator_env = {**os.environ, **ns.settings.replace(key_secret=secret.hex()).as_env()}
+    services = [Service("validator", validator, validator_env, logs / "validator.log")]
     return services + [Service(name, argv, env, logs / f"{name}.log") for name, argv in config.extra_services]
 
 

@@ -10,26 +10,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from core import config
 from law import State
 from law.ledger import Entry
 from law.snapshot import SnapshotError, from_json, to_json
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_EVERY_DEFAULT = 10_000
-
 
 @functools.cache
 def checkpoint_every() -> int:
     """Entries between checkpoints, from ``GRID_CHECKPOINT_EVERY`` (0 turns them off)."""
-    return max(0, int(os.environ.get("GRID_CHECKPOINT_EVERY", "").strip() or CHECKPOINT_EVERY_DEFAULT))
+    return config.load().checkpoint_every
 
 
 @dataclass(frozen=True, slots=True)

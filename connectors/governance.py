@@ -7,7 +7,6 @@ reproduces exactly when each rule applied.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from typing import Any
@@ -24,16 +23,12 @@ from schemas.envelope import build
 GOVERNANCE_TTL_TICKS = 10
 
 
-def operator_id() -> str:
-    return os.environ.get("GRID_OPERATOR", "").strip() or "operator"
-
-
 def send(settings: Settings, body: dict[str, Any], operator: str | None = None, source: str = "operator") -> str:
     """Sign ``body`` as the operator, publish it, wait for the broker's ack; return the proposal id."""
     pid = f"gov-{uuid.uuid4()}"
     tick = current_tick(settings.database_url)
     proposal = build(
-        operator or operator_id(), body, tick, GOVERNANCE_TTL_TICKS, key_secret(settings), pid, {"source": source}
+        operator or settings.operator, body, tick, GOVERNANCE_TTL_TICKS, key_secret(settings), pid, {"source": source}
     )
     send_proposals(settings, [encode(proposal)])
     return pid
