@@ -4,7 +4,6 @@ share state and can be compared by their head hash."""
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -51,6 +50,6 @@ def prepare_namespace(config: SimulationConfig, settings: Settings) -> Namespace
         stale = f"{settings.topic_prefix}.{run_id}"
         delete_topics(settings.kafka_bootstrap, stale)
         prefix = f"{stale}.{secrets.token_hex(3)}"
-    ns_settings = dataclasses.replace(settings, topic_prefix=prefix, database_url_external=database_url)
+    ns_settings = settings.replace(topic_prefix=prefix, database_url_external=database_url)
     ensure_topics(ns_settings)
     return Namespace(run_id, ns_settings)

@@ -41,18 +41,14 @@ AGENT_JOIN_TIMEOUT_S = 5.0
 
 def start_services(ns: Namespace, config: SimulationConfig, secret: bytes) -> list[Service]:
     """The validator (first) and the extra services, all pointed at the run's namespace."""
-    env = {
-        **os.environ,
-        "GRID_DATABASE_URL": ns.settings.database_url,
-        "GRID_TOPIC_PREFIX": ns.settings.topic_prefix,
-        "GRID_KAFKA_BOOTSTRAP": ns.settings.kafka_bootstrap,
-    }
+    env = {**os.environ, **ns.settings.as_env()}
     # Exit on its own if we die without stopping it: longer than any wait of ours between messages.
     idle_exit_s = str(int(max(config.tick_timeout_s, DECIDE_TIMEOUT_S) * 4))
     validator = (sys.executable, "-m", "gridgov.cli", "validator", "--metrics-port", "0", "--idle-exit-s", idle_exit_s)
     logs = ns.settings.home / "runs" / ns.run_id
     # Only the validator verifies signatures, so only it is given the secret the agents sign with.
-    services = [Service("validator", validator, {**env, "GRID_KEY_SECRET": secret.hex()}, logs / "validator.log")]
+    validator_env = {**os.environ, **ns.settings.replace(key_secret=secret.hex()).as_env()}
+    services = [Service("validator", validator, validator_env, logs / "validator.log")]
     return services + [Service(name, argv, env, logs / f"{name}.log") for name, argv in config.extra_services]
 
 

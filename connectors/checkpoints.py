@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from typing import Any
 
 import psycopg
 
+from core import config
 from core.audit import checkpoint_hash
 from law import State
 from law.ledger import Entry
@@ -17,14 +17,13 @@ from law.snapshot import to_json
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_EVERY_DEFAULT = 10_000
 CHECKPOINTS_KEPT = 3
 
 
 @functools.cache
 def checkpoint_every() -> int:
     """Entries between checkpoints, from ``GRID_CHECKPOINT_EVERY`` (0 turns them off)."""
-    return max(0, int(os.environ.get("GRID_CHECKPOINT_EVERY", "").strip() or CHECKPOINT_EVERY_DEFAULT))
+    return config.load().checkpoint_every
 
 
 def write_checkpoint(cur: psycopg.Cursor[Any], state: State, head_seq: int, head_hash: bytes, next_offset: int) -> None:

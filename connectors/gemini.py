@@ -7,9 +7,7 @@ retries, transport error, output that is not a valid intent) comes back as a ``G
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +17,7 @@ from google import genai
 from google.genai import errors, types
 from pydantic import ConfigDict, ValidationError
 
+from core.config import Settings
 from schemas.intent import Intent
 
 MODEL_DEFAULT = "gemini-2.5-flash"
@@ -57,15 +56,14 @@ class GeminiConfig:
     retry_max_delay_s: float = RETRY_MAX_DELAY_S_DEFAULT
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> GeminiConfig:
-        api_key = env.get("GEMINI_API_KEY") or env.get("GOOGLE_API_KEY")
-        if not api_key:
+    def from_settings(cls, settings: Settings) -> GeminiConfig:
+        if settings.gemini_key is None:
             raise ValueError("set GEMINI_API_KEY (or GOOGLE_API_KEY) to use the Gemini strategy")
         return cls(
-            api_key=api_key,
-            model=env.get("GRID_GEMINI_MODEL") or MODEL_DEFAULT,
-            base_url=env.get("GRID_GEMINI_BASE_URL") or None,
-            timeout_s=float(env.get("GRID_GEMINI_TIMEOUT_S") or TIMEOUT_S_DEFAULT),
+            api_key=settings.gemini_key.get_secret_value(),
+            model=settings.gemini_model,
+            base_url=settings.gemini_base_url,
+            timeout_s=settings.gemini_timeout_s,
         )
 
 

@@ -7,7 +7,6 @@ reproduces exactly when each rule applied.
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
@@ -24,14 +23,10 @@ from schemas.envelope import Nonces, build
 GOVERNANCE_TTL_TICKS = 10
 
 
-def operator_id() -> str:
-    return os.environ.get("GRID_OPERATOR", "").strip() or "operator"
-
-
 def send(settings: Settings, body: dict[str, Any], operator: str | None = None, source: str = "operator") -> str:
     """Sign ``body`` as the operator, publish it, wait for the broker's ack; return the proposal id."""
     pid = f"gov-{uuid.uuid4()}"
-    agent = operator or operator_id()
+    agent = operator or settings.operator
     tick, decided = producer_position(settings.database_url, agent)
     nonce = Nonces().next(decided)
     proposal = build(agent, body, tick, GOVERNANCE_TTL_TICKS, key_secret(settings), pid, nonce, {"source": source})

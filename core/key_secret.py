@@ -17,9 +17,8 @@ SECRET_BYTES = 32
 
 
 def key_secret(settings: Settings) -> bytes:
-    configured = os.environ.get("GRID_KEY_SECRET", "").strip()
-    if configured:
-        return bytes.fromhex(configured)
+    if settings.key_secret is not None:
+        return bytes.fromhex(settings.key_secret.get_secret_value())
     path = Path(settings.home) / "key.secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,9 @@ with ``-dirty`` when tracked files differ from it, so an entry never claims a la
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 
+from core import config
 from core.config import REPO_ROOT
 
 GIT_TIMEOUT_S = 10
@@ -23,7 +23,7 @@ def _git(*args: str) -> str:
 
 @functools.cache
 def validator_version() -> str:
-    override = os.environ.get("GRID_VALIDATOR_VERSION", "").strip()
+    override = config.load().validator_version
     if override:
         return override
     try:

@@ -1,4 +1,4 @@
-"""Operator login for the governance console: one user, a PBKDF2 password hash, both from the environment.
+"""Operator login for the governance console: one user and a PBKDF2 password hash, both from the settings.
 
 ``GRID_DASHBOARD_USER`` (default ``operator``) and ``GRID_DASHBOARD_PASSWORD_HASH`` in the form
 ``pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`` (``gridgov dashboard hash-password`` makes one).
@@ -12,10 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
+
+from core.config import Settings, revealed
 
 ALGORITHM = "pbkdf2_sha256"
 # OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256; about 0.3 s per check here, once per login.
@@ -24,9 +24,6 @@ ITERATIONS_MIN = 100_000
 SALT_BYTES = 16
 GENERATED_PASSWORD_BYTES = 12
 PASSWORD_LENGTH_MIN = 8
-USER_DEFAULT = "operator"
-# Set by ``gridgov dashboard`` when it generated the password itself and passes only its hash on.
-ONE_TIME_MARKER = "GRID_DASHBOARD_PASSWORD_ONE_TIME"
 
 
 class HashFormatError(ValueError):
@@ -79,16 +76,16 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(_derive(password, salt, iterations), expected)
 
 
-def load_credentials(env: Mapping[str, str] = os.environ) -> Credentials:
-    user = env.get("GRID_DASHBOARD_USER", "").strip() or USER_DEFAULT
-    configured = env.get("GRID_DASHBOARD_PASSWORD_HASH", "").strip()
+def load_credentials(settings: Settings) -> Credentials:
+    user = settings.dashboard_user
+    configured = revealed(settings.dashboard_password_hash)
     if configured:
         try:
             parse_hash(configured)
         except HashFormatError as exc:
             return Credentials(user, None, refusal=f"GRID_DASHBOARD_PASSWORD_HASH is malformed: {exc}")
-        return Credentials(user, configured, one_time=env.get(ONE_TIME_MARKER) == "1")
-    if env.get("GRID_ENV", "").strip().lower() == "production":
+        return Credentials(user, configured, one_time=settings.dashboard_password_one_time)
+    if settings.production:
         return Credentials(
             user,
             None,

@@ -7,7 +7,6 @@ console shows each command's fate by looking for its proposal id in the ledger o
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import streamlit as st
 
 from connectors import governance
 from connectors.readmodel import dashboard as queries
+from core.config import Settings, revealed
 from dashboard import auth, sources
 
 REASON_LENGTH_MAX = 200  # the law allows 280; the rest is for the "via dashboard" suffix
@@ -34,28 +34,19 @@ class Sent:
 
 
 @st.cache_resource(show_spinner=False)
-def _credentials(user: str, configured_hash: str, env_mode: str, one_time: str) -> auth.Credentials:
-    """Once per process and configuration, so a generated development password is made and printed once."""
-    env = {
-        "GRID_DASHBOARD_USER": user,
-        "GRID_DASHBOARD_PASSWORD_HASH": configured_hash,
-        "GRID_ENV": env_mode,
-        auth.ONE_TIME_MARKER: one_time,
-    }
-    found = auth.load_credentials(env)
+def _credentials(_settings: Settings, login: tuple[str, str, str, bool]) -> auth.Credentials:
+    """Once per process and login configuration (``login``, the cache key: Streamlit does not hash
+    ``_settings``), so a generated development password is made and printed once."""
+    found = auth.load_credentials(_settings)
     if found.generated_password is not None:
         print(auth.one_time_notice(found), file=sys.stderr, flush=True)
     return found
 
 
 def credentials() -> auth.Credentials:
-    env = os.environ
-    return _credentials(
-        env.get("GRID_DASHBOARD_USER", ""),
-        env.get("GRID_DASHBOARD_PASSWORD_HASH", ""),
-        env.get("GRID_ENV", ""),
-        env.get(auth.ONE_TIME_MARKER, ""),
-    )
+    s = sources.settings()
+    login = (s.dashboard_user, revealed(s.dashboard_password_hash) or "", s.mode, s.dashboard_password_one_time)
+    return _credentials(s, login)
 
 
 def signed_in() -> str | None:
@@ -92,7 +83,7 @@ def sent_commands() -> list[Sent]:
 
 def fate(sent: Sent) -> str:
     """What the validator made of a command: accepted, rejected, or still on its way."""
-    found = sources.fetch(queries.outcome, sent.proposal_id, governance.operator_id())
+    found = sources.fetch(queries.outcome, sent.proposal_id, sources.settings().operator)
     return found or WAITING
 
 

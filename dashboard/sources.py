@@ -7,7 +7,6 @@ are cached for a second (``st.cache_data``) so many open tabs cost one query per
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -52,9 +51,8 @@ def settings() -> Settings:
 
 def reader_url(s: Settings) -> str:
     """GRID_DASHBOARD_DATABASE_URL, else the settings' URL with the user replaced by the reader role."""
-    configured = os.environ.get("GRID_DASHBOARD_DATABASE_URL", "").strip()
-    if configured:
-        return configured
+    if s.dashboard_database_url:
+        return s.dashboard_database_url
     parts = urlsplit(s.database_url)
     host = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit(parts._replace(netloc=f"{READER_ROLE}@{host}"))

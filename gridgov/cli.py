@@ -6,10 +6,14 @@ import argparse
 import importlib
 import sys
 
+from pydantic import ValidationError
+
+from core import config
 from gridgov import logs
 
 # Each module under gridgov/commands registers one subcommand; a missing optional one is skipped.
 COMMANDS = (
+    "config",
     "infra",
     "topics",
     "migrate",
@@ -48,8 +52,19 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logs.setup(args.log_level)
+    # Checked before any command runs, so a bad value is reported as such, not as a traceback later.
+    try:
+        settings = config.load()
+    except ValidationError as exc:
+        print(f"gridgov: invalid settings:\n{settings_problems(exc)}", file=sys.stderr)
+        return 2
+    logs.setup(args.log_level or settings.log_level)
     return int(args.func(args) or 0)
+
+
+def settings_problems(exc: ValidationError) -> str:
+    # Without the input values: a rejected value may be a secret.
+    return "\n".join(f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -26,12 +25,12 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def setup(level: str | None = None) -> None:
+def setup(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel((level or os.environ.get("GRID_LOG_LEVEL", "INFO")).upper())
+    root.setLevel(level.upper())
     # librdkafka and httpx are chatty at INFO; their warnings still reach us.
     for noisy in ("httpx", "httpcore", "aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

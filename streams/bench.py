@@ -11,7 +11,6 @@ Rows:
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import secrets
 import statistics
@@ -62,7 +61,7 @@ def scratch(settings: Settings) -> Iterator[Settings]:
     url = server.rsplit("/", 1)[0] + f"/{tag}"
     try:
         apply_migrations(url)
-        s = dataclasses.replace(settings, topic_prefix=tag, database_url_external=url)
+        s = settings.replace(topic_prefix=tag, database_url_external=url)
         ensure_topics(s)
         yield s
     finally:

@@ -5,7 +5,6 @@ worktree, so the version it stamps is its own. It reads a copy of the proposals 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 import subprocess
@@ -118,7 +117,7 @@ def _produce(producer: Producer, dest: str, msg: Message, misplaced: list[str]) 
 def run_other_law(live: Settings, target_url: str, to_offset: int, secret: bytes, rev: str, run_id: str) -> str:
     """Decide offsets [0, to_offset) with the law at ``rev``, in its own process; return its commit."""
     prefix = f"{live.topic_prefix}.cf-{run_id}"
-    scratch = dataclasses.replace(live, topic_prefix=prefix)
+    scratch = live.replace(topic_prefix=prefix)
     ensure_topics(scratch)
     try:
         mirror_proposals(live.kafka_bootstrap, live.topic("proposals"), scratch.topic("proposals"), to_offset)
@@ -133,15 +132,13 @@ def run_other_law(live: Settings, target_url: str, to_offset: int, secret: bytes
 def _run_validator_process(
     code: Path, scratch: Settings, target_url: str, secret: bytes, to_offset: int, group: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "GRID_VALIDATOR_VERSION"}  # stamp the revision's own
-    env |= {
-        "PYTHONPATH": str(code),
-        "GRID_DATABASE_URL": target_url,
-        "GRID_KAFKA_BOOTSTRAP": scratch.kafka_bootstrap,
-        "GRID_TOPIC_PREFIX": scratch.topic_prefix,
-        "GRID_KEY_SECRET": secret.hex(),
-        "GRID_LOG_LEVEL": "WARNING",
-    }
+    child = scratch.replace(
+        database_url_external=target_url,
+        key_secret=secret.hex(),
+        log_level="WARNING",
+        validator_version=None,  # unset: the revision stamps its own commit
+    )
+    env = {**os.environ, **child.as_env(), "PYTHONPATH": str(code)}
     cmd = [sys.executable, "-m", "gridgov.cli", "validator", "--group", group]
     cmd += ["--idle-exit-s", str(IDLE_EXIT_S), "--metrics-port", "0"]
     with tempfile.TemporaryFile() as log:

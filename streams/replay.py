@@ -14,7 +14,6 @@ outcomes are diffed.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,19 +36,18 @@ STALL_S = 60.0  # no new offset decided for this long: the topic is shorter than
 # --- settings whose derived topics are not the live ones -----------------------------------------
 
 
-@dataclass(frozen=True)
 class ReplaySettings(Settings):
     """Reads the live proposals topic; publishes everything else under ``output_prefix``."""
 
-    output_prefix: str = ""
+    output_prefix: str = ""  # not a variable: set only by replay_settings
 
     def topic(self, name: str) -> str:
         return super().topic(name) if name == "proposals" else f"{self.output_prefix}.{name}"
 
 
 def replay_settings(live: Settings, target_url: str, output_prefix: str) -> ReplaySettings:
-    base = {f.name: getattr(live, f.name) for f in dataclasses.fields(Settings)}
-    return ReplaySettings(**{**base, "database_url_external": target_url}, output_prefix=output_prefix)
+    fields = {**live.model_dump(), "database_url_external": target_url}
+    return ReplaySettings(**fields, output_prefix=output_prefix)
 
 
 # --- bounds and targets --------------------------------------------------------------------------

@@ -62,6 +62,9 @@ class Workload:
         self.accepted_ids: list[tuple[str, bytes]] = []
         self.nonces: dict[str, int] = {OPERATOR: 1}  # the genesis used the operator's first
 
+    def _sign(self, agent: str, pid: str, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return _signed(self.secret, agent, pid, self.next_nonce(agent), self.tick, body, **extra)
+
     def next_nonce(self, agent: str) -> int:
         """The agent's next nonce in this stream (callers adding their own messages use it too)."""
         self.nonces[agent] = self.nonces.get(agent, 0) + 1
@@ -91,7 +94,7 @@ class Workload:
         ]
         body = {"kind": "meter", "readings": readings}
         pid = f"{self.run_id}-{i}"
-        return Message(encode(_signed(self.secret, OPERATOR, pid, self.next_nonce(OPERATOR), self.tick, body)), "ACCEPTED")
+        return Message(encode(self._sign(OPERATOR, pid, body)), "ACCEPTED")
 
     def _one(self, i: int) -> Message:
         roll = self.rng.random()
@@ -133,7 +136,7 @@ class Workload:
         }
 
     def _valid(self, pid: str, agent: str, body: dict[str, Any], expect: str = "ACCEPTED", **extra: Any) -> Message:
-        raw = encode(_signed(self.secret, agent, pid, self.next_nonce(agent), self.tick, body, **extra))
+        raw = encode(self._sign(agent, pid, body, **extra))
         if expect == "ACCEPTED" and len(self.accepted_ids) < 1000:
             self.accepted_ids.append((pid, raw))
         return Message(raw, expect)
@@ -144,24 +147,23 @@ class Workload:
             return Message(b"\x00garbage" + pid.encode(), "MALFORMED")
         if kind == 1:
             forged = {
-                **_signed(self.secret, agent, pid, self.next_nonce(agent), self.tick, self._transfer(agent, other, 1)),
+                **self._sign(agent, pid, self._transfer(agent, other, 1)),
                 "sig": "0" * 64,
             }
             return Message(encode(forged), "BAD_SIGNATURE")
         if kind == 2:
             return Message(
-                encode(
-                    _signed(self.secret, agent, pid, self.next_nonce(agent), self.tick, self._transfer(other, agent, 1))
-                ),
+                encode(self._sign(agent, pid, self._transfer(other, agent, 1))),
                 "NOT_OWNER",
             )
         if kind == 3:
             body = self._transfer(agent, other, OPENING_UNITS * 10)
             return Message(
-                encode(_signed(self.secret, agent, pid, self.next_nonce(agent), self.tick, body)), "INSUFFICIENT_BALANCE"
+                encode(self._sign(agent, pid, body)),
+                "INSUFFICIENT_BALANCE",
             )
         if kind == 4 and self.accepted_ids:
             _, raw = self.accepted_ids[self.rng.randrange(len(self.accepted_ids))]
             return Message(raw, "DUPLICATE_PROPOSAL")  # its nonce was used: decided once, for good
         body = {**self._transfer(agent, other, 1), "quantity": 1.5}
-        return Message(encode(_signed(self.secret, agent, pid, self.next_nonce(agent), self.tick, body)), "MALFORMED")
+        return Message(encode(self._sign(agent, pid, body)), "MALFORMED")

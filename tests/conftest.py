@@ -9,7 +9,6 @@ Each is resolved once per session, first match wins:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import socket
@@ -138,11 +137,8 @@ def topic_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def grid_settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Settings:
     """The configuration, pointed at the test's broker, database and topic prefix."""
-    return dataclasses.replace(
-        config.load(),
-        topic_prefix=topic_prefix,
-        kafka_bootstrap_external=kafka_bootstrap,
-        database_url_external=database_url,
+    return config.load().replace(
+        topic_prefix=topic_prefix, kafka_bootstrap_external=kafka_bootstrap, database_url_external=database_url
     )
 
 

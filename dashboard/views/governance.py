@@ -148,7 +148,7 @@ def history() -> None:
 
 def actions(user: str) -> None:
     cols = st.columns([4, 1])
-    cols[0].caption(f"Signed in as **{user}**; commands are signed as operator `{governance.operator_id()}`.")
+    cols[0].caption(f"Signed in as **{user}**; commands are signed as operator `{sources.settings().operator}`.")
     if cols[1].button("Log out", key="logout"):
         console.sign_out()
         st.rerun()

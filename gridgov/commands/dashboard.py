@@ -16,8 +16,6 @@ from core.config import REPO_ROOT
 from dashboard import auth
 
 APP_PATH = REPO_ROOT / "dashboard" / "app.py"
-PORT_DEFAULT = 8501
-ADDRESS_DEFAULT = "127.0.0.1"
 HEALTH_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 
@@ -32,19 +30,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="run (foreground, the default), start (in the background, replacing an earlier one), stop",
     )
     # The container sets STREAMLIT_SERVER_* so it can listen on 0.0.0.0; flags given here still win.
-    parser.add_argument("--port", type=int, default=int(os.environ.get("STREAMLIT_SERVER_PORT") or PORT_DEFAULT))
-    parser.add_argument("--address", default=os.environ.get("STREAMLIT_SERVER_ADDRESS") or ADDRESS_DEFAULT)
+    parser.add_argument("--port", type=int, help="default: STREAMLIT_SERVER_PORT (see `gridgov config`)")
+    parser.add_argument("--address", help="default: STREAMLIT_SERVER_ADDRESS (see `gridgov config`)")
     parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     if args.action == "hash-password":
         return hash_password()
-    if args.action == "start":
-        return start(args.port, args.address)
     if args.action == "stop":
         return stop()
-    return serve(args.port, args.address)
+    settings = config.load()
+    port = settings.dashboard_port if args.port is None else args.port
+    address = args.address or settings.dashboard_address
+    return start(port, address) if args.action == "start" else serve(port, address)
 
 
 def hash_password() -> int:
@@ -70,16 +69,14 @@ def app_environment() -> dict[str, str]:
     app receives only its hash. In production without a hash the app refuses every login.
     """
     settings = config.load()
-    env = {**os.environ, "GRID_DATABASE_URL": settings.database_url, "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
-    env["GRID_TOPIC_PREFIX"] = settings.topic_prefix
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    found = auth.load_credentials(env)
+    found = auth.load_credentials(settings)
     if found.generated_password is not None and found.password_hash is not None:
-        env.update({"GRID_DASHBOARD_PASSWORD_HASH": found.password_hash, auth.ONE_TIME_MARKER: "1"})
+        settings = settings.replace(dashboard_password_hash=found.password_hash, dashboard_password_one_time=True)
         print(auth.one_time_notice(found), file=sys.stderr)
     elif found.refusal is not None:
         print(f"governance console: {found.refusal}", file=sys.stderr)
-    return env
+    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, **settings.as_env(), "PYTHONPATH": pythonpath}
 
 
 def streamlit_command(port: int, address: str) -> list[str]:

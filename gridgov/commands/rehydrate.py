@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from connectors.migrate import apply_migrations
 from core import config
@@ -40,7 +39,7 @@ def _checkpoint_arg(text: str) -> FromCheckpoint:
 def handle(args: argparse.Namespace) -> int:
     settings = config.load()
     if args.database_url:
-        settings = dataclasses.replace(settings, database_url_external=args.database_url)
+        settings = settings.replace(database_url_external=args.database_url)
     apply_migrations(settings.database_url)
     report = rehydrate(settings, args.from_checkpoint, progress=not args.no_progress)
     print_report(report)

@@ -4,7 +4,6 @@ with the live one, replay under another version of the law and diff, or reset a 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Literal
 
@@ -41,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def handle(args: argparse.Namespace) -> int:
     settings = config.load()
     if args.database_url:
-        settings = dataclasses.replace(settings, database_url_external=args.database_url)
+        settings = settings.replace(database_url_external=args.database_url)
     if args.reset_group:
         return _reset(settings, args)
     try:

@@ -80,9 +80,9 @@ def _run_id(text: str) -> str:
     return text
 
 
-def _gemini(args: argparse.Namespace) -> GeminiConfig | None:
-    has_key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
-    return GeminiConfig.from_env() if has_key and not args.heuristic else None
+def _gemini(args: argparse.Namespace, settings: config.Settings) -> GeminiConfig | None:
+    use = settings.gemini_key is not None and not args.heuristic
+    return GeminiConfig.from_settings(settings) if use else None
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -105,7 +105,7 @@ def handle(args: argparse.Namespace) -> int:
         adversarial=args.adversarial,
         free_running=args.free_running,
         auto_resume_ticks=args.auto_resume_ticks,
-        gemini=_gemini(args),
+        gemini=_gemini(args, settings),
         tick_timeout_s=args.tick_timeout_s,
     )
     try:
@@ -117,14 +117,20 @@ def handle(args: argparse.Namespace) -> int:
         print("simulate: interrupted; the validator and agents were stopped", file=sys.stderr)
         return 130
     print(summary.render())
-    sinks_rc = 0 if args.no_sinks else drain_sinks(summary)
-    dashboard_rc = start_dashboard(summary) if args.dashboard else 0
+    env = run_environment(settings, summary)
+    sinks_rc = 0 if args.no_sinks else drain_sinks(env)
+    dashboard_rc = start_dashboard(summary.run_id, env) if args.dashboard else 0
     return 1 if summary.verify_problems or sinks_rc or dashboard_rc else 0
 
 
-def start_dashboard(summary: Summary) -> int:
-    env = {**os.environ, "GRID_DATABASE_URL": summary.database_url, "GRID_TOPIC_PREFIX": summary.topic_prefix}
-    print(f"\nDashboard on run {summary.run_id}:")
+def run_environment(settings: config.Settings, summary: Summary) -> dict[str, str]:
+    """The environment of a command that works on the run's database and topics."""
+    run_settings = settings.replace(database_url_external=summary.database_url, topic_prefix=summary.topic_prefix)
+    return {**os.environ, **run_settings.as_env()}
+
+
+def start_dashboard(run_id: str, env: dict[str, str]) -> int:
+    print(f"\nDashboard on run {run_id}:")
     sys.stdout.flush()
     command = [sys.executable, "-m", "gridgov.cli", "--log-level", "WARNING", "dashboard", "start"]
     return subprocess.run(command, env=env, timeout=SINKS_DRAIN_TIMEOUT_S, check=False).returncode
@@ -133,9 +139,8 @@ def start_dashboard(summary: Summary) -> int:
 SINKS_DRAIN_TIMEOUT_S = 300
 
 
-def drain_sinks(summary: Summary) -> int:
+def drain_sinks(env: dict[str, str]) -> int:
     """Deliver the run's rejections and alerts (or write them to the outbox without credentials)."""
-    env = {**os.environ, "GRID_DATABASE_URL": summary.database_url, "GRID_TOPIC_PREFIX": summary.topic_prefix}
     gridgov = [sys.executable, "-m", "gridgov.cli", "--log-level", "WARNING", "sinks"]
     print("\nSinks: rejections -> Linear tickets, critical events -> Discord")
     sys.stdout.flush()

@@ -12,7 +12,7 @@ from prometheus_client import start_http_server
 from core import config
 from core.tables import format_table
 from sinks import runner
-from sinks import settings as sink_config
+from sinks.settings import SinkSettings
 from sinks.store import SINKS, DeliveryStore, connect
 
 STATUS_COLUMNS = (
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def handle(args: argparse.Namespace) -> int:
     settings = config.load()
-    sink_settings = sink_config.load()
+    sink_settings = SinkSettings.from_settings(settings)
     if args.action == "status":
         return show_status(settings, sink_settings, args.json)
     if args.metrics_port is not None:
@@ -46,7 +46,7 @@ def handle(args: argparse.Namespace) -> int:
     return runner.run(settings, sink_settings, args.instance_id or runner.default_instance_id(settings), args.once)
 
 
-def show_status(settings: config.Settings, sink_settings: sink_config.SinkSettings, as_json: bool) -> int:
+def show_status(settings: config.Settings, sink_settings: SinkSettings, as_json: bool) -> int:
     online = {"linear": sink_settings.linear_online, "discord": sink_settings.discord_online}
     try:
         with connect(settings.database_url) as conn:

@@ -144,7 +144,7 @@ def server_options(s: Settings) -> list[str]:
         "-c max_connections=100", "-c shared_buffers=256MB",
     ]  # fmt: skip
     # GRID_PG_FAST trades crash safety for speed: for throwaway test clusters only, never for benchmarks
-    if os.environ.get("GRID_PG_FAST") == "1":
+    if s.pg_fast:
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
     return options
 

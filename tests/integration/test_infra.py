@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 import uuid
@@ -25,7 +24,7 @@ TIMEOUT_S = 30.0
 
 
 def settings_for(bootstrap: str, prefix: str) -> Settings:
-    return dataclasses.replace(config.load(), topic_prefix=prefix, kafka_bootstrap_external=bootstrap)
+    return config.load().replace(topic_prefix=prefix, kafka_bootstrap_external=bootstrap)
 
 
 def healthy(info: dict[str, object]) -> bool:

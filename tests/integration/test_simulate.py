@@ -7,7 +7,6 @@ the same every time and the negotiation facts asserted here are facts of that le
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -48,8 +47,8 @@ def settings(kafka_bootstrap: str, database_url: str, tmp_path: Any, monkeypatch
     # The validator process stamps this on every entry; pinned so both runs of a pair hash the same
     # even if the working tree changes between them.
     monkeypatch.setenv("GRID_VALIDATOR_VERSION", "test-simulate")
-    return dataclasses.replace(
-        config.load(), home=tmp_path, kafka_bootstrap_external=kafka_bootstrap, database_url_external=database_url
+    return config.load().replace(
+        home=tmp_path, kafka_bootstrap_external=kafka_bootstrap, database_url_external=database_url
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from agents.gemini_strategy import PROMPT_CHARS_MAX, SYSTEM_INSTRUCTION, GeminiS
 from agents.heuristic import HeuristicStrategy
 from agents.view import AgentView, OpenOffer, RecentRejection
 from connectors.gemini import GeminiClient, GeminiConfig
+from core.config import load
 from schemas.intent import Intent
 from schemas.proposal import Provenance
 from tests.standins.gemini_server import API_KEY_DEFAULT, GeminiStandIn
@@ -216,16 +218,18 @@ def test_unreachable_server_falls_back() -> None:
 # --- configuration ------------------------------------------------------------------------------------
 
 
-def test_config_from_env() -> None:
-    config = GeminiConfig.from_env(
-        {"GOOGLE_API_KEY": "k", "GRID_GEMINI_BASE_URL": "http://127.0.0.1:1", "GRID_GEMINI_TIMEOUT_S": "2.5"}
-    )
+def test_config_from_settings(settings_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="GEMINI_API_KEY"):
+        GeminiConfig.from_settings(load())
+    for name, value in {"GOOGLE_API_KEY": "k", "GRID_GEMINI_BASE_URL": "http://127.0.0.1:1"}.items():
+        monkeypatch.setenv(name, value)
+    settings_file.write_text("GRID_GEMINI_TIMEOUT_S=2.5\n")
+    config = GeminiConfig.from_settings(load())
     assert (config.api_key, config.model, config.base_url, config.timeout_s) == (
         "k",
         "gemini-2.5-flash",
         "http://127.0.0.1:1",
         2.5,
     )
-    assert GeminiConfig.from_env({"GEMINI_API_KEY": "g", "GOOGLE_API_KEY": "k"}).api_key == "g"
-    with pytest.raises(ValueError, match="GEMINI_API_KEY"):
-        GeminiConfig.from_env({})
+    monkeypatch.setenv("GEMINI_API_KEY", "g")
+    assert GeminiConfig.from_settings(load()).api_key == "g"
