@@ -21,6 +21,9 @@ from schemas.codec import encode
 from schemas.envelope import Nonces, build
 
 GOVERNANCE_TTL_TICKS = 10
+# This process's nonces per operator: a long-lived sender (the console) may send again before the
+# validator decided its last command, so the ledger alone would hand out the same nonce twice.
+_NONCES: dict[str, Nonces] = {}
 
 
 def send(settings: Settings, body: dict[str, Any], operator: str | None = None, source: str = "operator") -> str:
@@ -28,7 +31,7 @@ def send(settings: Settings, body: dict[str, Any], operator: str | None = None, 
     pid = f"gov-{uuid.uuid4()}"
     agent = operator or settings.operator
     tick, decided = producer_position(settings.database_url, agent)
-    nonce = Nonces().next(decided)
+    nonce = _NONCES.setdefault(agent, Nonces()).next(decided)
     proposal = build(agent, body, tick, GOVERNANCE_TTL_TICKS, key_secret(settings), pid, nonce, {"source": source})
     send_proposals(settings, [encode(proposal)])
     return pid

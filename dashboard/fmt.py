@@ -27,7 +27,7 @@ SI_PREFIXES = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
 
 # Unit and meaning of each policy parameter; the bounds and defaults live in law.policy.
 POLICY_UNITS: dict[str, tuple[str, str]] = {
-    "carbon_tax_bps": ("bp of trade price", "0 = off"),
+    "carbon_tax_per_kwh": ("millicredits per kWh an emitter sells or sends", "0 = off; rounded up"),
     "interest_bps": ("bp per period", "0 = off"),
     "interest_period_ticks": ("ticks", "0 = off"),
     "trade_quantity_max_energy": ("Wh per trade", ""),
@@ -36,7 +36,8 @@ POLICY_UNITS: dict[str, tuple[str, str]] = {
     "price_ceiling_energy": (f"millicredits per {PRICE_QUOTE_UNITS:,} Wh", "0 = no ceiling"),
     "price_ceiling_water": (f"millicredits per {PRICE_QUOTE_UNITS:,} L", "0 = no ceiling"),
     "stressed_ceiling_pct": ("% of ceiling when stressed", ""),
-    "proposals_per_tick_max": ("proposals per agent per tick", "0 = unlimited"),
+    "proposals_per_tick_max": ("trade proposals per agent per tick", ""),
+    "proposals_per_tick_grid_max": ("trade proposals per tick, all agents", ""),
     "stress_reserve_permille": ("‰ of demand", "0 = never stressed"),
     "breaker_reserve_min_permille": ("‰ of demand", "0 = off"),
     "breaker_critical_shortfall_max": ("Wh unmet critical load", "-1 = off"),

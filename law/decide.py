@@ -273,9 +273,7 @@ def _decide_transfer(state: State, p: Proposal) -> Decision:
         (body.from_account, body.resource, -body.quantity),
         (body.to_account, body.resource, body.quantity),
     ]
-    tax = _carbon_tax(state, p.agent, body.resource, body.quantity)
-    if tax:
-        postings += [(body.from_account, "credits", -tax), (SYSTEM_TREASURY, "credits", tax)]
+    postings += _carbon_tax_postings(state, p.agent, body.from_account, body.resource, body.quantity)
     problem = _postings_problem(state, postings)
     if problem is not None:
         return problem
@@ -380,21 +378,20 @@ def _decide_accept(state: State, p: Proposal) -> Decision:
         (body.account, "credits", -offer.price),
         (offer.account, "credits", offer.price),
     ]
-    tax = _carbon_tax(state, offer.seller, offer.resource, offer.quantity)
-    if tax:
-        postings += [(offer.account, "credits", -tax), (SYSTEM_TREASURY, "credits", tax)]
+    postings += _carbon_tax_postings(state, offer.seller, offer.account, offer.resource, offer.quantity)
     problem = _postings_problem(state, postings)
     if problem is not None:
         return problem
     return _accept(state, p, postings, [{"t": "offer_close", "offer_id": offer.offer_id, "why": "accepted"}])
 
 
-def _carbon_tax(state: State, emitter: str, resource: str, quantity: int) -> int:
-    """Millicredits of carbon tax on ``quantity`` Wh an emitter sells or sends: rounded up (ceiling), so
-    no split into small trades pays less than the whole trade would."""
+def _carbon_tax_postings(state: State, emitter: str, account: str, resource: str, quantity: int) -> Postings:
+    """The carbon tax on ``quantity`` Wh an emitter sells or sends, paid from ``account`` to the treasury
+    in millicredits: rounded up (ceiling), so no split into small trades pays less than the whole."""
     if resource != "energy" or not state.agents[emitter].emits_carbon:
-        return 0
-    return -(-quantity * state.policy["carbon_tax_per_kwh"] // PRICE_QUOTE_UNITS)
+        return []
+    tax = -(-quantity * state.policy["carbon_tax_per_kwh"] // PRICE_QUOTE_UNITS)
+    return [(account, "credits", -tax), (SYSTEM_TREASURY, "credits", tax)] if tax else []
 
 
 def _decide_cancel(state: State, p: Proposal) -> Decision:

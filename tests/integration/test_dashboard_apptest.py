@@ -382,10 +382,10 @@ def test_console_resumes_the_breaker_and_changes_policy_through_signed_commands(
     app.text_input(key="breaker_reason_resume").input("reserve restored")
     app.button(key="FormSubmitter:breaker-Resume breaker").click().run()
     assert any("breaker resume" in s.value for s in app.success), texts(app)
-    app.number_input(key="policy_carbon_tax_bps").set_value(25)
+    app.number_input(key="policy_carbon_tax_per_kwh").set_value(25)
     app.text_input(key="policy_reason").input("price carbon")
     app.button(key="FormSubmitter:policy-Propose policy change").click().run()
-    assert any("carbon_tax_bps=25" in s.value for s in app.success), texts(app)
+    assert any("carbon_tax_per_kwh=25" in s.value for s in app.success), texts(app)
 
     decide(seeded.settings)
     with psycopg.connect(seeded.settings.database_url) as conn:
@@ -395,7 +395,7 @@ def test_console_resumes_the_breaker_and_changes_policy_through_signed_commands(
         breaker_open, policy = conn.execute("SELECT breaker_open, policy_json FROM grid_status").fetchone()
     assert [k for k, _ in rows] == ["breaker_resume", "policy_set"]
     assert all('"source":"operator"' in p and "via dashboard, operator" in p for _, p in rows)
-    assert not breaker_open and '"carbon_tax_bps":25' in policy
+    assert not breaker_open and '"carbon_tax_per_kwh":25' in policy
     st.cache_data.clear()
     app.run()
     outcomes = app.dataframe[0].value["outcome"].tolist()
