@@ -1,4 +1,4 @@
-"""The ledger store's contract, as one test suite: ``tests/unit/test_memory_store.py`` runs it against
+"""The ledger store's contract, as one test suite: ``tests/unit/connectors/test_memory_store.py`` runs it against
 the in-memory store and ``tests/integration/test_ledger_store.py`` against Postgres (the real one is
 never skipped). A subclass provides the ``store`` and ``reader`` fixtures for a fresh, empty ledger."""
 

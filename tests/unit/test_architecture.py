@@ -58,3 +58,15 @@ def test_the_layers_point_one_way() -> None:
         [str(lint_imports), "--no-cache", "--no-logo"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_unit_tests_mirror_the_source_tree() -> None:
+    """``tests/unit/<package>/test_<module>[_<aspect>].py`` tests ``<package>/<module>.py``."""
+    strays = []
+    for test in sorted((ROOT / "tests" / "unit").glob("*/test_*.py")):
+        package = ROOT / test.parent.name
+        modules = {m.stem for m in package.glob("*.py")} | {d.name for d in package.iterdir() if d.is_dir()}
+        name = test.stem.removeprefix("test_")
+        if not any(name == m or name.startswith(f"{m}_") for m in modules):
+            strays.append(str(test.relative_to(ROOT)))
+    assert strays == []

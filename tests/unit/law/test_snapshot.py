@@ -11,7 +11,7 @@ from hypothesis import given
 from law import State
 from law.snapshot import SnapshotError, from_json, to_json
 from tests.support.world import refold
-from tests.unit.test_law_properties import fast, run, sequences
+from tests.unit.law.test_decide_properties import fast, run, sequences
 
 
 @fast
