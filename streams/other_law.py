@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from tqdm import tqdm
 
 from connectors.kafka_admin import delete_group_if_any, delete_topics, ensure_topics
 from connectors.kafka_io import produce_with_backpressure, proposal_producer
+from connectors.readmodel.replay import stored_position
 from core.config import REPO_ROOT, Settings
 from core.process import stop_child
 from streams.replay_errors import ReplayError
@@ -171,9 +171,4 @@ def _watch(proc: subprocess.Popen[bytes], target_url: str, to_offset: int) -> No
 
 
 def _target_position(target_url: str) -> int:
-    try:
-        with psycopg.connect(target_url) as conn:
-            row = conn.execute("SELECT coalesce(max(next_offset), 0) FROM consumer_position").fetchone()
-    except psycopg.errors.UndefinedTable:
-        return 0  # its migrations have not run yet
-    return int(row[0]) if row else 0
+    return stored_position(target_url) or 0  # 0 also before its migrations ran

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from connectors.kafka_admin import delete_group, delete_topics, ensure_topics, reset_group_offsets, watermarks
 from connectors.migrate import apply_migrations
+from connectors.readmodel.replay import entry_count, policy_version, stored_position
 from core.config import Settings
 from streams.other_law import run_other_law
 from streams.rehydrate import Anomaly, finish_run, new_run_id, raise_alerts, start_run
@@ -55,11 +56,10 @@ def replay_settings(live: Settings, target_url: str, output_prefix: str) -> Repl
 
 def live_position(live_url: str, topic: str) -> int:
     """How far the live validator has decided ``topic``: its stored next offset."""
-    with psycopg.connect(live_url) as conn:
-        row = conn.execute("SELECT max(next_offset) FROM consumer_position WHERE topic = %s", (topic,)).fetchone()
-    if row is None or row[0] is None:
+    position = stored_position(live_url, topic)
+    if position is None:
         raise ReplayError(f"the live database has no position for {topic}: nothing was decided yet")
-    return int(row[0])
+    return position
 
 
 def _replayable_end(bootstrap: str, topic: str) -> int:
@@ -72,11 +72,9 @@ def _replayable_end(bootstrap: str, topic: str) -> int:
 
 def require_empty(target_url: str) -> None:
     """Refuse a target that already holds a ledger: a replay decides every offset from 0."""
-    with psycopg.connect(target_url) as conn:
-        exists = conn.execute("SELECT to_regclass('ledger') IS NOT NULL").fetchone()
-        count = conn.execute("SELECT count(*) FROM ledger").fetchone() if exists and exists[0] else (0,)
-    if count and count[0]:
-        raise ReplayError(f"the target already holds {count[0]} ledger entries: replay into a fresh database")
+    count = entry_count(target_url)
+    if count:
+        raise ReplayError(f"the target already holds {count} ledger entries: replay into a fresh database")
 
 
 # --- same law, in this process -------------------------------------------------------------------
@@ -145,9 +143,8 @@ def replay(
             raise
         anomalies = _anomalies(result)
         finish_run(conn, run_id, anomalies, len(anomalies), summary(result))
-        policy = conn.execute("SELECT policy_version FROM grid_status").fetchone()
     if anomalies:
-        raise_alerts(live, run_id, anomalies, policy[0] if policy else 0)
+        raise_alerts(live, run_id, anomalies, policy_version(live.database_url))
     return result
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
-
+from connectors.readmodel.replay import account_owners, balances, entry_digests
+from connectors.readmodel.replay import outcomes as read_outcomes
 from streams.replay_errors import ReplayError
 
 FETCH_COUNT = 10_000  # rows per round trip of a streamed query
@@ -32,21 +32,10 @@ class Comparison:
         return self.divergence is None and self.restamped_seq is None
 
 
-def _stream(url: str, query: str, params: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn, conn.transaction(), conn.cursor(name="replay_compare") as cur:
-        cur.itersize = FETCH_COUNT
-        cur.execute(query, params)
-        yield from cur
-
-
 def compare_ledgers(live_url: str, target_url: str, to_offset: int) -> Comparison:
     """Entry by entry (seq, proposal id, hash) for the entries decided from offsets below the bound."""
-    query = (
-        "SELECT seq, source_offset, proposal_id, validator_version, hash FROM ledger "
-        "WHERE source_offset < %s ORDER BY seq"
-    )
     out = Comparison()
-    live_rows, replay_rows = _stream(live_url, query, (to_offset,)), _stream(target_url, query, (to_offset,))
+    live_rows, replay_rows = entry_digests(live_url, to_offset), entry_digests(target_url, to_offset)
     for live, replay in _zip_longest(live_rows, replay_rows):
         if live is not None:
             out.live_head = (live[0], bytes(live[4]))
@@ -112,12 +101,7 @@ class LawDiff:
 
 
 def outcomes(url: str, to_offset: int) -> Iterator[Outcome]:
-    query = (
-        "SELECT source_offset, proposal_id, agent, kind, 'ACCEPTED', '' FROM ledger WHERE source_offset < %s "
-        "UNION ALL SELECT source_offset, proposal_id, agent, kind, reason_code, detail FROM rejections "
-        "WHERE source_offset < %s ORDER BY 1"
-    )
-    for row in _stream(url, query, (to_offset, to_offset)):
+    for row in read_outcomes(url, to_offset):
         yield Outcome(*row)
 
 
@@ -139,21 +123,9 @@ def diff_laws(live_url: str, target_url: str, to_offset: int) -> LawDiff:
     return out
 
 
-def balances(url: str, to_offset: int) -> dict[tuple[str, str], int]:
-    query = (
-        "SELECT account, resource, sum(amount)::bigint FROM postings JOIN ledger USING (seq) "
-        "WHERE source_offset < %s GROUP BY account, resource"
-    )
-    with psycopg.connect(url) as conn:
-        return {(a, r): v for a, r, v in conn.execute(query, (to_offset,))}
-
-
 def balance_differences(live_url: str, target_url: str, to_offset: int) -> list[tuple[str, str, str, int, int]]:
     """(owner, account, resource, live, counterfactual) wherever the two ledgers end with other balances."""
     live, other = balances(live_url, to_offset), balances(target_url, to_offset)
-    with psycopg.connect(live_url) as conn:
-        owners = {
-            a: agent for agent, accounts in conn.execute("SELECT agent, accounts FROM participants") for a in accounts
-        }
+    owners = account_owners(live_url)
     keys = sorted(k for k in set(live) | set(other) if live.get(k, 0) != other.get(k, 0))
     return [(owners.get(a, a), a, r, live.get((a, r), 0), other.get((a, r), 0)) for a, r in keys][:REPORTED_MAX]
