@@ -37,8 +37,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
-import psycopg
 from confluent_kafka import KafkaError, Message
 
 from agents.adversarial import AdversarialStrategy, Attack
@@ -48,6 +46,7 @@ from agents.scenario import ParticipantSpec, Scenario
 from agents.strategy import Strategy
 from agents.view import AgentView, OpenOffer, RecentRejection
 from connectors.kafka_io import DeliveryError, proposal_producer
+from connectors.readmodel.agents import grid_tick, read_only_connection, snapshot
 from connectors.readmodel.ledger import last_nonce
 from core.process import WaitTimeoutError, poll_until
 from law import State, price_ceiling
@@ -59,7 +58,6 @@ logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.02  # an agent notices a new grid tick within this
 IDLE_EXIT_S = 900.0  # an agent that sees no new tick for this long stops on its own
-CONNECT_TIMEOUT_S = 10
 FLUSH_TIMEOUT_S = 30.0
 PROPOSAL_TTL_TICKS = 3
 REJECTIONS_SHOWN_MAX = 16
@@ -197,16 +195,13 @@ class World:
     """One agent's read-only window on Postgres. Views are read in one REPEATABLE READ snapshot."""
 
     def __init__(self, database_url: str) -> None:
-        self.conn = psycopg.connect(database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-        self.conn.read_only = True
-        self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self.conn = read_only_connection(database_url)
 
     def close(self) -> None:
         self.conn.close()
 
     def grid_tick(self) -> int:
-        row = self.conn.execute("SELECT tick FROM grid_status").fetchone()
-        return int(row[0]) if row else -1
+        return grid_tick(self.conn)
 
     def wait_tick_after(self, tick: int, stop: threading.Event, timeout_s: float) -> int | None:
         """The first grid tick above ``tick``, or None on stop or timeout."""
@@ -226,54 +221,25 @@ class World:
         return seen if seen > tick else None
 
     def view(self, me: Identity) -> AgentView:
-        with self.conn.transaction():
-            status = self.conn.execute(
-                "SELECT tick, breaker_open, policy_json, telemetry_json, shortfall_json FROM grid_status"
-            ).fetchone()
-            assert status is not None, "a view is read only after the genesis entry"
-            tick, breaker_open, policy_json, telemetry_json, shortfall_json = status
-            balances: dict[str, int] = dict(
-                self.conn.execute(
-                    "SELECT resource, balance FROM world_state WHERE account = %s ORDER BY resource", (me.spec.account,)
-                ).fetchall()
-            )
-            offers = self._offers(me.agent)
-            rejections = self._rejections(me.agent)
-        policy, telemetry = orjson.loads(policy_json), Telemetry(**orjson.loads(telemetry_json))
+        grid = snapshot(self.conn, me.agent, me.spec.account, MARKET_OFFERS_SHOWN_MAX, REJECTIONS_SHOWN_MAX)
+        tick = grid.tick
         return AgentView(
             agent=me.agent,
             participant_kind=me.spec.kind,
             account=me.spec.account,
             tick=tick,
-            balances=balances,
+            balances=grid.balances,
             # What the participant expects next tick from its own (noise-free) profile.
             expected_production={r: forecast(me.scenario, me.spec, r, "produce", tick + 1) for r in FLOWING},
             expected_consumption={r: forecast(me.scenario, me.spec, r, "consume", tick + 1) for r in FLOWING},
-            shortfall={r: units for a, r, units in orjson.loads(shortfall_json) if a == me.spec.account},
-            open_offers=offers,
-            recent_rejections=rejections,
-            breaker_open=breaker_open,
-            price_ceiling=_ceilings(policy, telemetry),
-            trade_quantity_max={r: policy[f"trade_quantity_max_{r}"] for r in FLOWING},
+            shortfall={r: units for a, r, units in grid.shortfall if a == me.spec.account},
+            open_offers=tuple(OpenOffer(*row) for row in sorted(grid.offers)),
+            # oldest first, as strategies read them
+            recent_rejections=tuple(RecentRejection(*row) for row in reversed(grid.rejections)),
+            breaker_open=grid.breaker_open,
+            price_ceiling=_ceilings(grid.policy, Telemetry(**grid.telemetry)),
+            trade_quantity_max={r: grid.policy[f"trade_quantity_max_{r}"] for r in FLOWING},
         )
-
-    def _offers(self, agent: str) -> tuple[OpenOffer, ...]:
-        columns = "offer_id, seller, account, resource, quantity, price, open_until_tick"
-        own = self.conn.execute(f"SELECT {columns} FROM open_offers WHERE seller = %s", (agent,)).fetchall()
-        others = self.conn.execute(
-            f"SELECT {columns} FROM open_offers WHERE seller <> %s "
-            "ORDER BY price::numeric / quantity, offer_id LIMIT %s",
-            (agent, MARKET_OFFERS_SHOWN_MAX),
-        ).fetchall()
-        return tuple(OpenOffer(*row) for row in sorted(own + others))
-
-    def _rejections(self, agent: str) -> tuple[RecentRejection, ...]:
-        rows = self.conn.execute(
-            "SELECT coalesce(proposal_id, ''), coalesce(kind, ''), reason_code, detail FROM rejections "
-            "WHERE agent = %s ORDER BY source_offset DESC LIMIT %s",
-            (agent, REJECTIONS_SHOWN_MAX),
-        ).fetchall()
-        return tuple(RecentRejection(*row) for row in reversed(rows))  # oldest first, as strategies read them
 
     def last_nonce(self, agent: str) -> int:
         """The last nonce the validator decided for ``agent``: re-using it is a duplicate."""
