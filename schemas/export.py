@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
 
 from schemas.proposal import Proposal
 from schemas.records import AlertRecord, IncidentRecord, LedgerEvent, RejectionRecord
@@ -25,8 +27,22 @@ MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+class ContractJsonSchema(GenerateJsonSchema):
+    """Pydantic writes a map's key pattern as ``patternProperties``, under which a key that does not
+    match is an additional property and passes with any value; ``propertyNames`` states the contract."""
+
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        json_schema = super().dict_schema(schema)
+        patterns = json_schema.pop("patternProperties", None)
+        if patterns:
+            [(pattern, values_schema)] = patterns.items()
+            json_schema["additionalProperties"] = values_schema
+            json_schema["propertyNames"] = {**json_schema.get("propertyNames", {}), "pattern": pattern}
+        return json_schema
+
+
 def render(model: type[BaseModel]) -> str:
-    schema = model.model_json_schema(mode="validation")
+    schema = model.model_json_schema(mode="validation", schema_generator=ContractJsonSchema)
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 

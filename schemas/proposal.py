@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.types import (
     ACCOUNTS_PER_AGENT_COUNT_MAX,
@@ -26,12 +26,14 @@ from schemas.types import (
     Memo,
     Nonce,
     OfferId,
+    PolicyParamName,
     Price,
     ProposalId,
     Quantity,
     Resource,
     Seq,
     Tick,
+    text,
 )
 
 ENVELOPE_VERSION = 1
@@ -107,7 +109,7 @@ class Participant(Strict):
     # SHA-256 of the agent's HMAC key, first 16 bytes in hex: the ledger names the key, never holds it.
     key_fingerprint: Hex32
     accounts: Annotated[list[AccountId], Field(min_length=1, max_length=ACCOUNTS_PER_AGENT_COUNT_MAX)]
-    kind: Annotated[str, StringConstraints(strict=True, max_length=40)] = "generic"
+    kind: Annotated[str, text(40)] = "generic"
     emits_carbon: bool = False
     critical_load: bool = False
 
@@ -124,12 +126,12 @@ class Genesis(Strict):
     kind: Literal["genesis"]
     participants: Annotated[list[Participant], Field(min_length=1, max_length=PARTICIPANTS_COUNT_MAX)]
     balances: Annotated[list[Opening], Field(max_length=PARTICIPANTS_COUNT_MAX * 3)]
-    policy: dict[str, int] = Field(default_factory=dict)
+    policy: dict[PolicyParamName, int] = Field(default_factory=dict)
 
 
 class PolicySet(Strict):
     kind: Literal["policy_set"]
-    params: Annotated[dict[str, int], Field(min_length=1, max_length=32)]
+    params: Annotated[dict[PolicyParamName, int], Field(min_length=1, max_length=32)]
     reason: Memo = ""
     # The policy version the operator saw: when given and no longer current, the command is
     # STALE_COMMAND instead of overwriting a change it was not signed against.
@@ -138,12 +140,12 @@ class PolicySet(Strict):
 
 class BreakerTrip(Strict):
     kind: Literal["breaker_trip"]
-    reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=280)]
+    reason: Annotated[str, text(280, length_min=1)]
 
 
 class BreakerResume(Strict):
     kind: Literal["breaker_resume"]
-    reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=280)]
+    reason: Annotated[str, text(280, length_min=1)]
     # The ledger seq of the entry that opened the breaker this command resumes: an old or delayed
     # resume can never close a later trip (STALE_COMMAND).
     trip_seq: Seq
@@ -183,14 +185,14 @@ class Provenance(Strict):
     """Who or what produced the intent. Integers only: token counts and latency are whole numbers."""
 
     source: Literal["heuristic", "gemini", "adversarial", "cli", "meter", "operator", "bench"]
-    model: Annotated[str, StringConstraints(strict=True, max_length=80)] | None = None
+    model: Annotated[str, text(80)] | None = None
     prompt_sha256: Hex64 | None = None
-    response_id: Annotated[str, StringConstraints(strict=True, max_length=128)] | None = None
+    response_id: Annotated[str, text(128)] | None = None
     prompt_tokens: Annotated[int, Field(strict=True, ge=0, le=10**9)] | None = None
     output_tokens: Annotated[int, Field(strict=True, ge=0, le=10**9)] | None = None
     latency_ms: Annotated[int, Field(strict=True, ge=0, le=10**9)] | None = None
-    rationale: Annotated[str, StringConstraints(strict=True, max_length=RATIONALE_LENGTH_MAX)] | None = None
-    fallback: Annotated[str, StringConstraints(strict=True, max_length=120)] | None = None
+    rationale: Annotated[str, text(RATIONALE_LENGTH_MAX)] | None = None
+    fallback: Annotated[str, text(120)] | None = None
 
 
 class Proposal(Strict):

@@ -30,6 +30,8 @@ PARTICIPANTS_COUNT_MAX = 256
 ACCOUNTS_PER_AGENT_COUNT_MAX = 8
 MEMO_LENGTH_MAX = 280
 RATIONALE_LENGTH_MAX = 500
+# Policy parameter names are a closed set (the law refuses unknown ones); the longest is 30 characters.
+POLICY_PARAM_NAME_LENGTH_MAX = 64
 
 
 # A Literal, not an Enum: strict validation of decoded JSON then accepts the plain strings.
@@ -53,4 +55,18 @@ Nonce = Annotated[int, Field(strict=True, ge=1, le=NONCE_MAX)]
 Seq = Annotated[int, Field(strict=True, ge=0, le=2**62)]
 Hex64 = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$")]
 Hex32 = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{32}$")]
-Memo = Annotated[str, StringConstraints(strict=True, max_length=MEMO_LENGTH_MAX)]
+
+# Free text refuses the C0 controls (NUL to US), DEL and the C1 controls: Postgres text cannot hold
+# NUL, and the others are invisible on the dashboard yet can forge line breaks or terminal escapes in
+# logs, alerts and issues. Patterns run on pydantic-core's Rust regex, where ``$`` is the end of the
+# text (Python's ``re`` also matches ``$`` before a final newline: use ``fullmatch`` there).
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+
+def text(length_max: int, length_min: int | None = None) -> StringConstraints:
+    """The constraints of a free-text field, used as ``Annotated[str, text(80)]``."""
+    return StringConstraints(strict=True, min_length=length_min, max_length=length_max, pattern=TEXT_PATTERN)
+
+
+Memo = Annotated[str, text(MEMO_LENGTH_MAX)]
+PolicyParamName = Annotated[str, text(POLICY_PARAM_NAME_LENGTH_MAX)]
