@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -89,9 +90,15 @@ def proposal_id(run_id: str, agent: str, tick: int, n: int) -> str:
     return f"{run_id}-{agent}-{tick}-{n}"
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def clean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
-    """Provenance without empty fields: the signed proposal records what is known, nothing else."""
-    return {k: v for k, v in provenance.items() if v is not None}
+    """Provenance without empty fields, and a model's text without control characters (a rationale
+    with a newline would make the whole proposal MALFORMED): what is known, nothing else."""
+    return {
+        k: CONTROL_CHARACTERS.sub(" ", v) if isinstance(v, str) else v for k, v in provenance.items() if v is not None
+    }
 
 
 # --- publishing ------------------------------------------------------------------------------------

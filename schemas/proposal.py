@@ -39,6 +39,10 @@ from schemas.types import (
 ENVELOPE_VERSION = 1
 
 
+# Lists stop at their first bad item (``fail_fast``): the first error is all a rejection reports, and a
+# hostile genesis of 234 participants with 60 unknown keys each would otherwise cost 30 ms of errors.
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -94,7 +98,7 @@ class Meter(Strict):
     """The grid operator's readings for one tick; the only kind that advances the grid clock."""
 
     kind: Literal["meter"]
-    readings: Annotated[list[Reading], Field(max_length=READINGS_COUNT_MAX)]
+    readings: Annotated[list[Reading], Field(max_length=READINGS_COUNT_MAX, fail_fast=True)]
 
 
 # --- registry and governance kinds ----------------------------------------------------------------
@@ -108,7 +112,7 @@ class Participant(Strict):
     role: Role = "participant"
     # SHA-256 of the agent's HMAC key, first 16 bytes in hex: the ledger names the key, never holds it.
     key_fingerprint: Hex32
-    accounts: Annotated[list[AccountId], Field(min_length=1, max_length=ACCOUNTS_PER_AGENT_COUNT_MAX)]
+    accounts: Annotated[list[AccountId], Field(min_length=1, max_length=ACCOUNTS_PER_AGENT_COUNT_MAX, fail_fast=True)]
     kind: Annotated[str, text(40)] = "generic"
     emits_carbon: bool = False
     critical_load: bool = False
@@ -124,8 +128,8 @@ class Genesis(Strict):
     """First entry of every ledger: the registry and the opening balances, minted from system:genesis."""
 
     kind: Literal["genesis"]
-    participants: Annotated[list[Participant], Field(min_length=1, max_length=PARTICIPANTS_COUNT_MAX)]
-    balances: Annotated[list[Opening], Field(max_length=PARTICIPANTS_COUNT_MAX * 3)]
+    participants: Annotated[list[Participant], Field(min_length=1, max_length=PARTICIPANTS_COUNT_MAX, fail_fast=True)]
+    balances: Annotated[list[Opening], Field(max_length=PARTICIPANTS_COUNT_MAX * 3, fail_fast=True)]
     policy: dict[PolicyParamName, int] = Field(default_factory=dict)
 
 
