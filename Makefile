@@ -10,7 +10,7 @@ SCENARIO ?= agents/scenarios/default.toml
 STRESS_SCENARIO ?= agents/scenarios/heatwave.toml
 BENCH_COUNT ?= 200000
 
-.PHONY: help setup infra-up infra-down status topics migrate run stress test test-unit test-integration test-e2e lint bench validator sinks dashboard verify clean
+.PHONY: help setup infra-up infra-down status topics migrate run stress test test-unit test-integration test-e2e fuzz lint bench validator sinks dashboard verify clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ test-integration: setup ## integration tests against the real broker and databas
 
 test-e2e: setup ## the dashboard in headless Chromium
 	@$(PY) -m pytest -q -p no:cacheprovider -m e2e
+
+fuzz: setup ## the law's stateful fuzz through the real Postgres commit path, long (GRID_FUZZ_EXAMPLES, GRID_FUZZ_STEPS)
+	@GRID_FUZZ=1 $(PY) -m pytest -q -p no:cacheprovider -o timeout=0 -s tests/integration/test_law_machine.py
 
 lint: setup ## ruff, mypy and the import contracts (the layers)
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(VENV)/bin/lint-imports --no-cache --no-logo

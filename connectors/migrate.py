@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 FILE_PATTERN = re.compile(r"^(\d{4})_(\w+)\.sql$")
 # any constant shared by all runners; this one spells "gridmigr" in ASCII
 LOCK_KEY = 0x677269646D696772
+CONCURRENT_ROLE_ATTEMPTS_MAX = 5
+CONCURRENT_ROLE_RETRY_S = 0.1
 CREATE_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
     version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now())"""
@@ -74,14 +77,32 @@ def apply_migrations(database_url: str, directory: Path | None = None) -> list[s
     applied = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         for migration in discover(directory or MIGRATIONS_DIR):
+            if _apply(conn, migration):
+                logger.info("applied migration %s", migration.name)
+                applied.append(migration.name)
+    return applied
+
+
+def _apply(conn: psycopg.Connection, migration: Migration) -> bool:
+    """Apply one migration in one transaction; False if it was applied already.
+
+    Retried, bounded, when another database of the same cluster alters a cluster-wide role at the same
+    moment ("tuple concurrently updated"): the advisory lock is per database, roles are not. The
+    transaction rolled back, so trying again is safe.
+    """
+    for attempt in range(1, CONCURRENT_ROLE_ATTEMPTS_MAX + 1):
+        try:
             with conn.transaction():
                 if _lock_and_check(conn, migration):
-                    continue
+                    return False
                 conn.execute(migration.sql.encode())  # bytes: no parameters, so '%' in the SQL stays literal
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                     (migration.version, migration.name, migration.checksum),
                 )
-            logger.info("applied migration %s", migration.name)
-            applied.append(migration.name)
-    return applied
+            return True
+        except psycopg.errors.InternalError_ as exc:
+            if "tuple concurrently updated" not in str(exc) or attempt == CONCURRENT_ROLE_ATTEMPTS_MAX:
+                raise
+            time.sleep(CONCURRENT_ROLE_RETRY_S * attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
