@@ -254,8 +254,9 @@ def _refused(batch: Batch, exc: psycopg.Error) -> CommitRefused:
     detail = " ".join(part for part in (diag.message_primary, diag.message_detail) if part) or str(exc)
     # The entries the database's message names (a duplicate key names its values), else the whole batch.
     named = [e for e in batch.entries if e.proposal_id in detail or f"{e.agent}, {e.nonce}" in detail]
+    offsets = [e.source_offset for e in batch.entries] + [r.source_offset for r in batch.rejections]
     return CommitRefused(
-        first_offset=batch.entries[0].source_offset if batch.entries else batch.next_offset - len(batch.rejections),
+        first_offset=min(offsets, default=batch.next_offset),
         next_offset=batch.next_offset,
         constraint=diag.constraint_name or diag.sqlstate or type(exc).__name__,
         detail=detail,

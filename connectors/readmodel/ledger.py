@@ -196,17 +196,12 @@ def audit_database(database_url: str) -> Report:
         return verify(PgLedgerReader(conn, database_url))
 
 
-def current_tick(database_url: str) -> int:
-    """The grid's tick as the validator last committed it; 0 before genesis or when unreachable."""
-    return producer_position(database_url, None)[0]
-
-
-def producer_position(database_url: str, agent: str | None) -> tuple[int, int]:
+def producer_position(database_url: str, agent: str) -> tuple[int, int]:
     """(the grid's tick, the last nonce decided for ``agent``) for a one-off producer such as the CLI;
     (0, 0) before genesis or when the database is unreachable (the validator then decides, visibly)."""
     try:
         with psycopg.connect(database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
             row = conn.execute("SELECT tick FROM grid_status").fetchone()
-            return (int(row[0]) if row else 0), (last_nonce(conn, agent) if agent else 0)
+            return (int(row[0]) if row else 0), last_nonce(conn, agent)
     except psycopg.Error:
         return 0, 0

@@ -25,21 +25,12 @@ from connectors.gemini import GeminiConfig
 from core import config
 from core.config import Settings
 from tests.standins.gemini_server import API_KEY_DEFAULT, GeminiStandIn
+from tests.support.attacks import ATTACK_REASONS
 
 SECRET = bytes(range(32))
 SEED = 7
 GEMINI_AGENT = "gas-1"  # holds surplus energy and water, so its heuristic fallback always proposes
 MODEL = "gemini-2.5-flash"
-ATTACK_REASONS = {
-    "overspend": "INSUFFICIENT_BALANCE",
-    "spend_victim_account": "NOT_OWNER",
-    "replay": "DUPLICATE_PROPOSAL",
-    "llm_not_json": "MALFORMED",
-    "llm_float_quantity": "MALFORMED",
-    "llm_oversized_quantity": "LIMIT_EXCEEDED",
-    "bad_signature": "BAD_SIGNATURE",
-    "self_trade": "SELF_TRADE",
-}
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from agents.view import AgentView, OpenOffer
 from schemas import codec
 from schemas.proposal import ENVELOPE_VERSION
 from schemas.types import QUANTITY_MAX
+from tests.support.attacks import ATTACK_REASONS
 
 ME, ACCOUNT, VICTIM = "mallory", "mallory:main", "hospital-3:main"
 KEY, WRONG_KEY = b"k" * 32, b"w" * 32
@@ -61,16 +62,7 @@ def attacks() -> dict[str, Attack]:
 
 
 def test_every_attack_is_planned_with_its_expected_reason(attacks: dict[str, Attack]) -> None:
-    assert {name: a.expected_reason for name, a in attacks.items()} == {
-        "overspend": "INSUFFICIENT_BALANCE",
-        "spend_victim_account": "NOT_OWNER",
-        "replay": "DUPLICATE_PROPOSAL",
-        "llm_not_json": "MALFORMED",
-        "llm_float_quantity": "MALFORMED",
-        "llm_oversized_quantity": "LIMIT_EXCEEDED",
-        "bad_signature": "BAD_SIGNATURE",
-        "self_trade": "SELF_TRADE",
-    }
+    assert {name: a.expected_reason for name, a in attacks.items()} == ATTACK_REASONS
     for attack in attacks.values():
         assert (attack.body is None) != (attack.raw is None), attack.name
 
