@@ -1,4 +1,4 @@
-"""Metering: what each participant produced and consumed in a tick, and the operator-signed ``meter``
+"""Metering: what each participant produced and consumed in a tick, and the meter-signed ``meter``
 proposal that posts it (the only kind that advances the grid clock).
 
 Deterministic given the scenario and a seed: integer arithmetic only, a 24-tick day of per-mille
@@ -17,6 +17,7 @@ from typing import Any, get_args
 
 from agents.scenario import Direction, Flow, Flowing, ParticipantSpec, Scenario
 from schemas.envelope import build
+from schemas.signing import Signer
 
 TICKS_PER_DAY = 24
 PERMILLE = 1_000
@@ -85,8 +86,8 @@ def readings(scenario: Scenario, seed: int, tick: int) -> list[dict[str, Any]]:
     return out
 
 
-def meter_proposal(scenario: Scenario, seed: int, tick: int, run_id: str, secret: bytes, nonce: int) -> dict[str, Any]:
-    """The operator-signed ``meter`` proposal for ``tick``, with a deterministic id."""
+def meter_proposal(scenario: Scenario, seed: int, tick: int, run_id: str, signer: Signer, nonce: int) -> dict[str, Any]:
+    """The meter's signed ``meter`` proposal for ``tick``, with a deterministic id."""
     body = {"kind": "meter", "readings": readings(scenario, seed, tick)}
     pid = f"{run_id}-meter-{tick}"
-    return build(scenario.operator, body, tick, METER_TTL_TICKS, secret, pid, nonce, {"source": "meter"})
+    return build(scenario.meter, body, tick, METER_TTL_TICKS, signer, pid, nonce, {"source": "meter"})

@@ -1,6 +1,8 @@
 """The operator's clock: the genesis, then per tick a simulated breaker resume when due, the meter
 entry, and the lockstep publication of the agents' turns (see ``agents.runner`` for why, and what
-``free_running`` changes). Every operator proposal waits for its decision and must be accepted."""
+``free_running`` changes). Every operator and meter proposal waits for its decision and must be
+accepted. The clock holds two keys, each only for its own kinds: the scenario operator's Ed25519 key
+(genesis, resumes) and the meter's HMAC key (meter entries)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ from agents.scenario import ParticipantSpec, Scenario
 from agents.simulation_config import SimulationConfig, SimulationError
 from connectors.readmodel.ledger import grid_status
 from core.process import InfraError, Service, poll_until
-from schemas.codec import encode, key_fingerprint
+from schemas.codec import encode
 from schemas.envelope import Nonces, build
-from schemas.keys import derive_key
+from schemas.signing import Ed25519Signer, HmacSigner
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +29,10 @@ POLL_S = 0.01
 OPERATOR_TTL_TICKS = 5
 
 
-def _participant(secret: bytes, spec: ParticipantSpec) -> dict[str, Any]:
+def _participant(fingerprints: dict[str, str], spec: ParticipantSpec) -> dict[str, Any]:
     return {
         "agent": spec.agent,
-        "key_fingerprint": key_fingerprint(derive_key(secret, spec.agent)),
+        "key_fingerprint": fingerprints[spec.agent],
         "accounts": [spec.account],
         "kind": spec.kind,
         "emits_carbon": spec.emits_carbon,
@@ -38,34 +40,54 @@ def _participant(secret: bytes, spec: ParticipantSpec) -> dict[str, Any]:
     }
 
 
-def genesis_body(scenario: Scenario, secret: bytes, specs: list[ParticipantSpec]) -> dict[str, Any]:
+def genesis_body(
+    scenario: Scenario, operator_key: str, fingerprints: dict[str, str], specs: list[ParticipantSpec]
+) -> dict[str, Any]:
+    """The registry (the operator by public key, the meter and the participants by key fingerprint),
+    the opening balances and the scenario's policy."""
     operator = {
         "agent": scenario.operator,
         "role": "operator",
-        "key_fingerprint": key_fingerprint(derive_key(secret, scenario.operator)),
+        "public_key": operator_key,
         "accounts": [f"{scenario.operator}:main"],
         "kind": "operator",
+    }
+    meter = {
+        "agent": scenario.meter,
+        "role": "meter",
+        "key_fingerprint": fingerprints[scenario.meter],
+        "accounts": [f"{scenario.meter}:main"],
+        "kind": "meter",
     }
     balances = [
         {"account": s.account, "resource": r, "quantity": q} for s in specs for r, q in sorted(s.opening.items()) if q
     ]
-    participants = [operator, *(_participant(secret, s) for s in specs)]
+    participants = [operator, meter, *(_participant(fingerprints, s) for s in specs)]
     return {"kind": "genesis", "participants": participants, "balances": balances, "policy": scenario.policy}
 
 
 class Clock:
     """The operator: genesis, a meter entry per tick, simulated resumes, and lockstep publication."""
 
-    def __init__(self, config: SimulationConfig, ns: Namespace, secret: bytes, outbox: Outbox, validator: Service):
-        self.config, self.ns, self.secret, self.outbox, self.validator = config, ns, secret, outbox, validator
+    def __init__(
+        self,
+        config: SimulationConfig,
+        ns: Namespace,
+        operator: Ed25519Signer,
+        meter: HmacSigner,
+        outbox: Outbox,
+        validator: Service,
+    ):
+        self.config, self.ns, self.outbox, self.validator = config, ns, outbox, validator
+        self.operator_signer, self.meter_signer = operator, meter
         self.publisher = Publisher(ns.settings.kafka_bootstrap, ns.topic)
         self.conn = psycopg.connect(ns.settings.database_url, autocommit=True, connect_timeout=10)
         self.sent: list[Sent] = []
         self.missed: list[tuple[str, int]] = []
         self.breaker_open_since: int | None = None
         self.resumes: list[int] = []
-        # The clock is the run's only operator producer, and the run starts on an empty ledger.
-        self.nonces = Nonces()
+        # The clock is the run's only producer for the operator and the meter, on an empty ledger.
+        self.nonces, self.meter_nonces = Nonces(), Nonces()
 
     def close(self) -> None:
         self.conn.close()
@@ -76,7 +98,7 @@ class Clock:
 
     def _operator_message(self, body: dict[str, Any], tick: int, pid: str, ttl: int) -> Outgoing:
         nonce = self.nonces.next()
-        signed = build(self.operator, body, tick, ttl, self.secret, pid, nonce, {"source": "operator"})
+        signed = build(self.operator, body, tick, ttl, self.operator_signer, pid, nonce, {"source": "operator"})
         return Outgoing(self.operator, 0, encode(signed), pid)
 
     def _publish(self, messages: list[Outgoing]) -> list[Sent]:
@@ -113,17 +135,18 @@ class Clock:
         if row is not None:
             raise SimulationError(f"operator proposal {message.proposal_id} rejected: {row[0]}: {row[1]}")
 
-    def genesis(self, specs: list[ParticipantSpec]) -> None:
-        body = genesis_body(self.config.scenario, self.secret, specs)
+    def genesis(self, specs: list[ParticipantSpec], fingerprints: dict[str, str]) -> None:
+        body = genesis_body(self.config.scenario, self.operator_signer.public_key, fingerprints, specs)
         self._send_and_check(self._operator_message(body, 0, f"{self.ns.run_id}-genesis", OPERATOR_TTL_TICKS))
 
     def tick(self, tick: int) -> None:
         """Resume when due, meter entry, then publish the agents' turns (lockstep) or wait for them."""
         self.outbox.open(tick)
         self._resume_if_due(tick)
-        nonce = self.nonces.next()
-        meter = meter_proposal(self.config.scenario, self.config.seed, tick, self.ns.run_id, self.secret, nonce)
-        self._send_and_check(Outgoing(self.operator, 0, encode(meter), meter["id"]))
+        nonce = self.meter_nonces.next()
+        scenario = self.config.scenario
+        meter = meter_proposal(scenario, self.config.seed, tick, self.ns.run_id, self.meter_signer, nonce)
+        self._send_and_check(Outgoing(scenario.meter, 0, encode(meter), meter["id"]))
         self._note_breaker(tick)
         messages, missing = self.outbox.close(self.config.tick_timeout_s)
         if missing:

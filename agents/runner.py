@@ -54,6 +54,7 @@ from law import State, price_ceiling
 from law.state import Telemetry
 from schemas.codec import encode
 from schemas.envelope import Nonces, build
+from schemas.signing import HmacSigner, Signer
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ PROPOSAL_TTL_TICKS = 3
 REJECTIONS_SHOWN_MAX = 16
 MARKET_OFFERS_SHOWN_MAX = 200  # cheapest offers of others per view; own offers are always shown
 ATTACKS_PER_TICK = 4
-# Not the grid's secret: build() derives the agent's key from it, a key the validator cannot know.
-WRONG_KEY_SECRET = b"adversary-guess"
+# A key the validator never issued: the adversary's guess at another key.
+WRONG_KEY = b"adversary-guess".ljust(32, b"\0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +273,7 @@ class Trader:
     """A participant: one intent per tick from its strategy, signed with its own key."""
 
     strategy: Strategy
-    secret: bytes
+    signer: Signer  # the agent's own key, and no other
     run_id: str
     # This process is the agent's only producer; started on an empty ledger (a live agent would
     # start from the ledger's last nonce for it).
@@ -286,7 +287,7 @@ class Trader:
         pid = proposal_id(self.run_id, view.agent, view.tick, 0)
         provenance = clean_provenance(decision.provenance)
         signed = build(
-            view.agent, body, view.tick, PROPOSAL_TTL_TICKS, self.secret, pid, self.nonces.next(), provenance
+            view.agent, body, view.tick, PROPOSAL_TTL_TICKS, self.signer, pid, self.nonces.next(), provenance
         )
         return [Outgoing(view.agent, 0, encode(signed), pid)]
 
@@ -297,7 +298,7 @@ class Adversary:
     (with a key the grid does not know when the attack asks for it, raw bytes when it is raw)."""
 
     strategy: AdversarialStrategy
-    secret: bytes
+    signer: Signer  # its own key: an adversary inside the grid is a participant like the others
     run_id: str
     victim_account: str
     nonces: Nonces = field(default_factory=Nonces)
@@ -312,10 +313,10 @@ class Adversary:
             return Outgoing(view.agent, n, attack.raw, None, attack.name, attack.expected_reason)
         assert attack.body is not None
         pid = proposal_id(self.run_id, view.agent, view.tick, n)
-        secret = WRONG_KEY_SECRET if attack.sign_with_wrong_key else self.secret
+        signer = HmacSigner(WRONG_KEY) if attack.sign_with_wrong_key else self.signer
         nonce = attack.reuse_nonce or self.nonces.next()
         signed = build(
-            view.agent, attack.body, view.tick, PROPOSAL_TTL_TICKS, secret, pid, nonce, {"source": "adversarial"}
+            view.agent, attack.body, view.tick, PROPOSAL_TTL_TICKS, signer, pid, nonce, {"source": "adversarial"}
         )
         return Outgoing(view.agent, n, encode(signed), pid, attack.name, attack.expected_reason)
 

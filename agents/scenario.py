@@ -107,17 +107,19 @@ class Scenario(_Strict):
     name: Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z0-9][a-z0-9-]{0,15}$")]
     description: Annotated[str, StringConstraints(strict=True, max_length=500)] = ""
     operator: AgentName = "operator"
+    # The grid's meter: a service principal of its own, whose key signs meter entries only.
+    meter: AgentName = "meter"
     policy: dict[str, int] = Field(default_factory=dict)
     # The genesis registers the operator (and an adversary when asked) besides these.
-    participants: Annotated[list[ParticipantSpec], Field(min_length=2, max_length=PARTICIPANTS_COUNT_MAX - 2)]
+    participants: Annotated[list[ParticipantSpec], Field(min_length=2, max_length=PARTICIPANTS_COUNT_MAX - 3)]
     events: Annotated[list[Event], Field(max_length=EVENTS_COUNT_MAX)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         names = [p.agent for p in self.participants]
-        twice = sorted(n for n, count in Counter([*names, self.operator]).items() if count > 1)
+        twice = sorted(n for n, count in Counter([*names, self.operator, self.meter]).items() if count > 1)
         if twice:
-            raise ValueError(f"agent ids must be unique (operator included): {twice}")
+            raise ValueError(f"agent ids must be unique (operator and meter included): {twice}")
         bad_policy = invalid_param(self.policy)
         if bad_policy is not None:
             raise ValueError(f"policy: {bad_policy[1]}")

@@ -3,7 +3,9 @@
 1. A namespace of its own (``agents.namespace``), so two runs never share state and can be compared
    by their head hash.
 2. The validator as its own process (plus any ``extra_services``: the seam for sinks and dashboard).
-3. The operator's genesis: registry, opening balances and policy from the scenario.
+3. The operator's genesis: registry, opening balances and policy from the scenario. The run is the
+   validator's host: it derives each participant's and the meter's key from the root secret and
+   hands each loop only its own; the operator signs with its own Ed25519 key from GRID_HOME.
 4. One independent loop per participant (``agents.wiring``), and the operator's clock
    (``agents.operator_clock``): per tick the meter entry, a simulated breaker resume when due, and
    the lockstep publication of the agents' turns.
@@ -31,7 +33,11 @@ from agents.simulation_config import SimulationConfig, SimulationError
 from agents.summary import Summary, collect
 from agents.wiring import Cast, adversary_spec, cast_agents, strategy_plan
 from core.config import Settings
+from core.identities import operator_signer
+from core.keyring import validator_keyring
 from core.process import Service
+from schemas.keys import derive_key
+from schemas.signing import HmacSigner, key_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +75,20 @@ def run(config: SimulationConfig, settings: Settings, secret: bytes) -> Summary:
         services = start_services(ns, config, secret)
         for service in services:
             cleanup.callback(service.stop, SERVICE_STOP_TIMEOUT_S)
-        clock = Clock(config, ns, secret, outbox, services[0])
+        signers = {a: HmacSigner(derive_key(secret, a)) for a in [config.scenario.meter, *(s.agent for s in specs)]}
+        operator = operator_signer(settings.home, config.scenario.operator)
+        clock = Clock(config, ns, operator, signers.pop(config.scenario.meter), outbox, services[0])
         cleanup.callback(clock.close)
         cleanup.callback(cast.close)
         cleanup.callback(_halt, cast, stop)
-        clock.genesis(specs)
-        cast_agents(cast, config, ns, secret, outbox, plan, specs, stop)
+        fingerprints = {a: key_fingerprint(s.key) for a, s in signers.items()}
+        clock.genesis(specs, {**fingerprints, config.scenario.meter: key_fingerprint(clock.meter_signer.key)})
+        cast_agents(cast, config, ns, signers, outbox, plan, specs, stop)
         for loop in cast.loops:
             loop.start()
         _run_ticks(config, clock)
         clock.drain()
-    return collect(ns, config, clock, cast, time.monotonic() - started)
+    return collect(ns, config, clock, cast, time.monotonic() - started, validator_keyring(ns.settings, secret))
 
 
 def _halt(cast: Cast, stop: threading.Event) -> None:

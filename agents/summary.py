@@ -16,6 +16,7 @@ from agents.wiring import Cast
 from connectors.readmodel.ledger import audit_database
 from connectors.readmodel.summary import BreakerEvent, read_figures
 from core.tables import format_table
+from law.decide import Keys
 
 
 @dataclass
@@ -50,9 +51,10 @@ class Summary:
         return render(self)
 
 
-def collect(ns: Namespace, config: SimulationConfig, clock: Clock, cast: Cast, elapsed_s: float) -> Summary:
+def collect(ns: Namespace, config: SimulationConfig, clock: Clock, cast: Cast, elapsed_s: float, keys: Keys) -> Summary:
+    """The run's figures from its database, after ``verify`` with re-authentication and re-decision."""
     url = ns.settings.database_url
-    report = audit_database(url)
+    report = audit_database(url, keys)
     attacked = _attacked(clock.all_sent)
     figures = read_figures(url, list(attacked))
     return Summary(

@@ -18,6 +18,7 @@ from agents.simulation_config import SimulationConfig
 from agents.strategy import Decision, Strategy
 from agents.view import AgentView
 from connectors.gemini import GeminiClient
+from schemas.signing import HmacSigner
 
 ADVERSARY = "mallory"
 ADVERSARY_OPENING = {"energy": 1_000, "water": 5_000, "credits": 10_000}
@@ -71,18 +72,18 @@ def strategy_plan(config: SimulationConfig, specs: list[ParticipantSpec]) -> dic
 
 
 def _brain(
-    name: str, spec: ParticipantSpec, config: SimulationConfig, ns: Namespace, secret: bytes, cast: Cast
+    name: str, spec: ParticipantSpec, config: SimulationConfig, ns: Namespace, signer: HmacSigner, cast: Cast
 ) -> Brain:
     seed = agent_seed(config.seed, spec.agent)
     if name == "adversarial":
-        return Adversary(AdversarialStrategy(seed), secret, ns.run_id, _victim(config.scenario))
+        return Adversary(AdversarialStrategy(seed), signer, ns.run_id, _victim(config.scenario))
     strategy: Strategy = HeuristicStrategy(seed)
     if name == "gemini" and config.gemini is not None:
         client = GeminiClient(config.gemini)
         cast.clients.append(client)
         strategy = GeminiStrategy(client, fallback=HeuristicStrategy(seed))
     counted = cast.strategies[spec.agent] = CountingStrategy(strategy)
-    return Trader(counted, secret, ns.run_id)
+    return Trader(counted, signer, ns.run_id)
 
 
 def adversary_spec(scenario: Scenario) -> ParticipantSpec:
@@ -110,15 +111,15 @@ def cast_agents(
     cast: Cast,
     config: SimulationConfig,
     ns: Namespace,
-    secret: bytes,
+    signers: dict[str, HmacSigner],
     outbox: Outbox,
     plan: dict[str, str],
     specs: list[ParticipantSpec],
     stop: threading.Event,
 ) -> None:
-    """One loop per participant into ``cast``, not started yet."""
+    """One loop per participant into ``cast``, not started yet, each given only its own key."""
     for spec in specs:
-        brain = _brain(plan[spec.agent], spec, config, ns, secret, cast)
+        brain = _brain(plan[spec.agent], spec, config, ns, signers[spec.agent], cast)
         deliver = _deliver(config, ns, outbox)
         me = Identity(spec, config.scenario)
         cast.loops.append(AgentLoop(me, brain, ns.settings.database_url, deliver, outbox, stop))

@@ -14,6 +14,7 @@ from core.audit import checkpoint_hash
 from law import State
 from law.ledger import Entry
 from law.snapshot import to_json
+from schemas.signing import Ed25519Signer
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +27,19 @@ def checkpoint_every() -> int:
     return config.load().checkpoint_every
 
 
-def write_checkpoint(cur: psycopg.Cursor[Any], state: State, head_seq: int, head_hash: bytes, next_offset: int) -> None:
-    """Snapshot ``state``: the state after entry ``head_seq`` and every decision below ``next_offset``.
-    Only the newest CHECKPOINTS_KEPT stay: older ones would only ever be a slower start."""
+def write_checkpoint(
+    cur: psycopg.Cursor[Any], state: State, head_seq: int, head_hash: bytes, next_offset: int, signer: Ed25519Signer
+) -> None:
+    """Snapshot ``state``: the state after entry ``head_seq`` and every decision below ``next_offset``,
+    signed with the validator's key. Only the newest CHECKPOINTS_KEPT stay: older ones would only ever
+    be a slower start."""
     assert state.seq_next == head_seq + 1, f"state is at seq_next {state.seq_next}, not after entry {head_seq}"
     text = to_json(state)
+    digest = checkpoint_hash(head_hash, next_offset, text)
     cur.execute(
-        "INSERT INTO checkpoints (seq, ledger_hash, next_offset, state_json, hash) VALUES (%s, %s, %s, %s, %s) "
-        "ON CONFLICT (seq) DO NOTHING",
-        (head_seq, head_hash, next_offset, text, checkpoint_hash(head_hash, next_offset, text)),
+        "INSERT INTO checkpoints (seq, ledger_hash, next_offset, state_json, hash, signature) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (seq) DO NOTHING",
+        (head_seq, head_hash, next_offset, text, digest, bytes.fromhex(signer.sign(digest))),
     )
     cur.execute(
         "DELETE FROM checkpoints WHERE seq < (SELECT min(seq) FROM "
@@ -45,7 +50,12 @@ def write_checkpoint(cur: psycopg.Cursor[Any], state: State, head_seq: int, head
 
 
 def after_batch(
-    cur: psycopg.Cursor[Any], entries: list[Entry], state: State, next_offset: int, every: int | None = None
+    cur: psycopg.Cursor[Any],
+    entries: list[Entry],
+    state: State,
+    next_offset: int,
+    signer: Ed25519Signer,
+    every: int | None = None,
 ) -> bool:
     """Write a checkpoint when this batch's entries cross a multiple of ``every``; True if it did.
 
@@ -55,5 +65,5 @@ def after_batch(
     every = checkpoint_every() if every is None else every
     if not entries or every <= 0 or (entries[-1].seq + 1) // every == entries[0].seq // every:
         return False
-    write_checkpoint(cur, state, entries[-1].seq, entries[-1].hash, next_offset)
+    write_checkpoint(cur, state, entries[-1].seq, entries[-1].hash, next_offset, signer)
     return True

@@ -1,8 +1,9 @@
 """Signed governance commands: the only way humans change policy, the breaker or the registry.
 
 The CLI and the dashboard's console both call ``send``; neither ever writes the database. A command
-is an ordinary proposal on the ordered proposals topic, signed with an operator's key, so replay
-reproduces exactly when each rule applied.
+is an ordinary proposal on the ordered proposals topic, signed with one operator's own Ed25519 key
+(the CLI's from ``GRID_HOME/operators``, each console user's unlocked by their password), so the
+ledger names the person behind every command and replay reproduces exactly when each rule applied.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import psycopg
 from connectors.kafka_io import send_proposals
 from connectors.readmodel.ledger import decision_of, producer_position
 from core.config import Settings
-from core.key_secret import key_secret
 from core.process import WaitTimeoutError, poll_until
 from schemas.codec import encode
 from schemas.envelope import Nonces, build
+from schemas.signing import Ed25519Signer
 
 GOVERNANCE_TTL_TICKS = 10
 # This process's nonces per operator: a long-lived sender (the console) may send again before the
@@ -26,13 +27,15 @@ GOVERNANCE_TTL_TICKS = 10
 _NONCES: dict[str, Nonces] = {}
 
 
-def send(settings: Settings, body: dict[str, Any], operator: str | None = None, source: str = "operator") -> str:
-    """Sign ``body`` as the operator, publish it, wait for the broker's ack; return the proposal id."""
+def send(
+    settings: Settings, body: dict[str, Any], operator: str, signer: Ed25519Signer, source: str = "operator"
+) -> str:
+    """Sign ``body`` as ``operator`` with their key, publish it, wait for the broker's ack; return the
+    proposal id."""
     pid = f"gov-{uuid.uuid4()}"
-    agent = operator or settings.operator
-    tick, decided = producer_position(settings.database_url, agent)
-    nonce = _NONCES.setdefault(agent, Nonces()).next(decided)
-    proposal = build(agent, body, tick, GOVERNANCE_TTL_TICKS, key_secret(settings), pid, nonce, {"source": source})
+    tick, decided = producer_position(settings.database_url, operator)
+    nonce = _NONCES.setdefault(operator, Nonces()).next(decided)
+    proposal = build(operator, body, tick, GOVERNANCE_TTL_TICKS, signer, pid, nonce, {"source": source})
     send_proposals(settings, [encode(proposal)])
     return pid
 
@@ -72,9 +75,10 @@ def wait_for_decision(database_url: str, proposal_id: str, timeout_s: float = DE
     return outcome
 
 
-def send_and_report(settings: Settings, body: dict[str, Any], wait: bool) -> int:
-    """For the CLI: ``send`` the command, print its proposal id and, if ``wait``, the validator's decision."""
-    pid = send(settings, body)
+def send_and_report(settings: Settings, body: dict[str, Any], wait: bool, signer: Ed25519Signer) -> int:
+    """For the CLI: ``send`` the command as ``GRID_OPERATOR`` with that operator's ``signer``, print its
+    proposal id and, if ``wait``, the validator's decision."""
+    pid = send(settings, body, settings.operator, signer)
     print(f"sent {pid}")
     if wait:
         print(wait_for_decision(settings.database_url, pid))

@@ -31,6 +31,7 @@ from core.rows import (
 )
 from law import State
 from law.ledger import GENESIS_PREV_HASH, Entry
+from schemas.signing import Ed25519Signer
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class LedgerStoreContract(Protocol):
 
 
 class LedgerStore:
-    def __init__(self, database_url: str, consumer: str, topic: str, partition: int = 0) -> None:
+    def __init__(self, database_url: str, consumer: str, topic: str, signer: Ed25519Signer, partition: int = 0) -> None:
+        self.signer = signer  # the validator's key: it signs checkpoints, and start-up trusts only those
         self.conn = psycopg.connect(database_url, autocommit=False)
         self.reader = PgLedgerReader(self.conn, database_url)
         self.consumer, self.topic, self.partition = consumer, topic, partition
@@ -86,7 +88,7 @@ class LedgerStore:
     def fold(self) -> State:
         """Rebuild the law's state: from the newest checkpoint that verifies, else from T=0, checking
         every entry folded (``core.audit.rebuild_state``); raises ``LedgerCorrupt`` on a damaged ledger."""
-        state, start = rebuild_state(self.reader, _log_skipped)
+        state, start = rebuild_state(self.reader, _log_skipped, self.signer.public_key)
         if start.checkpoint_seq is not None:
             logger.info("folded from checkpoint", extra={"seq": start.checkpoint_seq})
         self._offers_persisted = set(state.offers)
@@ -136,7 +138,8 @@ class LedgerStore:
             self._copy_entries(cur, batch.entries)
             self._upsert_balances(cur, batch.entries, state)
             self._write_status(cur, batch.entries[-1], state)
-            checkpoints.after_batch(cur, batch.entries, state, batch.next_offset)  # every GRID_CHECKPOINT_EVERY entries
+            # every GRID_CHECKPOINT_EVERY entries
+            checkpoints.after_batch(cur, batch.entries, state, batch.next_offset, self.signer)
         if batch.rejections:
             with cur.copy(f"COPY rejections ({REJECTION_COLUMNS}) FROM STDIN") as copy:
                 for r in batch.rejections:

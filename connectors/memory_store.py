@@ -25,6 +25,8 @@ from core.rows import Batch, ConsumedNonce, Position, Rejection
 from law import State
 from law.ledger import GENESIS_PREV_HASH, Entry
 
+NO_CHECKPOINT_KEY = ""  # memory keeps no checkpoints, so there is no signature to check
+
 
 @dataclass
 class MemoryLedgerStore:
@@ -47,7 +49,7 @@ class MemoryLedgerStore:
         return Position(self.next_offset, head.seq if head else -1, head.hash if head else GENESIS_PREV_HASH)
 
     def fold(self) -> State:
-        return rebuild_state(self, lambda *_: None)[0]
+        return rebuild_state(self, lambda *_: None, NO_CHECKPOINT_KEY)[0]
 
     def commit(self, batch: Batch, state: State, relay: dict[str, int]) -> None:
         """Append the batch and refresh the caches, as the Postgres transaction does (all or nothing:

@@ -19,10 +19,13 @@ from typing import Any, Protocol
 import orjson
 
 from core.rows import ConsumedNonce
-from law import Accepted, State, apply
-from law.ledger import GENESIS_PREV_HASH, Entry, all_resources_balance, canonical, recompute_hash
+from law import Accepted, Rejected, State, apply, decide
+from law.decide import Keys
+from law.ledger import GENESIS_PREV_HASH, Entry, all_resources_balance, canonical, effects_json, recompute_hash
 from law.snapshot import SnapshotError, from_json
 from law.state import consume, inconsistency
+from schemas.codec import Decoded, DecodeError, decode, encode
+from schemas.signing import ed25519_valid
 
 Decided = Entry | ConsumedNonce  # what the law's state is folded from, in offset order
 
@@ -41,22 +44,28 @@ class LedgerCorrupt(RuntimeError):
 class Checkpoint:
     """The law's state after entry ``seq`` and every decision below ``next_offset`` (refusals use up
     nonces, so they change the state too). hash = sha256(ledger_hash || next_offset as 8 bytes ||
-    state_json), where ledger_hash is the hash of entry ``seq``: it catches a corrupted or edited row,
-    not a forger who recomputes it, which is why a fold from T=0 also compares every checkpoint."""
+    state_json), where ledger_hash is the hash of entry ``seq``; ``signature`` is the validator's
+    Ed25519 signature of that hash, so a writer who edits the state and recomputes the hash still
+    fails, and start-up trusts only what the validator itself wrote."""
 
     seq: int
     ledger_hash: bytes
     next_offset: int
     state_json: str
     hash: bytes
+    signature: bytes | None
 
 
 def checkpoint_hash(ledger_hash: bytes, next_offset: int, state_json: str) -> bytes:
     return hashlib.sha256(ledger_hash + next_offset.to_bytes(8, "big") + state_json.encode()).digest()
 
 
-def checkpoint_problem(checkpoint: Checkpoint, ledger_hash_at_seq: bytes | None) -> tuple[str, str] | None:
+def checkpoint_problem(
+    checkpoint: Checkpoint, ledger_hash_at_seq: bytes | None, validator_key: str
+) -> tuple[str, str] | None:
     """(reason, detail) if the checkpoint cannot be trusted as the state after its entry, else None."""
+    if checkpoint.signature is None or not ed25519_valid(checkpoint.hash, checkpoint.signature, validator_key):
+        return "CHECKPOINT_UNSIGNED", "not signed by the validator's key"
     if ledger_hash_at_seq is None:
         return "CHECKPOINT_CORRUPT", f"no ledger entry {checkpoint.seq} to link to"
     if checkpoint.ledger_hash != ledger_hash_at_seq:
@@ -90,12 +99,14 @@ def choose_start(
     newest_first: Iterable[Checkpoint],
     link: Callable[[int], EntryLink | None],
     skipped: Callable[[Checkpoint, str, str], None],
+    validator_key: str,
 ) -> Start:
-    """The newest checkpoint that links to its entry and verifies; each one that does not is passed
-    to ``skipped`` with its reason. T=0 when none verifies."""
+    """The newest checkpoint the validator (public key ``validator_key``) signed that links to its
+    entry and verifies; each one that does not is passed to ``skipped`` with its reason. T=0 when
+    none verifies."""
     for checkpoint in newest_first:
         linked = link(checkpoint.seq)
-        problem = checkpoint_problem(checkpoint, linked[0] if linked else None)
+        problem = checkpoint_problem(checkpoint, linked[0] if linked else None, validator_key)
         if problem is None and linked is not None:
             state = from_json(checkpoint.state_json)
             return Start(state, checkpoint.ledger_hash, linked[1], checkpoint.next_offset, checkpoint.seq)
@@ -178,8 +189,68 @@ class CheckedFold:
         accepted = Accepted(
             e.proposal_id, e.agent, e.nonce, e.kind, e.tick, e.expires_tick, e.postings, effects, e.policy_version
         )
-        body = canonical(e.seq, e.source_offset, accepted, e.validator_version, e.effects_json, e.proposal_json)
+        body = canonical(e.seq, e.source_offset, accepted, e.validator_version, e.effects_json, e.proposal_json, e.sig)
         return accepted if hashlib.sha256(e.prev_hash + body).digest() == e.hash else None
+
+
+class RedecidingFold(CheckedFold):
+    """A fold from T=0 that re-decides every stored entry with the law and folds the law's decision.
+
+    The chain checks still run on what is stored; a stored entry the law would not have written
+    (a bad signature with the key of its time, other postings or effects) is ``DECISION_MISMATCH``.
+    The state continues from the law's decision, so one rewritten row is one finding."""
+
+    def __init__(self, keys: Keys) -> None:
+        super().__init__(Start())
+        self.keys = keys
+
+    def add(self, entry: Entry) -> list[tuple[str, str]]:
+        found = entry_problems(entry, self.expected_seq, self.prev_hash, self.last_offset)
+        mismatch = self._redecide(entry)
+        if mismatch is not None:
+            found.append(("DECISION_MISMATCH", mismatch))
+        self.expected_seq, self.prev_hash, self.last_offset = entry.seq + 1, entry.hash, entry.source_offset
+        self.head_seq, self.head_hash = entry.seq, entry.hash
+        self.entries += 1
+        return found
+
+    def _redecide(self, entry: Entry) -> str | None:
+        """Why the law would not have written ``entry`` (None when it would); applies the law's decision."""
+        decoded = _stored_proposal(entry)
+        if isinstance(decoded, str):
+            return decoded
+        decision = decide(self.state, decoded, entry.source_offset, self.keys)
+        if isinstance(decision, Rejected):
+            if decision.consumes_nonce:
+                consume(self.state, decoded.proposal.agent, decoded.proposal.nonce)
+            return f"the law refuses the stored proposal: {decision.reason_code} ({decision.detail})"
+        apply(self.state, decision)
+        if _recorded(entry) != (*_identity(decision), decision.postings, effects_json(decision)):
+            return f"the entry is not what the law decides on its proposal (stamped {entry.validator_version})"
+        return None
+
+
+def _identity(d: Entry | Accepted) -> tuple[str, str, int, str, int, int, int]:
+    return (d.proposal_id, d.agent, d.nonce, d.kind, d.tick, d.expires_tick, d.policy_version)
+
+
+def _recorded(e: Entry) -> tuple[Any, ...]:
+    return (*_identity(e), e.postings, e.effects_json)
+
+
+def _stored_proposal(entry: Entry) -> Decoded | str:
+    """The proposal an entry stores, decoded as the validator decoded it; a string says why it is not one."""
+    try:
+        unsigned = orjson.loads(entry.proposal_json)
+        raw = encode({**unsigned, "sig": entry.sig}) if isinstance(unsigned, dict) else b""
+    except orjson.JSONDecodeError:
+        return "proposal_json is not JSON"
+    decoded = decode(raw)
+    if isinstance(decoded, DecodeError):
+        return f"the stored proposal does not decode: {decoded.reason_code} at {decoded.field}"
+    if decoded.signed_bytes.decode() != entry.proposal_json:
+        return "proposal_json is not the canonical encoding of a proposal"
+    return decoded
 
 
 # --- the caches ----------------------------------------------------------------------------------
@@ -292,10 +363,12 @@ class LedgerReader(Protocol):
     def orphan_posting_seqs(self, count_max: int) -> list[int]: ...
 
 
-def rebuild_state(reader: LedgerReader, skipped: Callable[[Checkpoint, str, str], None]) -> tuple[State, Start]:
+def rebuild_state(
+    reader: LedgerReader, skipped: Callable[[Checkpoint, str, str], None], validator_key: str
+) -> tuple[State, Start]:
     """The law's state after the last stored entry, from the newest checkpoint that verifies; raises
     ``LedgerCorrupt`` at the first entry that fails a check (the validator's start-up)."""
-    start = choose_start(reader.checkpoints_newest_first(CHECKPOINT_SEQ_ANY), reader.link, skipped)
+    start = choose_start(reader.checkpoints_newest_first(CHECKPOINT_SEQ_ANY), reader.link, skipped, validator_key)
     fold = CheckedFold(start)
     for decided in decided_in_order(reader, start, CHECKPOINT_SEQ_ANY):
         if isinstance(decided, ConsumedNonce):
@@ -338,11 +411,17 @@ class Report:
         return not self.problems
 
 
-def verify(reader: LedgerReader) -> Report:
+def verify(reader: LedgerReader, keys: Keys | None = None) -> Report:
     """Audit everything from T=0: every entry, the caches against the fold, every decided offset in
-    exactly one place, and postings that belong to no entry."""
+    exactly one place, and postings that belong to no entry.
+
+    With the validator's ``keys`` (on its host), every entry's stored proposal is also
+    re-authenticated with the key in force at its seq and re-decided by the law, and the fold follows
+    the law's decisions: an entry whose posting, effect or proposal was rewritten is named by seq even
+    when every hash after it was recomputed. Without them (the dashboard holds no key) the checks are
+    the chain's alone."""
     caches = reader.caches()
-    fold = CheckedFold(Start())
+    fold: CheckedFold = CheckedFold(Start()) if keys is None else RedecidingFold(keys)
     report = Report(state=fold.state)
     for decided in decided_in_order(reader, fold.start, caches.head_seq):
         if isinstance(decided, ConsumedNonce):

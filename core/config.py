@@ -92,7 +92,14 @@ class Settings(BaseSettings):
     key_secret: SecretStr | None = Field(
         default=None,
         alias="GRID_KEY_SECRET",
-        description="hex secret every agent key derives from; unset: one generated once into GRID_HOME/key.secret",
+        description="the validator's root secret (hex) every participant's and the meter's key derives from; "
+        "unset: one generated once into GRID_HOME/key.secret",
+    )
+    founding_operators: str | None = Field(
+        default=None,
+        alias="GRID_FOUNDING_OPERATORS",
+        description="Ed25519 public keys (hex, comma-separated) the validator trusts to sign a genesis; "
+        "unset: those in GRID_HOME/operators",
     )
     validator_version: str | None = Field(
         default=None,
@@ -108,7 +115,7 @@ class Settings(BaseSettings):
     operator: str = Field(
         default="operator",
         alias="GRID_OPERATOR",
-        description="agent id that signs governance commands (CLI and console)",
+        description="the operator the CLI signs governance commands as, with GRID_HOME/operators/<name>.key",
     )
     log_level: str = Field(
         default="INFO", alias="GRID_LOG_LEVEL", description="level of the JSON logs on stderr (`--log-level` beats it)"

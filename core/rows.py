@@ -30,6 +30,7 @@ LEDGER_COLUMN_TYPES: dict[str, str] = {
     "policy_version": "int4",
     "effects_json": "text",
     "proposal_json": "text",
+    "sig": "text",
     "prev_hash": "bytea",
     "hash": "bytea",
 }
@@ -56,7 +57,7 @@ def entry_from_row(row: tuple[Any, ...] | list[Any], postings: Postings) -> Entr
     seq, offset, proposal_id, kind, agent, nonce, tick, expires_tick, version, policy_version = row[:10]
     return Entry(
         seq, offset, proposal_id, kind, agent, nonce, tick, expires_tick, version, policy_version,
-        postings, row[10], row[11], bytes(row[12]), bytes(row[13]),
+        postings, row[10], row[11], row[12], bytes(row[13]), bytes(row[14]),
     )  # fmt: skip
 
 

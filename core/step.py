@@ -29,13 +29,14 @@ class LedgerStep:
         decoded = decode(raw)
         if isinstance(decoded, DecodeError):
             return self._decode_rejection(offset, decoded)
-        decision = decide(self.state, decoded, offset, self.keyring.keys(self.state, decoded))
+        decision = decide(self.state, decoded, offset, self.keyring)
         if not isinstance(decision, Accepted):
             nonce = decoded.proposal.nonce if decision.consumes_nonce else None
             if nonce is not None:
                 consume(self.state, decoded.proposal.agent, nonce)
             return self._law_rejection(offset, decoded, decision.reason_code, decision.detail, decision.field, nonce)
-        entry = seal(self.head_hash, self.state.seq_next, offset, decision, self.version, decoded.signed_bytes.decode())
+        proposal_json, sig = decoded.signed_bytes.decode(), decoded.sig.hex()
+        entry = seal(self.head_hash, self.state.seq_next, offset, decision, self.version, proposal_json, sig)
         apply(self.state, decision)
         self.head_hash = entry.hash
         return entry

@@ -17,6 +17,7 @@ import streamlit as st
 from connectors import governance
 from connectors.readmodel import dashboard as queries
 from core.config import Settings, revealed
+from core.identities import operator_signer
 from dashboard import auth, sources
 
 REASON_LENGTH_MAX = 200  # the law allows 280; the rest is for the "via dashboard" suffix
@@ -67,7 +68,9 @@ def sign_out() -> None:
 
 def send(body: dict[str, Any], what: str) -> str:
     """Sign and publish one governance command; remember it so the page can show what became of it."""
-    proposal_id = governance.send(sources.settings(), body, source="operator")
+    settings = sources.settings()
+    signer = operator_signer(settings.home, settings.operator)
+    proposal_id = governance.send(settings, body, settings.operator, signer, source="operator")
     st.session_state.setdefault(SENT_KEY, []).insert(0, Sent(proposal_id, what, time.time()))
     return proposal_id
 

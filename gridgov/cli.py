@@ -25,6 +25,8 @@ COMMANDS = (
     "policy",
     "breaker",
     "participants",
+    "operators",
+    "keys",
     "sinks",
     "rehydrate",
     "replay",

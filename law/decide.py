@@ -1,12 +1,16 @@
 """The law: ``decide(state, decoded, position, keys) -> Accepted | Rejected``.
 
-Pure: no clock, randomness or I/O. The grid's time is the tick carried by the operator's meter
-entries; the Kafka offset (``position``) is the only ordering. Business outcomes are return values;
-an exception here is a bug, never a verdict.
+Pure: no clock, randomness or I/O. The grid's time is the tick carried by the meter's entries; the
+Kafka offset (``position``) is the only ordering. Business outcomes are return values; an exception
+here is a bug, never a verdict.
 
 Checks run in a fixed order so the same bad proposal always gets the same reason: identity and
 signature first (an unauthenticated sender learns nothing else), then replay (the nonce) and expiry,
 then role, breaker and rate limit, then the kind's own rule.
+
+Each role signs only its own kinds: participants trade, the meter reads the grid, operators (people,
+with Ed25519 keys the validator never holds) govern. A participant's key, whatever process holds it,
+can therefore never change policy, the registry or the breaker.
 
 Every decision of an authenticated proposal is final: accepted or refused, its nonce is used up
 (``Rejected.consumes_nonce``), so re-sending the same signed bytes later is ``DUPLICATE_PROPOSAL``.
@@ -16,8 +20,8 @@ Whatever the database would refuse, a rule here refuses first (bounds in ``law.b
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from law.bounds import crossing, room_down, room_up
 from law.policy import BPS_DENOMINATOR, PERMILLE_DENOMINATOR, PRICE_QUOTE_UNITS, invalid_param
@@ -27,14 +31,16 @@ from law.state import (
     SYSTEM_PRODUCTION,
     SYSTEM_TREASURY,
     Accepted,
+    AgentInfo,
     Rejected,
     State,
     Telemetry,
     overdrawn,
 )
-from schemas.codec import Decoded, signature_valid
+from schemas.codec import Decoded
 from schemas.proposal import (
     GOVERNANCE_KINDS,
+    HMAC_ROLES,
     TRADE_KINDS,
     Accept,
     BreakerResume,
@@ -43,22 +49,37 @@ from schemas.proposal import (
     Genesis,
     Meter,
     Offer,
+    Participant,
     ParticipantAdd,
+    ParticipantRekey,
     ParticipantSuspend,
     PolicySet,
     Proposal,
     Transfer,
 )
+from schemas.signing import ed25519_valid, hmac_valid
 
 # A proposal may be valid for at most this many ticks ahead of the grid: a signed intent goes stale.
 EXPIRY_WINDOW_TICKS_MAX = 100
 OFFER_OPEN_TICKS_MAX = 100
 OPEN_OFFERS_PER_AGENT_MAX = 16
 OPEN_OFFERS_COUNT_MAX = 10_000
-OPERATOR_ONLY_KINDS = GOVERNANCE_KINDS | {"meter"}
+ROLE_KINDS = {"participant": TRADE_KINDS, "meter": frozenset({"meter"}), "operator": GOVERNANCE_KINDS}
 RESERVE_PERMILLE_HEALTHY = 10**9
 
-Keys = Mapping[str, bytes]  # key fingerprint -> HMAC key
+
+class Keys(Protocol):
+    """What the law needs of the validator's keys; the validator's ``core.keyring`` provides it."""
+
+    # Ed25519 public keys (hex) of the operators who may sign a ledger's genesis: without this list,
+    # anyone could found a ledger on an empty topic with a key of their own.
+    founders: frozenset[str]
+
+    def hmac_key(self, agent: str, generation: int) -> tuple[bytes, str]:
+        """The HMAC key of ``agent``'s key generation ``generation``, and its fingerprint."""
+        ...
+
+
 Decision = Accepted | Rejected
 Postings = list[tuple[str, str, int]]
 
@@ -77,7 +98,7 @@ def decide(state: State, decoded: Decoded, position: int, keys: Keys) -> Decisio
         return Rejected(
             "DUPLICATE_PROPOSAL", f"nonce {p.nonce} of {p.agent!r} was decided; the last is {last}", "nonce"
         )
-    decision = _gate(state, p) or _RULES[p.body.kind](state, p)
+    decision = _gate(state, p) or _rule(state, p, keys)
     if isinstance(decision, Rejected):
         return dataclasses.replace(decision, consumes_nonce=True)
     return decision
@@ -87,10 +108,17 @@ def _authentication_problem(state: State, p: Proposal, decoded: Decoded, keys: K
     agent = state.agents.get(p.agent)
     if agent is None:
         return Rejected("UNKNOWN_AGENT", f"agent {p.agent!r} is not registered", "agent")
-    key = keys.get(agent.key_fingerprint)
-    if key is None or not signature_valid(decoded.signed_bytes, decoded.sig, key):
+    if not _signed_by(p.agent, agent, decoded, keys):
         return Rejected("BAD_SIGNATURE", f"signature does not verify for agent {p.agent!r}", "sig")
     return None
+
+
+def _signed_by(name: str, agent: AgentInfo, decoded: Decoded, keys: Keys) -> bool:
+    """Whether ``decoded`` carries the signature of ``name`` with the key in force for it now."""
+    if agent.public_key is not None:
+        return ed25519_valid(decoded.signed_bytes, decoded.sig, agent.public_key)
+    key, fingerprint = keys.hmac_key(name, agent.key_generation)
+    return fingerprint == agent.key_fingerprint and hmac_valid(decoded.signed_bytes, decoded.sig, key)
 
 
 def _gate(state: State, p: Proposal) -> Rejected | None:
@@ -104,8 +132,8 @@ def _gate(state: State, p: Proposal) -> Rejected | None:
     if expiry is not None:
         return expiry
     kind = p.body.kind
-    if kind in OPERATOR_ONLY_KINDS and agent.role != "operator":
-        return Rejected("UNAUTHORIZED", f"{kind} is reserved to operators", "body.kind")
+    if kind not in ROLE_KINDS[agent.role]:
+        return Rejected("UNAUTHORIZED", f"{kind} is not for the {agent.role} role of {p.agent!r}", "body.kind")
     if kind in TRADE_KINDS and state.breaker_open:
         return Rejected("CIRCUIT_OPEN", f"circuit breaker open: {state.breaker_reason}", None)
     return _rate_problem(state, p.agent) if kind in TRADE_KINDS else None
@@ -156,12 +184,13 @@ def _decide_genesis(p: Proposal, decoded: Decoded, keys: Keys) -> Decision:
     if not isinstance(body, Genesis):
         return Rejected("GENESIS_REQUIRED", "the first ledger entry must be a genesis", "body.kind")
     signer = next((x for x in body.participants if x.agent == p.agent), None)
-    if signer is None or signer.role != "operator":
+    if signer is None or signer.role != "operator" or signer.public_key is None:
         return Rejected("UNAUTHORIZED", "genesis must be signed by an operator it registers", "agent")
-    key = keys.get(signer.key_fingerprint)
-    if key is None or not signature_valid(decoded.signed_bytes, decoded.sig, key):
+    if signer.public_key not in keys.founders:
+        return Rejected("UNAUTHORIZED", f"{p.agent!r} signs with a key the validator does not trust to found", "agent")
+    if not ed25519_valid(decoded.signed_bytes, decoded.sig, signer.public_key):
         return Rejected("BAD_SIGNATURE", f"signature does not verify for agent {p.agent!r}", "sig")
-    problem = _registry_problem(body)
+    problem = _registry_problem(body, keys)
     if problem is not None:
         return problem
     bad_policy = invalid_param(body.policy)
@@ -182,7 +211,11 @@ def _decide_genesis(p: Proposal, decoded: Decoded, keys: Keys) -> Decision:
     return _accept(State(), p, postings, effects)
 
 
-def _registry_problem(body: Genesis) -> Rejected | None:
+def _registry_problem(body: Genesis, keys: Keys) -> Rejected | None:
+    for i, participant in enumerate(body.participants):
+        problem = _key_problem(participant, keys, f"body.participants.{i}")
+        if problem is not None:
+            return problem
     agents = [x.agent for x in body.participants]
     accounts = [a for x in body.participants for a in x.accounts]
     if len(set(agents)) != len(agents):
@@ -192,6 +225,21 @@ def _registry_problem(body: Genesis) -> Rejected | None:
     unknown = next((o.account for o in body.balances if o.account not in set(accounts)), None)
     if unknown is not None:
         return Rejected("UNKNOWN_ACCOUNT", f"opening balance for unregistered account {unknown!r}", "body.balances")
+    return None
+
+
+def _key_problem(new: Participant, keys: Keys, field: str) -> Rejected | None:
+    """A participant or the meter is registered with the fingerprint of its first HMAC key (so the
+    validator can verify it), an operator with a public key; never both."""
+    if new.role in HMAC_ROLES:
+        if new.public_key is not None or new.key_fingerprint is None:
+            return Rejected(
+                "MALFORMED", f"a {new.role} is registered with a key_fingerprint only", f"{field}.key_fingerprint"
+            )
+        if new.key_fingerprint != keys.hmac_key(new.agent, 0)[1]:
+            return Rejected("UNKNOWN_KEY", f"not the validator's key of {new.agent!r}", f"{field}.key_fingerprint")
+    elif new.key_fingerprint is not None or new.public_key is None:
+        return Rejected("MALFORMED", "an operator is registered with a public_key only", f"{field}.public_key")
     return None
 
 
@@ -562,16 +610,49 @@ def _decide_breaker(state: State, p: Proposal) -> Decision:
     return _accept(state, p, [], [effect])
 
 
-def _decide_participant_add(state: State, p: Proposal) -> Decision:
+def _decide_participant_add(state: State, p: Proposal, keys: Keys) -> Decision:
     body = p.body
     assert isinstance(body, ParticipantAdd)
     new = body.participant
+    key_problem = _key_problem(new, keys, "body.participant")
+    if key_problem is not None:
+        return key_problem
     if new.agent in state.agents:
         return Rejected("MALFORMED", f"agent {new.agent!r} already registered", "body.participant.agent")
     taken = next((a for a in new.accounts if a in state.account_owner or a.startswith("system:")), None)
     if taken is not None:
         return Rejected("MALFORMED", f"account {taken!r} is taken", "body.participant.accounts")
     return _accept(state, p, [], [{"t": "register", "participant": new.model_dump()}])
+
+
+def _decide_participant_rekey(state: State, p: Proposal, keys: Keys) -> Decision:
+    """From the next entry on, ``agent`` signs with its next key; every earlier entry still verifies
+    with the key in force at its seq, because the fold applies rekeys in order."""
+    body = p.body
+    assert isinstance(body, ParticipantRekey)
+    target = state.agents.get(body.agent)
+    if target is None:
+        return Rejected("UNKNOWN_AGENT", f"agent {body.agent!r} is not registered", "body.agent")
+    if target.role == "operator":
+        if body.public_key is None or body.key_fingerprint is not None:
+            return Rejected("MALFORMED", "an operator is rekeyed to a public_key only", "body.public_key")
+        if body.public_key == target.public_key:
+            return Rejected("MALFORMED", "the public key is already in force", "body.public_key")
+        effect: dict[str, Any] = {"t": "rekey", "agent": body.agent, "public_key": body.public_key}
+    else:
+        generation = target.key_generation + 1
+        if body.key_fingerprint is None or body.public_key is not None:
+            return Rejected(
+                "MALFORMED", f"a {target.role} is rekeyed to a key_fingerprint only", "body.key_fingerprint"
+            )
+        if body.key_fingerprint != keys.hmac_key(body.agent, generation)[1]:
+            return Rejected(
+                "UNKNOWN_KEY",
+                f"not the validator's key generation {generation} of {body.agent!r}",
+                "body.key_fingerprint",
+            )
+        effect = {"t": "rekey", "agent": body.agent, "key_fingerprint": body.key_fingerprint, "generation": generation}
+    return _accept(state, p, [], [{**effect, "reason": body.reason}])
 
 
 def _decide_participant_suspend(state: State, p: Proposal) -> Decision:
@@ -594,6 +675,16 @@ _RULES: dict[str, Callable[[State, Proposal], Decision]] = {
     "policy_set": _decide_policy_set,
     "breaker_trip": _decide_breaker,
     "breaker_resume": _decide_breaker,
-    "participant_add": _decide_participant_add,
     "participant_suspend": _decide_participant_suspend,
 }
+# The registry's rules also ask the validator's keys: a registered key must be one it can verify.
+_KEYED_RULES: dict[str, Callable[[State, Proposal, Keys], Decision]] = {
+    "participant_add": _decide_participant_add,
+    "participant_rekey": _decide_participant_rekey,
+}
+
+
+def _rule(state: State, p: Proposal, keys: Keys) -> Decision:
+    kind = p.body.kind
+    keyed = _KEYED_RULES.get(kind)
+    return keyed(state, p, keys) if keyed is not None else _RULES[kind](state, p)

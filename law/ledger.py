@@ -1,8 +1,10 @@
 """Ledger entries as the chain sees them: canonical bytes and the hash that links them.
 
 hash = SHA-256(prev_hash || canonical(entry)). The canonical form is a JSON array in a fixed field
-order whose strings (``proposal_json``, ``effects_json``) are stored verbatim in Postgres as text, so
-anyone can recompute the chain from the table alone, with no re-serialisation ambiguity.
+order whose strings (``proposal_json``, ``effects_json``, ``sig``) are stored verbatim in Postgres as
+text, so anyone can recompute the chain from the table alone, with no re-serialisation ambiguity.
+The proposal's signature is part of the entry, so an audit can re-authenticate every entry with the
+key in force at its seq and re-decide it with the law.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import orjson
 
 from law.state import Accepted
 
-ENTRY_FORMAT_VERSION = 2  # 2: the agent's nonce follows the agent
+ENTRY_FORMAT_VERSION = 3  # 2: the agent's nonce follows the agent; 3: the proposal's signature
 GENESIS_PREV_HASH = bytes(32)
 
 
@@ -32,7 +34,8 @@ class Entry:
     policy_version: int
     postings: tuple[tuple[str, str, int], ...]
     effects_json: str
-    proposal_json: str
+    proposal_json: str  # the signed canonical proposal without its signature
+    sig: str  # the proposal's signature (hex), as the producer sent it
     prev_hash: bytes
     hash: bytes
 
@@ -48,6 +51,7 @@ def canonical(
     validator_version: str,
     effects: str,
     proposal_json: str,
+    sig: str,
 ) -> bytes:
     return orjson.dumps(
         [
@@ -65,6 +69,7 @@ def canonical(
             accepted.postings,  # orjson writes tuples as arrays
             effects,
             proposal_json,
+            sig,
         ]
     )
 
@@ -76,11 +81,12 @@ def seal(
     accepted: Accepted,
     validator_version: str,
     proposal_json: str,
+    sig: str,
 ) -> Entry:
     """Build the chained entry for an accepted decision."""
     assert all_resources_balance(accepted.postings), f"postings of {accepted.proposal_id} do not sum to zero"
     effects = effects_json(accepted)
-    body = canonical(seq, source_offset, accepted, validator_version, effects, proposal_json)
+    body = canonical(seq, source_offset, accepted, validator_version, effects, proposal_json, sig)
     return Entry(
         seq=seq,
         source_offset=source_offset,
@@ -95,6 +101,7 @@ def seal(
         postings=accepted.postings,
         effects_json=effects,
         proposal_json=proposal_json,
+        sig=sig,
         prev_hash=prev_hash,
         hash=hashlib.sha256(prev_hash + body).digest(),
     )
@@ -131,5 +138,6 @@ def recompute_hash(entry: Entry) -> bytes:
         entry.validator_version,
         entry.effects_json,
         entry.proposal_json,
+        entry.sig,
     )
     return hashlib.sha256(entry.prev_hash + body).digest()

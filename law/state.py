@@ -27,12 +27,16 @@ SYSTEM_TREASURY = "system:treasury"
 @dataclass(slots=True)
 class AgentInfo:
     role: str
-    key_fingerprint: str
+    # Participants and the meter: the fingerprint of the HMAC key of generation ``key_generation``.
+    # Operators: their Ed25519 public key instead.
+    key_fingerprint: str | None
     accounts: tuple[str, ...]
     kind: str = "generic"
     emits_carbon: bool = False
     critical_load: bool = False
     suspended: bool = False
+    public_key: str | None = None
+    key_generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +189,8 @@ def _effect_problem(state: State, effect: dict[str, Any]) -> str | None:
         return f"closes offer {effect['offer_id']!r}, which is not open"
     if kind == "offer_open" and effect["offer_id"] in state.offers:
         return f"opens offer {effect['offer_id']!r} twice"
-    if kind == "suspend" and effect["agent"] not in state.agents:
-        return f"suspends unknown agent {effect['agent']!r}"
+    if kind in ("suspend", "rekey") and effect["agent"] not in state.agents:
+        return f"{kind} of unknown agent {effect['agent']!r}"
     if kind == "register" and effect["participant"]["agent"] in state.agents:
         return f"registers {effect['participant']['agent']!r} twice"
     return None
@@ -210,9 +214,18 @@ def _register(state: State, effect: dict[str, Any]) -> None:
         kind=p["kind"],
         emits_carbon=p["emits_carbon"],
         critical_load=p["critical_load"],
+        public_key=p["public_key"],
     )
     for account in p["accounts"]:
         state.account_owner[account] = p["agent"]
+
+
+def _rekey(state: State, effect: dict[str, Any]) -> None:
+    agent = state.agents[effect["agent"]]
+    if "public_key" in effect:
+        agent.public_key = effect["public_key"]
+    else:
+        agent.key_fingerprint, agent.key_generation = effect["key_fingerprint"], effect["generation"]
 
 
 def _suspend(state: State, effect: dict[str, Any]) -> None:
@@ -274,6 +287,7 @@ _EFFECTS = {
     "tick": _advance_tick,
     "register": _register,
     "suspend": _suspend,
+    "rekey": _rekey,
     "offer_open": _offer_open,
     "offer_close": _offer_close,
     "shortfall": _shortfall,

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.codec import sign
-from schemas.keys import derive_key
 from schemas.proposal import ENVELOPE_VERSION
+from schemas.signing import Signer
 
 
 def build(
@@ -19,13 +19,13 @@ def build(
     body: dict[str, Any],
     tick: int,
     ttl: int,
-    secret: bytes,
+    signer: Signer,
     pid: str,
     nonce: int,
     provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The signed envelope ``pid`` (nonce ``nonce``) for ``body``: valid from ``tick`` for ``ttl`` ticks,
-    signed with ``agent``'s key. The caller chooses id and nonce (this module is pure: no clock, no
+    with ``signer``, the key of ``agent``. The caller chooses id and nonce (this module is pure: no clock, no
     randomness)."""
     unsigned: dict[str, Any] = {
         "v": ENVELOPE_VERSION,
@@ -38,7 +38,7 @@ def build(
     }
     if provenance:
         unsigned["provenance"] = provenance
-    return sign(unsigned, derive_key(secret, agent))
+    return sign(unsigned, signer)
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 A producer sends one JSON object per Kafka message on ``{prefix}.proposals``. The envelope names
 the agent, its nonce, the tick the agent saw, the tick after which the proposal is void, and a
-``body`` whose ``kind`` selects the rule that decides it. ``sig`` is HMAC-SHA256 of the canonical encoding of
-everything else (see ``schemas.codec``). Models are strict and forbid unknown fields, so a typo is a
-``MALFORMED`` rejection that names the field, never a silently ignored value.
+``body`` whose ``kind`` selects the rule that decides it. ``sig`` signs the canonical encoding of
+everything else (see ``schemas.codec`` and ``schemas.signing``). Models are strict and forbid
+unknown fields, so a typo is a ``MALFORMED`` rejection that names the field, never a silently
+ignored value.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from schemas.types import (
     Quantity,
     Resource,
     Seq,
+    Signature,
     Tick,
     text,
 )
@@ -104,14 +106,19 @@ class Meter(Strict):
 # --- registry and governance kinds ----------------------------------------------------------------
 
 
-Role = Literal["participant", "operator"]
+# Participants trade, the meter reads the grid (the only kind that advances its clock), operators are
+# people who govern. The first two sign with HMAC keys the validator derives, operators with Ed25519.
+Role = Literal["participant", "meter", "operator"]
+HMAC_ROLES = frozenset({"participant", "meter"})
 
 
 class Participant(Strict):
     agent: AgentId
     role: Role = "participant"
-    # SHA-256 of the agent's HMAC key, first 16 bytes in hex: the ledger names the key, never holds it.
-    key_fingerprint: Hex32
+    # Participants and the meter: SHA-256 of the HMAC key, first 16 bytes in hex (the ledger names the
+    # key, never holds it). Operators: the Ed25519 public key. The law refuses any other combination.
+    key_fingerprint: Hex32 | None = None
+    public_key: Hex64 | None = None
     accounts: Annotated[list[AccountId], Field(min_length=1, max_length=ACCOUNTS_PER_AGENT_COUNT_MAX, fail_fast=True)]
     kind: Annotated[str, text(40)] = "generic"
     emits_carbon: bool = False
@@ -160,6 +167,17 @@ class ParticipantAdd(Strict):
     participant: Participant
 
 
+class ParticipantRekey(Strict):
+    """Rotate an agent's key from the next entry on: a participant's or the meter's to the next
+    generation's HMAC key (named by its fingerprint), an operator's to a new public key."""
+
+    kind: Literal["participant_rekey"]
+    agent: AgentId
+    key_fingerprint: Hex32 | None = None
+    public_key: Hex64 | None = None
+    reason: Memo = ""
+
+
 class ParticipantSuspend(Strict):
     kind: Literal["participant_suspend"]
     agent: AgentId
@@ -177,12 +195,15 @@ Body = Annotated[
     | BreakerTrip
     | BreakerResume
     | ParticipantAdd
+    | ParticipantRekey
     | ParticipantSuspend,
     Field(discriminator="kind"),
 ]
 
 TRADE_KINDS = frozenset({"transfer", "offer", "accept", "cancel"})
-GOVERNANCE_KINDS = frozenset({"policy_set", "breaker_trip", "breaker_resume", "participant_add", "participant_suspend"})
+GOVERNANCE_KINDS = frozenset(
+    {"policy_set", "breaker_trip", "breaker_resume", "participant_add", "participant_rekey", "participant_suspend"}
+)
 
 
 class Provenance(Strict):
@@ -215,4 +236,4 @@ class Proposal(Strict):
     expires_tick: Tick
     body: Body
     provenance: Provenance | None = None
-    sig: Hex64
+    sig: Signature

@@ -55,6 +55,8 @@ Nonce = Annotated[int, Field(strict=True, ge=1, le=NONCE_MAX)]
 Seq = Annotated[int, Field(strict=True, ge=0, le=2**62)]
 Hex64 = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$")]
 Hex32 = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{32}$")]
+# HMAC-SHA256 (32 bytes) from participants and the meter, Ed25519 (64 bytes) from operators.
+Signature = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}(?:[0-9a-f]{64})?$")]
 
 # Free text refuses the C0 controls (NUL to US), DEL and the C1 controls: Postgres text cannot hold
 # NUL, and the others are invisible on the dashboard yet can forge line breaks or terminal escapes in

@@ -83,7 +83,7 @@ def consume_only(s: Settings, count: int) -> Row:
 
 
 def insert_only(s: Settings, count: int) -> Row:
-    row = (0, 0, "proposal-id-0000000", "transfer", "agent001", 1, 11, "v", 1, "[]", "x" * 260, b"\0" * 32, b"\0" * 32)
+    row = (0, 0, "p", "transfer", "agent001", 1, 11, "v", 1, "[]", "x" * 260, "s" * 64, b"\0" * 32, b"\0" * 32)
     with psycopg.connect(s.database_url) as conn:
         # A logged table with the ledger's indexes (not TEMP, which skips the WAL): a fair ceiling.
         conn.execute("CREATE TABLE ledger_copy (LIKE ledger INCLUDING DEFAULTS INCLUDING INDEXES)")
@@ -91,7 +91,7 @@ def insert_only(s: Settings, count: int) -> Row:
         for first in range(0, count, BATCH_COUNT_MAX):
             with conn.cursor().copy(
                 "COPY ledger_copy (seq, source_offset, proposal_id, kind, agent, tick, expires_tick, "
-                "validator_version, policy_version, effects_json, proposal_json, prev_hash, hash) "
+                "validator_version, policy_version, effects_json, proposal_json, sig, prev_hash, hash) "
                 "FROM STDIN"
             ) as copy:
                 for i in range(first, min(count, first + BATCH_COUNT_MAX)):

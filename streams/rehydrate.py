@@ -40,6 +40,7 @@ from core.audit import (
     decided_in_order,
 )
 from core.config import Settings
+from core.identities import validator_signer
 from core.rows import ConsumedNonce
 from core.version import validator_version
 from law import State
@@ -100,8 +101,11 @@ class Rehydration:
 # --- the start: T=0 or a checkpoint --------------------------------------------------------------
 
 
-def choose(reader: PgLedgerReader, report: Rehydration, wanted: FromCheckpoint, head_seq: int) -> Start:
-    """The newest checkpoint at or below ``wanted`` that verifies; corrupt ones are anomalies, skipped."""
+def choose(
+    reader: PgLedgerReader, report: Rehydration, wanted: FromCheckpoint, head_seq: int, validator_key: str
+) -> Start:
+    """The newest checkpoint at or below ``wanted`` that verifies and the validator (public key
+    ``validator_key``) signed; corrupt or unsigned ones are anomalies, skipped."""
     if wanted is None:
         return Start()
     limit = head_seq if wanted == "latest" else min(int(wanted), head_seq)
@@ -109,7 +113,7 @@ def choose(reader: PgLedgerReader, report: Rehydration, wanted: FromCheckpoint, 
     def skipped(checkpoint: Checkpoint, reason: str, detail: str) -> None:
         report.add(checkpoint.seq, reason, f"checkpoint {checkpoint.seq}: {detail}; skipped")
 
-    start = choose_start(reader.checkpoints_newest_first(limit), reader.link, skipped)
+    start = choose_start(reader.checkpoints_newest_first(limit), reader.link, skipped, validator_key)
     if start.checkpoint_seq is None:
         logger.warning("no valid checkpoint at or below %s; folding from T=0", limit)
     else:
@@ -120,7 +124,7 @@ def choose(reader: PgLedgerReader, report: Rehydration, wanted: FromCheckpoint, 
 # --- the fold ------------------------------------------------------------------------------------
 
 
-def fold(reader: PgLedgerReader, report: Rehydration, to_seq: int, bar: tqdm[Any]) -> CheckedFold:
+def fold(reader: PgLedgerReader, report: Rehydration, to_seq: int, bar: tqdm[Any], validator_key: str) -> CheckedFold:
     """Fold what was decided after the start up to entry ``to_seq``, checking each entry, and compare
     every checkpoint passed on the way with the fold at its position."""
     checked = CheckedFold(report.start)
@@ -130,7 +134,7 @@ def fold(reader: PgLedgerReader, report: Rehydration, to_seq: int, bar: tqdm[Any
     started = time.perf_counter()
     for decided in decided_in_order(reader, report.start, to_seq):
         while ahead and decided.source_offset >= ahead[0].next_offset:
-            _check_passed_checkpoint(report, ahead.popleft(), linked)
+            _check_passed_checkpoint(report, ahead.popleft(), linked, validator_key)
         if isinstance(decided, ConsumedNonce):
             checked.consume(decided)
             continue
@@ -142,18 +146,20 @@ def fold(reader: PgLedgerReader, report: Rehydration, to_seq: int, bar: tqdm[Any
         if checked.entries % PROGRESS_EVERY_COUNT == 0:
             bar.update(PROGRESS_EVERY_COUNT)
     for checkpoint in ahead:
-        _check_passed_checkpoint(report, checkpoint, linked)
+        _check_passed_checkpoint(report, checkpoint, linked, validator_key)
     bar.update(checked.entries % PROGRESS_EVERY_COUNT)
     report.seconds = time.perf_counter() - started
     report.entries, report.head_seq, report.head_hash = checked.entries, checked.head_seq, checked.head_hash
     return checked
 
 
-def _check_passed_checkpoint(report: Rehydration, checkpoint: Checkpoint, linked: dict[int, bytes]) -> None:
+def _check_passed_checkpoint(
+    report: Rehydration, checkpoint: Checkpoint, linked: dict[int, bytes], validator_key: str
+) -> None:
     seq = checkpoint.seq
     if any(a.seq == seq and a.reason.startswith("CHECKPOINT") for a in report.anomalies):
         return  # already reported when the start skipped it
-    problem = checkpoint_problem(checkpoint, linked.get(seq))
+    problem = checkpoint_problem(checkpoint, linked.get(seq), validator_key)
     if problem is not None:
         report.add(seq, problem[0], f"checkpoint {seq}: {problem[1]}")
     elif any(a.seq is not None and a.seq <= seq for a in report.anomalies):
@@ -262,10 +268,11 @@ def rehydrate(settings: Settings, wanted: FromCheckpoint = None, progress: bool 
         reader = PgLedgerReader(conn, database_url)
         caches = reader.caches()
         report = Rehydration(run_id, Start())
-        report.start = choose(reader, report, wanted, caches.head_seq)
+        validator_key = validator_signer(settings.home).public_key
+        report.start = choose(reader, report, wanted, caches.head_seq, validator_key)
         total = caches.head_seq + 1 - report.state.seq_next
         with tqdm(total=total, desc="rehydrate", unit="entry", unit_scale=True, disable=not progress) as bar:
-            fold(reader, report, caches.head_seq, bar)
+            fold(reader, report, caches.head_seq, bar, validator_key)
         compare(report, caches)
         finish_run(conn, run_id, report.anomalies, report.anomaly_count, summary(report))
     if report.anomalies:

@@ -25,7 +25,8 @@ from connectors.kafka_io import consumed_offset
 from connectors.ledger_store import LedgerStore, LedgerStoreContract
 from connectors.relay import Relay
 from core.config import Settings
-from core.keyring import Keyring
+from core.identities import validator_signer
+from core.keyring import validator_keyring
 from core.outgoing import Outgoing, spike_record
 from core.process import WaitTimeoutError, poll_until
 from core.rows import Batch, CommitRefused, Position, Rejection
@@ -253,7 +254,7 @@ def open_validator(
     """Connect the Postgres store, take the single-writer lock, fold the ledger, catch the relay up
     and assign the consumer at the stored position."""
     topic = settings.topic("proposals")
-    store = LedgerStore(settings.database_url, group_id, topic)
+    store = LedgerStore(settings.database_url, group_id, topic, validator_signer(settings.home))
     _wait_for_lock(store)
     state = store.fold()
     position = store.position()
@@ -261,7 +262,7 @@ def open_validator(
     relay.catch_up(store.unrelayed(relay.confirmed))
     consumer = _consumer(settings.kafka_bootstrap, group_id, topic, position.next_offset)
     version = version or validator_version()
-    step = LedgerStep(state, Keyring(secret), version, position.head_hash)
+    step = LedgerStep(state, validator_keyring(settings, secret), version, position.head_hash)
     # The fold left a large heap of long-lived objects; freezing it keeps the collector's full passes
     # (which would otherwise walk all of it) from adding pauses to batch latency.
     gc.collect()

@@ -3,17 +3,23 @@ valid trades, meter readings and hostile input, each tagged with the reason the 
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.codec import encode, key_fingerprint
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from schemas.codec import encode
 from schemas.envelope import build
 from schemas.keys import derive_key
+from schemas.signing import Ed25519Signer, HmacSigner, Signer, key_fingerprint
 from schemas.types import RESOURCES
 
 OPERATOR = "operator"
+METER = "meter"
+_OPERATOR_SEED_CONTEXT = b"grid-synthetic-operator:"
 OPENING_UNITS = 10**12
 TICK_EVERY_COUNT = 1_000  # one meter reading per this many proposals advances the grid clock
 TTL_TICKS = 10
@@ -29,14 +35,25 @@ def agent_names(count: int) -> list[str]:
     return [f"agent{i:03d}" for i in range(count)]
 
 
+def synthetic_operator(secret: bytes) -> Ed25519Signer:
+    """The operator of synthetic streams: a fixed key per secret, so a benchmark or a test can name it
+    in ``GRID_FOUNDING_OPERATORS`` and the same stream always hashes alike. Never a real operator."""
+    seed = hashlib.sha256(_OPERATOR_SEED_CONTEXT + secret).digest()
+    return Ed25519Signer(Ed25519PrivateKey.from_private_bytes(seed))
+
+
 def genesis(secret: bytes, agents: list[str], pid: str = "genesis", policy: dict[str, int] | None = None) -> bytes:
-    """The genesis, signed by the operator with nonce 1 (its first proposal on an empty ledger)."""
-    participants = [_participant(secret, OPERATOR, "operator")] + [
-        _participant(secret, a, "participant") for a in agents
+    """The genesis, signed by the synthetic operator with nonce 1 (its first proposal on an empty
+    ledger): the operator, the meter and ``agents`` with their opening balances."""
+    operator = synthetic_operator(secret)
+    participants = [
+        {"agent": OPERATOR, "role": "operator", "public_key": operator.public_key, "accounts": [f"{OPERATOR}:main"]},
+        _participant(secret, METER, "meter"),
+        *(_participant(secret, a, "participant") for a in agents),
     ]
     balances = [{"account": f"{a}:main", "resource": r, "quantity": OPENING_UNITS} for a in agents for r in RESOURCES]
     body = {"kind": "genesis", "participants": participants, "balances": balances, "policy": policy or {}}
-    return encode(_signed(secret, OPERATOR, pid, 1, 0, body))
+    return encode(_signed(operator, OPERATOR, pid, 1, 0, body))
 
 
 def _participant(secret: bytes, agent: str, role: str) -> dict[str, Any]:
@@ -45,9 +62,9 @@ def _participant(secret: bytes, agent: str, role: str) -> dict[str, Any]:
 
 
 def _signed(
-    secret: bytes, agent: str, pid: str, nonce: int, tick: int, body: dict[str, Any], **extra: Any
+    signer: Signer, agent: str, pid: str, nonce: int, tick: int, body: dict[str, Any], **extra: Any
 ) -> dict[str, Any]:
-    return build(agent, body, tick, TTL_TICKS, secret, pid, nonce, extra.get("provenance"))
+    return build(agent, body, tick, TTL_TICKS, signer, pid, nonce, extra.get("provenance"))
 
 
 class Workload:
@@ -61,9 +78,17 @@ class Workload:
         self.offers: list[tuple[str, str]] = []  # (offer id, seller)
         self.accepted_ids: list[tuple[str, bytes]] = []
         self.nonces: dict[str, int] = {OPERATOR: 1}  # the genesis used the operator's first
+        self.signers: dict[str, Signer] = {OPERATOR: synthetic_operator(secret)}
+
+    def signer(self, agent: str) -> Signer:
+        """The key ``agent`` signs with: the operator's Ed25519 key, else the agent's derived HMAC key."""
+        found = self.signers.get(agent)
+        if found is None:
+            found = self.signers[agent] = HmacSigner(derive_key(self.secret, agent))
+        return found
 
     def _sign(self, agent: str, pid: str, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        return _signed(self.secret, agent, pid, self.next_nonce(agent), self.tick, body, **extra)
+        return _signed(self.signer(agent), agent, pid, self.next_nonce(agent), self.tick, body, **extra)
 
     def next_nonce(self, agent: str) -> int:
         """The agent's next nonce in this stream (callers adding their own messages use it too)."""
@@ -94,7 +119,7 @@ class Workload:
         ]
         body = {"kind": "meter", "readings": readings}
         pid = f"{self.run_id}-{i}"
-        return Message(encode(self._sign(OPERATOR, pid, body)), "ACCEPTED")
+        return Message(encode(self._sign(METER, pid, body)), "ACCEPTED")
 
     def _one(self, i: int) -> Message:
         roll = self.rng.random()

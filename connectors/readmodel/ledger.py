@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from core.audit import STATUS_KEYS, Caches, Checkpoint, EntryLink, OffsetStats, Report, verify
 from core.rows import LEDGER_COLUMN_NAMES, LEDGER_TYPES, ConsumedNonce, entry_from_row
+from law.decide import Keys
 from law.ledger import GENESIS_PREV_HASH, Entry
 
 CONNECT_TIMEOUT_S = 5
@@ -103,12 +104,14 @@ class PgLedgerReader:
 
     def checkpoint(self, seq: int) -> Checkpoint | None:
         row = self.conn.execute(
-            "SELECT seq, ledger_hash, next_offset, state_json, hash FROM checkpoints WHERE seq = %s", (seq,)
+            "SELECT seq, ledger_hash, next_offset, state_json, hash, signature FROM checkpoints WHERE seq = %s",
+            (seq,),
         ).fetchone()
         self.conn.commit()
         if row is None or row[2] is None:
             return None  # none, or written before checkpoints recorded their offset: unusable
-        return Checkpoint(row[0], bytes(row[1]), row[2], row[3], bytes(row[4]))
+        signature = None if row[5] is None else bytes(row[5])
+        return Checkpoint(row[0], bytes(row[1]), row[2], row[3], bytes(row[4]), signature)
 
     def checkpoint_seqs(self, from_seq: int, to_seq: int) -> list[int]:
         rows = self.conn.execute(
@@ -190,10 +193,18 @@ def decision_of(conn: psycopg.Connection[Any], proposal_id: str) -> str | None:
     return f"rejected {rejection[0]}: {rejection[1]}" if rejection else None
 
 
-def audit_database(database_url: str) -> Report:
-    """``core.audit.verify`` of the ledger at ``database_url``."""
+def key_generation(conn: psycopg.Connection[Any], agent: str) -> int:
+    """The generation of ``agent``'s HMAC key in force: how many rekeys of it the ledger holds."""
+    rows = conn.execute("SELECT effects_json FROM ledger WHERE kind = 'participant_rekey' ORDER BY seq").fetchall()
+    effects = [e for (text,) in rows for e in orjson.loads(text) if e.get("agent") == agent and "generation" in e]
+    return max((e["generation"] for e in effects), default=0)
+
+
+def audit_database(database_url: str, keys: Keys | None = None) -> Report:
+    """``core.audit.verify`` of the ledger at ``database_url``; with the validator's ``keys``, every
+    entry is also re-authenticated and re-decided."""
     with psycopg.connect(database_url) as conn:
-        return verify(PgLedgerReader(conn, database_url))
+        return verify(PgLedgerReader(conn, database_url), keys)
 
 
 def producer_position(database_url: str, agent: str) -> tuple[int, int]:

@@ -9,6 +9,7 @@ import psycopg
 from connectors import governance
 from connectors.readmodel.ledger import grid_status
 from core import config
+from gridgov.commands.operators import cli_signer
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,4 +47,4 @@ def handle(args: argparse.Namespace) -> int:
             raise SystemExit("the breaker is not open: nothing to resume")
         trip_seq = grid["breaker_trip_seq"]  # the resume names the trip it closes, and no later one
     body = governance.breaker(args.action, args.reason, trip_seq)
-    return governance.send_and_report(settings, body, wait=not args.no_wait)
+    return governance.send_and_report(settings, body, wait=not args.no_wait, signer=cli_signer(settings))

@@ -9,6 +9,7 @@ import psycopg
 from connectors import governance
 from connectors.readmodel.ledger import grid_status
 from core import config
+from gridgov.commands.operators import cli_signer
 from law.policy import DEFAULT_POLICY, POLICY_BOUNDS
 
 
@@ -52,4 +53,6 @@ def handle(args: argparse.Namespace) -> int:
     params = parse_params(args.params)
     if not params:
         raise SystemExit("policy set needs at least one key=value")
-    return governance.send_and_report(settings, governance.policy_set(params, args.reason), wait=not args.no_wait)
+    return governance.send_and_report(
+        settings, governance.policy_set(params, args.reason), wait=not args.no_wait, signer=cli_signer(settings)
+    )

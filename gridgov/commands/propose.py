@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from pathlib import Path
 
 import orjson
 
 from connectors.kafka_io import send_proposals
 from connectors.readmodel.ledger import producer_position
-from core import config
-from core.key_secret import key_secret
+from core import agent_keys, config
 from schemas.codec import encode
 from schemas.envelope import Nonces, build
 
@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="sign and send a proposal: body as JSON on stdin, e.g. "
         '{"kind":"transfer","from_account":"solar:main","to_account":"hospital:main","resource":"energy","quantity":500}',
     )
-    parser.add_argument("--agent", help="the proposing agent (its key signs)")
+    parser.add_argument("--key", type=Path, help="the agent's key file (`gridgov keys issue`); it names the agent")
     parser.add_argument("--id", help="proposal id (default: a random UUID)")
     parser.add_argument("--tick", type=int, help="grid tick seen (default: the ledger's current tick)")
     parser.add_argument("--nonce", type=int, help="the agent's nonce (default: one above the last the ledger decided)")
@@ -39,18 +39,23 @@ def handle(args: argparse.Namespace) -> int:
     if args.raw:
         payload = data
     else:
-        if not args.agent:
-            print("--agent is required unless --raw", file=sys.stderr)
+        if not args.key:
+            print("--key is required unless --raw", file=sys.stderr)
             return 2
-        tick, decided = producer_position(settings.database_url, args.agent)
+        try:
+            key = agent_keys.load(args.key)
+        except agent_keys.KeyFileError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        tick, decided = producer_position(settings.database_url, key.agent)
         tick = args.tick if args.tick is not None else tick
         nonce = args.nonce if args.nonce is not None else Nonces().next(decided)
         proposal = build(
-            args.agent,
+            key.agent,
             orjson.loads(data),
             tick,
             args.ttl,
-            key_secret(settings),
+            key.signer,
             args.id or str(uuid.uuid4()),
             nonce,
             {"source": "cli"},

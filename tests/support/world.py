@@ -13,14 +13,27 @@ from core.step import LedgerStep
 from law import Accepted, Rejected, State, apply
 from law.ledger import Entry, as_accepted
 from law.state import consume
-from schemas.codec import encode, key_fingerprint
+from schemas.codec import encode
 from schemas.envelope import build
 from schemas.keys import derive_key
+from schemas.signing import HmacSigner, Signer, key_fingerprint
 from schemas.types import RESOURCES
+from streams.workload import synthetic_operator
 
 SECRET = b"test-secret-not-for-production"
 OPERATOR = "operator"
+METER = "meter"
 AGENTS = ("solar", "battery", "hospital", "datacentre")
+OPERATOR_SIGNER = synthetic_operator(SECRET)
+
+
+def keyring() -> Keyring:
+    """The validator's keys for these tests: SECRET's derived keys, and OPERATOR as the founder."""
+    return Keyring(SECRET, [OPERATOR_SIGNER.public_key])
+
+
+def signer(agent: str) -> Signer:
+    return OPERATOR_SIGNER if agent == OPERATOR else HmacSigner(derive_key(SECRET, agent))
 
 
 def account(agent: str) -> str:
@@ -28,17 +41,15 @@ def account(agent: str) -> str:
 
 
 def participant(agent: str, role: str = "participant", **extra: Any) -> dict[str, Any]:
-    return {
-        "agent": agent,
-        "role": role,
-        "key_fingerprint": key_fingerprint(derive_key(SECRET, agent)),
-        "accounts": [account(agent)],
-        **extra,
-    }
+    if role == "operator":
+        key = {"public_key": OPERATOR_SIGNER.public_key}
+    else:
+        key = {"key_fingerprint": key_fingerprint(derive_key(SECRET, agent))}
+    return {"agent": agent, "role": role, **key, "accounts": [account(agent)], **extra}
 
 
 def genesis_body(agents: tuple[str, ...] = AGENTS, opening: int = 1_000_000, **policy: int) -> dict[str, Any]:
-    participants = [participant(OPERATOR, "operator")]
+    participants = [participant(OPERATOR, "operator"), participant(METER, "meter")]
     participants += [participant(a, emits_carbon=(a == "solar"), critical_load=(a == "hospital")) for a in agents]
     balances = [{"account": account(a), "resource": r, "quantity": opening} for a in agents for r in RESOURCES]
     return {"kind": "genesis", "participants": participants, "balances": balances, "policy": policy}
@@ -57,7 +68,7 @@ class World:
     step: LedgerStep = field(init=False)
 
     def __post_init__(self) -> None:
-        self.step = LedgerStep(self.state, Keyring(SECRET), "test")
+        self.step = LedgerStep(self.state, keyring(), "test")
 
     def envelope(
         self,
@@ -74,7 +85,7 @@ class World:
         if nonce is None:
             nonce = self.nonces.get(agent, 0) + 1
         self.nonces[agent] = max(nonce, self.nonces.get(agent, 0))
-        return build(agent, body, t, ttl, SECRET, pid or f"p{next(self.ids)}", nonce)
+        return build(agent, body, t, ttl, signer(agent), pid or f"p{next(self.ids)}", nonce)
 
     def submit_raw(self, raw: bytes) -> Accepted | Rejected:
         """The law's decision on ``raw`` (as the validator's step took it)."""
@@ -97,7 +108,7 @@ class World:
         return self
 
     def meter(self, tick: int, readings: list[dict[str, Any]]) -> Accepted | Rejected:
-        return self.submit(OPERATOR, {"kind": "meter", "readings": readings}, tick=tick)
+        return self.submit(METER, {"kind": "meter", "readings": readings}, tick=tick)
 
 
 def refold(decided: list[Entry | ConsumedNonce], state: State | None = None) -> State:
