@@ -21,7 +21,15 @@ import orjson
 from core.rows import ConsumedNonce
 from law import Accepted, Rejected, State, apply, decide
 from law.decide import Keys
-from law.ledger import GENESIS_PREV_HASH, Entry, all_resources_balance, canonical, effects_json, recompute_hash
+from law.ledger import (
+    GENESIS_PREV_HASH,
+    Entry,
+    all_resources_balance,
+    as_accepted,
+    canonical,
+    effects_json,
+    recompute_hash,
+)
 from law.snapshot import SnapshotError, from_json
 from law.state import consume, inconsistency
 from schemas.codec import Decoded, DecodeError, decode, encode
@@ -64,14 +72,14 @@ def checkpoint_problem(
     checkpoint: Checkpoint, ledger_hash_at_seq: bytes | None, validator_key: str
 ) -> tuple[str, str] | None:
     """(reason, detail) if the checkpoint cannot be trusted as the state after its entry, else None."""
-    if checkpoint.signature is None or not ed25519_valid(checkpoint.hash, checkpoint.signature, validator_key):
-        return "CHECKPOINT_UNSIGNED", "not signed by the validator's key"
     if ledger_hash_at_seq is None:
         return "CHECKPOINT_CORRUPT", f"no ledger entry {checkpoint.seq} to link to"
     if checkpoint.ledger_hash != ledger_hash_at_seq:
         return "CHECKPOINT_CORRUPT", "ledger_hash is not the hash of its ledger entry"
     if checkpoint_hash(checkpoint.ledger_hash, checkpoint.next_offset, checkpoint.state_json) != checkpoint.hash:
         return "CHECKPOINT_CORRUPT", "hash does not match sha256(ledger_hash || next_offset || state_json)"
+    if checkpoint.signature is None or not ed25519_valid(checkpoint.hash, checkpoint.signature, validator_key):
+        return "CHECKPOINT_FORGED", "its hash is not signed by the validator's key"
     try:
         state = from_json(checkpoint.state_json)
     except SnapshotError as exc:
@@ -214,15 +222,22 @@ class RedecidingFold(CheckedFold):
         self.entries += 1
         return found
 
+    def _apply_stored(self, entry: Entry) -> None:
+        """Fold what is stored when the law refuses it, if it can follow: later entries are then judged
+        against the ledger's own history, so one forged entry is one finding, not a cascade."""
+        accepted = as_accepted(entry)
+        if inconsistency(self.state, accepted) is None:
+            apply(self.state, accepted)
+
     def _redecide(self, entry: Entry) -> str | None:
         """Why the law would not have written ``entry`` (None when it would); applies the law's decision."""
         decoded = _stored_proposal(entry)
         if isinstance(decoded, str):
+            self._apply_stored(entry)
             return decoded
         decision = decide(self.state, decoded, entry.source_offset, self.keys)
         if isinstance(decision, Rejected):
-            if decision.consumes_nonce:
-                consume(self.state, decoded.proposal.agent, decoded.proposal.nonce)
+            self._apply_stored(entry)
             return f"the law refuses the stored proposal: {decision.reason_code} ({decision.detail})"
         apply(self.state, decision)
         if _recorded(entry) != (*_identity(decision), decision.postings, effects_json(decision)):

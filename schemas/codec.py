@@ -52,7 +52,8 @@ _ENVELOPE_VALUES_COUNT_MAX = 1 + len(Proposal.model_fields) + len(Provenance.mod
 _GENESIS_VALUES_COUNT_MAX = (
     len(Genesis.model_fields)
     + _POLICY_PARAMS_COUNT_MAX
-    + PARTICIPANTS_COUNT_MAX * (1 + len(Participant.model_fields) + ACCOUNTS_PER_AGENT_COUNT_MAX)
+    # a participant has a key_fingerprint or a public_key, never both: one field less than the model's
+    + PARTICIPANTS_COUNT_MAX * (len(Participant.model_fields) + ACCOUNTS_PER_AGENT_COUNT_MAX)
     + PARTICIPANTS_COUNT_MAX * 3 * (1 + len(Opening.model_fields))
 )
 _METER_VALUES_COUNT_MAX = len(Meter.model_fields) + READINGS_COUNT_MAX * (1 + len(Reading.model_fields))

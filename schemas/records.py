@@ -41,6 +41,7 @@ ReasonCode = Literal[
     "BREAKER_STATE",
     "STALE_COMMAND",
     "DUPLICATE_OFFER",
+    "UNKNOWN_KEY",
 ]
 
 

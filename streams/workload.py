@@ -42,6 +42,12 @@ def synthetic_operator(secret: bytes) -> Ed25519Signer:
     return Ed25519Signer(Ed25519PrivateKey.from_private_bytes(seed))
 
 
+def stream_signer(secret: bytes, agent: str) -> Signer:
+    """The key ``agent`` signs with in a synthetic stream: the operator's Ed25519 key, else the agent's
+    HMAC key derived from ``secret``."""
+    return synthetic_operator(secret) if agent == OPERATOR else HmacSigner(derive_key(secret, agent))
+
+
 def genesis(secret: bytes, agents: list[str], pid: str = "genesis", policy: dict[str, int] | None = None) -> bytes:
     """The genesis, signed by the synthetic operator with nonce 1 (its first proposal on an empty
     ledger): the operator, the meter and ``agents`` with their opening balances."""
@@ -78,13 +84,12 @@ class Workload:
         self.offers: list[tuple[str, str]] = []  # (offer id, seller)
         self.accepted_ids: list[tuple[str, bytes]] = []
         self.nonces: dict[str, int] = {OPERATOR: 1}  # the genesis used the operator's first
-        self.signers: dict[str, Signer] = {OPERATOR: synthetic_operator(secret)}
+        self.signers: dict[str, Signer] = {}
 
     def signer(self, agent: str) -> Signer:
-        """The key ``agent`` signs with: the operator's Ed25519 key, else the agent's derived HMAC key."""
         found = self.signers.get(agent)
         if found is None:
-            found = self.signers[agent] = HmacSigner(derive_key(self.secret, agent))
+            found = self.signers[agent] = stream_signer(self.secret, agent)
         return found
 
     def _sign(self, agent: str, pid: str, body: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from connectors.migrate import apply_migrations
 from core import config
 from core.config import Settings
 from gridgov import infra
+from streams.workload import synthetic_operator
+from tests.support.world import SECRET as WORLD_SECRET
 
 INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
 KAFKA_IMAGE = "apache/kafka:4.1.1"
@@ -135,10 +137,18 @@ def topic_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
         delete_topics(bootstrap, prefix)
 
 
+# The secrets the integration tests sign their synthetic streams with: the validators they start trust
+# those streams' operators to found a ledger.
+TEST_SECRETS = (bytes(range(32)), WORLD_SECRET)
+
+
 def grid_settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Settings:
     """The configuration, pointed at the test's broker, database and topic prefix."""
     return config.load().replace(
-        topic_prefix=topic_prefix, kafka_bootstrap_external=kafka_bootstrap, database_url_external=database_url
+        topic_prefix=topic_prefix,
+        kafka_bootstrap_external=kafka_bootstrap,
+        database_url_external=database_url,
+        founding_operators=",".join(synthetic_operator(secret).public_key for secret in TEST_SECRETS),
     )
 
 

@@ -195,13 +195,14 @@ def operators(conn: Conn) -> list[str]:
 def meter_history(conn: Conn, limit: int) -> pd.DataFrame:
     """Columns seq, tick, and the telemetry fields: grid health after each of the last ``limit`` meter entries.
 
-    Meter readings are signed by operators, so the (agent, seq) index finds them without a scan.
+    Meter readings are signed by the meter principals, so the (agent, seq) index finds them without a scan.
     """
+    meters = [r["agent"] for r in _rows(conn, "SELECT agent FROM participants WHERE role = 'meter'")]
     rows = _rows(
         conn,
-        "SELECT seq, tick, effects_json FROM ledger WHERE agent = ANY(%(ops)s) AND kind = 'meter' "
+        "SELECT seq, tick, effects_json FROM ledger WHERE agent = ANY(%(meters)s) AND kind = 'meter' "
         "ORDER BY seq DESC LIMIT %(n)s",
-        {"ops": operators(conn), "n": limit},
+        {"meters": meters, "n": limit},
     )
     records = []
     for row in reversed(rows):

@@ -100,7 +100,7 @@ def telemetry_metrics(t: dict[str, int], policy: dict[str, int]) -> None:
 def telemetry_charts(policy: dict[str, int]) -> None:
     history = sources.fetch(queries.meter_history, METER_POINTS_MAX)
     if history.empty:
-        st.caption("No meter readings yet: telemetry starts with the operator's first meter entry.")
+        st.caption("No meter readings yet: telemetry starts with the meter's first entry.")
         return
     left, right = st.columns(2)
     with left:

@@ -35,7 +35,7 @@ from schemas.codec import encode
 from schemas.envelope import build
 from streams.rehydrate import rehydrate
 from streams.validator import open_validator
-from streams.workload import Workload
+from streams.workload import METER, Workload
 from tests.conftest import grid_settings, temporary_database
 from tests.standins.linear_server import LinearStandIn
 
@@ -70,7 +70,7 @@ def signed(
     w: Workload, agent: str, body: dict[str, Any], tick: int, pid: str, provenance: dict[str, Any] | None = None
 ) -> bytes:
     """Signed with the agent's next nonce in ``w``, so it follows the workload's own messages."""
-    return encode(build(agent, body, tick, 10, SECRET, pid, w.next_nonce(agent), provenance))
+    return encode(build(agent, body, tick, 10, w.signer(agent), pid, w.next_nonce(agent), provenance))
 
 
 def seed_messages(workload: Workload) -> list[bytes]:
@@ -86,7 +86,7 @@ def seed_messages(workload: Workload) -> list[bytes]:
         workload.genesis(),
         *(m.raw for m in workload.messages(400)),
         signed(workload, "agent001", transfer, 0, GEMINI_PROPOSAL, GEMINI_PROVENANCE),
-        signed(workload, "operator", {"kind": "meter", "readings": [reading]}, 1, "meter-1", {"source": "meter"}),
+        signed(workload, METER, {"kind": "meter", "readings": [reading]}, 1, "meter-1", {"source": "meter"}),
         signed(workload, "operator", governance.breaker("trip", "seeded for the dashboard tests"), 1, "trip-1"),
         *(m.raw for m in workload.messages(20)),  # refused while the breaker is open: CIRCUIT_OPEN
     ]

@@ -38,7 +38,6 @@ from connectors import checkpoints
 from connectors.ledger_store import LedgerStore
 from connectors.migrate import apply_migrations
 from connectors.readmodel.ledger import audit_database
-from core.keyring import Keyring
 from core.rows import Batch, CommitRefused, Rejection
 from core.step import LedgerStep
 from law import State
@@ -46,9 +45,10 @@ from law.decide import EXPIRY_WINDOW_TICKS_MAX, OFFER_OPEN_TICKS_MAX
 from law.ledger import Entry
 from law.policy import DEFAULT_POLICY, POLICY_BOUNDS
 from law.state import SYSTEM_GENESIS, SYSTEM_PRODUCTION, SYSTEM_TREASURY
-from schemas.codec import MESSAGE_BYTES_MAX, encode, key_fingerprint, sign
+from schemas.codec import MESSAGE_BYTES_MAX, encode, sign
 from schemas.envelope import build
 from schemas.keys import derive_key
+from schemas.signing import Ed25519Signer, HmacSigner, Signer, key_fingerprint
 from schemas.types import (
     ACCOUNTS_PER_AGENT_COUNT_MAX,
     BALANCE_MAX,
@@ -60,8 +60,22 @@ from schemas.types import (
     RESOURCES,
     TICK_MAX,
 )
+from streams.workload import synthetic_operator
 from tests.conftest import temporary_database
-from tests.support.world import AGENTS, OPERATOR, SECRET, account, genesis_body
+from tests.support.world import (
+    AGENTS,
+    METER,
+    OPERATOR,
+    OPERATOR_SIGNER,
+    SECRET,
+    account,
+    genesis_body,
+    keyring,
+    operator_key,
+)
+
+WRONG_SECRET = b"not-the-grid-secret"
+VALIDATOR_SIGNER = synthetic_operator(b"fuzz-validator")  # signs this machine's checkpoints
 
 # --- how long it runs --------------------------------------------------------------------------------
 
@@ -185,7 +199,8 @@ GENESIS_POLICIES: tuple[dict[str, int], ...] = (
 )
 MESSAGE_WEIGHTS = {
     "transfer": 4, "offer": 3, "accept": 3, "cancel": 1, "clock": 3, "meter": 2, "policy_set": 1,
-    "breaker_trip": 2, "breaker_resume": 2, "participant_add": 2, "participant_suspend": 1, "genesis_again": 1,
+    "breaker_trip": 2, "breaker_resume": 2, "participant_add": 2, "participant_rekey": 1, "participant_suspend": 1,
+    "genesis_again": 1,
     "resend": 2, "garbage": 2, "batch": 1,
 }  # fmt: skip
 MESSAGE_KINDS = tuple(kind for kind, weight in MESSAGE_WEIGHTS.items() for _ in range(weight))
@@ -246,9 +261,11 @@ class LawMachine(RuleBasedStateMachine):
         self._stack = ExitStack()
         self.url = self._stack.enter_context(temporary_database(self.server_url))
         apply_migrations(self.url)
-        self.store = LedgerStore(self.url, "fuzz", "fuzz.proposals")
+        self.store = LedgerStore(self.url, "fuzz", "fuzz.proposals", VALIDATOR_SIGNER)
         self._stack.callback(self.store.close)
-        self.step = LedgerStep(State(), Keyring(SECRET), "fuzz")
+        self.step = LedgerStep(State(), keyring(), "fuzz")
+        # Every operator key this machine made, by public key: it signs with the one the state names.
+        self.operator_keys: dict[str, Ed25519Signer] = {OPERATOR_SIGNER.public_key: OPERATOR_SIGNER}
         self.offset = 0
         self.pending: list[Entry | Rejection] = []
         self.hold = 0  # decisions still to accumulate before the next commit
@@ -401,11 +418,11 @@ class LawMachine(RuleBasedStateMachine):
         signing = data.draw(st.sampled_from(SIGNING_ATTACKS), label="signing") if self.attack == "signing" else "good"
         literals: dict[int, bytes] = {}
         body = _placeholders(body, literals)
-        secret = b"not-the-grid-secret" if signing == "wrong_secret" else SECRET
-        envelope = build(agent, body, tick, ttl, secret, pid, nonce, provenance)
+        signer = HmacSigner(derive_key(WRONG_SECRET, agent)) if signing == "wrong_secret" else self.signer(agent)
+        envelope = build(agent, body, tick, ttl, signer, pid, nonce, provenance)
         if signing == "other_key":
-            other = data.draw(st.sampled_from([a for a in (OPERATOR, *AGENTS) if a != agent]), label="key of")
-            envelope = sign(envelope, derive_key(SECRET, other))
+            other = data.draw(st.sampled_from([a for a in (OPERATOR, METER, *AGENTS) if a != agent]), label="key of")
+            envelope = sign(envelope, self.signer(other))
         elif signing == "flipped":
             envelope["sig"] = _flip(envelope["sig"])
         elif signing == "tampered":
@@ -421,6 +438,15 @@ class LawMachine(RuleBasedStateMachine):
             self.signed[agent] = max(self.signed.get(agent, 0), nonce)
         self.pids.append(pid)
         return raw
+
+    def signer(self, agent: str) -> Signer:
+        """The key in force for ``agent`` now (after any rekey), or its first one when it is not registered."""
+        info = self.state.agents.get(agent)
+        if info is not None and info.public_key is not None:
+            return self.operator_keys.get(info.public_key, operator_key(agent))
+        if info is None and agent == OPERATOR:
+            return OPERATOR_SIGNER
+        return HmacSigner(derive_key(SECRET, agent, info.key_generation if info else 0))
 
     def registered(self) -> list[str]:
         return sorted(self.state.agents)
@@ -484,18 +510,20 @@ class LawMachine(RuleBasedStateMachine):
         body = genesis_body(opening=opening, **policy)
         for what in before:  # refused before genesis; none of them uses up a nonce
             if what == "meter":
-                raw = build(OPERATOR, {"kind": "meter", "readings": []}, 0, 10, SECRET, "early", 1)
+                raw = build(METER, {"kind": "meter", "readings": []}, 0, 10, self.signer(METER), "early", 1)
             elif what == "transfer":
                 pay = {"kind": "transfer", "from_account": account(AGENTS[0]), "to_account": account(AGENTS[1])}
-                raw = build(AGENTS[0], {**pay, "resource": "energy", "quantity": 1}, 0, 10, SECRET, "early", 1)
+                pay = {**pay, "resource": "energy", "quantity": 1}
+                raw = build(AGENTS[0], pay, 0, 10, self.signer(AGENTS[0]), "early", 1)
             elif what == "by_participant":
-                raw = build(AGENTS[0], body, 0, 10, SECRET, "genesis", 1)
+                raw = build(AGENTS[0], body, 0, 10, self.signer(AGENTS[0]), "genesis", 1)
             elif what == "wrong_secret":
-                raw = build(OPERATOR, body, 0, 10, b"not-the-grid-secret", "genesis", 1)
+                raw = build(OPERATOR, body, 0, 10, operator_key("not-a-founder"), "genesis", 1)
             else:
-                raw = build(OPERATOR, {**body, "policy": {"interest_bps": 10**6}}, 0, 10, SECRET, "genesis", 1)
+                bad = {**body, "policy": {"interest_bps": 10**6}}
+                raw = build(OPERATOR, bad, 0, 10, OPERATOR_SIGNER, "genesis", 1)
             assert isinstance(self.submit(encode(raw), f"pre-genesis {what}"), Rejection)
-        result = self.submit(encode(build(OPERATOR, body, tick, 10, SECRET, "genesis", 1)), "genesis")
+        result = self.submit(encode(build(OPERATOR, body, tick, 10, OPERATOR_SIGNER, "genesis", 1)), "genesis")
         assert isinstance(result, Entry), result
         self.signed[OPERATOR] = 1
 
@@ -552,7 +580,7 @@ class LawMachine(RuleBasedStateMachine):
 
     def send_meter(self, data: st.DataObject) -> None:
         self.begin(data)
-        agent = data.draw(st.sampled_from((OPERATOR,) * 5 + (AGENTS[0], "mallory")), label="metered by")
+        agent = data.draw(st.sampled_from((METER,) * 5 + (OPERATOR, AGENTS[0], "mallory")), label="metered by")
         participants = sorted(self.state.account_owner)
         template = [
             {
@@ -593,7 +621,7 @@ class LawMachine(RuleBasedStateMachine):
         ]
         time = (self.state.tick + data.draw(st.integers(1, 3), label="ticks ahead"), 10)
         body = {"kind": "meter", "readings": readings}
-        self.submit(self.signed_message(data, OPERATOR, body, time), "clock")
+        self.submit(self.signed_message(data, METER, body, time), "clock")
 
     # --- governance --------------------------------------------------------------------------------
 
@@ -645,20 +673,11 @@ class LawMachine(RuleBasedStateMachine):
             ([f"{name}:{i}" for i in range(ACCOUNTS_PER_AGENT_COUNT_MAX + 1)], []),
             "accounts",
         )
-        fingerprint = self.pick(
-            data,
-            (
-                key_fingerprint(derive_key(SECRET, name)),
-                key_fingerprint(derive_key(SECRET, AGENTS[0])),  # someone else's key
-                "0" * 32,  # nobody's key
-            ),
-            ("zz", None),
-            "key_fingerprint",
-        )
+        role = self.pick(data, ("participant", "participant", "meter", "operator"), ("king",), "role")
         participant = {
             "agent": name,
-            "role": self.pick(data, ("participant", "operator"), ("king",), "role"),
-            "key_fingerprint": fingerprint,
+            "role": role,
+            **self.draw_key(data, name, role),
             "accounts": accounts,
             "kind": self.text(data, "kind"),
             "emits_carbon": data.draw(st.booleans(), label="emits_carbon"),
@@ -666,6 +685,49 @@ class LawMachine(RuleBasedStateMachine):
         }
         body = {"kind": "participant_add", "participant": participant}
         self.submit(self.signed_message(data, self.draw_governor(data), body), "participant_add")
+
+    def draw_key(self, data: st.DataObject, name: str, role: Any) -> dict[str, Any]:
+        """A new agent's key: its own, someone else's, nobody's, the wrong kind, or both kinds."""
+        own_fingerprint = key_fingerprint(derive_key(SECRET, name))
+        own_public = operator_key(name).public_key
+        if role == "operator":
+            self.operator_keys[own_public] = operator_key(name)
+            legal = ({"public_key": own_public}, {"public_key": OPERATOR_SIGNER.public_key})
+        else:
+            legal = (
+                {"key_fingerprint": own_fingerprint},
+                {"key_fingerprint": key_fingerprint(derive_key(SECRET, AGENTS[0]))},  # someone else's key
+                {"key_fingerprint": "0" * 32},  # nobody's key
+            )
+        hostile = (
+            {"key_fingerprint": "zz"},
+            {},
+            {"key_fingerprint": own_fingerprint, "public_key": own_public},
+            {"public_key": own_public} if role != "operator" else {"key_fingerprint": own_fingerprint},
+        )
+        return dict(self.pick(data, legal, hostile, "key"))
+
+    def send_participant_rekey(self, data: st.DataObject) -> None:
+        """To the next generation's key, a wrong generation's, an operator's new public key, or nonsense."""
+        self.begin(data)
+        target = self.pick(data, (*AGENTS, METER, OPERATOR, *STRANGERS, *self.registered()), BAD_IDS, "target")
+        info = self.state.agents.get(target)
+        generation = info.key_generation if info else 0
+        fresh = operator_key(f"{target}-{self.next_serial()}")
+        self.operator_keys[fresh.public_key] = fresh
+        key = self.pick(
+            data,
+            (
+                {"key_fingerprint": key_fingerprint(derive_key(SECRET, target, generation + 1))},
+                {"key_fingerprint": key_fingerprint(derive_key(SECRET, target, generation + 2))},
+                {"key_fingerprint": key_fingerprint(derive_key(SECRET, target, generation))},
+                {"public_key": fresh.public_key},
+            ),
+            ({}, {"key_fingerprint": "zz"}),
+            "new key",
+        )
+        body = {"kind": "participant_rekey", "agent": target, **key, "reason": self.text(data, "reason")}
+        self.submit(self.signed_message(data, self.draw_governor(data), body), "participant_rekey")
 
     def send_participant_suspend(self, data: st.DataObject) -> None:
         self.begin(data)

@@ -3,6 +3,7 @@ recorded and alerted; T=0 and checkpoints give the same state; a corrupt checkpo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,15 +17,17 @@ from confluent_kafka import Consumer, TopicPartition
 from connectors import checkpoints
 from connectors.kafka_io import send_proposals
 from connectors.ledger_store import LedgerStore
-from connectors.readmodel.ledger import audit_database
-from core.audit import checkpoint_hash, rebuild_state
+from connectors.readmodel.ledger import PgLedgerReader, audit_database
+from core.audit import CHECKPOINT_SEQ_ANY, checkpoint_hash, rebuild_state
 from core.config import Settings
+from core.identities import validator_signer
+from law.ledger import recompute_hash
 from schemas.records import AlertRecord, IncidentRecord
 from streams.rehydrate import rehydrate
 from streams.validator import open_validator
 from streams.workload import Workload
 from tests.integration.test_validator import SECRET, VERSION, settings
-from tests.support.fold import fold
+from tests.support.fold import fold, workload_keyring
 
 __all__ = ["settings"]  # the fixture, re-used
 
@@ -53,6 +56,7 @@ def cli(settings: Settings, *args: str, env: dict[str, str] | None = None) -> su
         "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "GRID_TOPIC_PREFIX": settings.topic_prefix,
         "GRID_KEY_SECRET": SECRET.hex(),
+        "GRID_FOUNDING_OPERATORS": settings.founding_operators or "",
         "GRID_LOG_LEVEL": "WARNING",
         **(env or {}),
     }
@@ -66,13 +70,13 @@ def sql(settings: Settings, *statements: str) -> None:
             conn.execute(statement.encode())
 
 
-def tamper(settings: Settings, table: str, statement: str) -> None:
+def tamper(settings: Settings, table: str, *statements: str) -> None:
     """What an attacker with superuser rights does: disable the append-only trigger, edit, re-enable."""
     trigger = f"{table}_append_only"
     sql(
         settings,
         f"ALTER TABLE {table} DISABLE TRIGGER {trigger}",
-        statement,
+        *statements,
         f"ALTER TABLE {table} ENABLE TRIGGER {trigger}",
     )
 
@@ -184,10 +188,13 @@ def test_a_corrupt_checkpoint_is_skipped_for_an_earlier_one(settings: Settings, 
 def test_the_validator_starts_from_the_newest_intact_checkpoint(settings: Settings, built: list[bytes]) -> None:
     seqs = checkpoint_seqs(settings)
     sql(settings, f"UPDATE checkpoints SET hash = sha256(hash) WHERE seq = {seqs[-1]}")
-    store = LedgerStore(settings.database_url, "check", settings.topic("proposals"))
+    signer = validator_signer(settings.home)
+    store = LedgerStore(settings.database_url, "check", settings.topic("proposals"), signer)
     skipped: list[tuple[int, str]] = []
     try:
-        state, start = rebuild_state(store.reader, lambda c, reason, _: skipped.append((c.seq, reason)))
+        state, start = rebuild_state(
+            store.reader, lambda c, reason, _: skipped.append((c.seq, reason)), signer.public_key
+        )
         assert (start.checkpoint_seq, skipped) == (seqs[-2], [(seqs[-1], "CHECKPOINT_CORRUPT")])
         expected = fold(built, SECRET, VERSION)
         assert state == expected.state
@@ -196,10 +203,11 @@ def test_the_validator_starts_from_the_newest_intact_checkpoint(settings: Settin
         store.close()
 
 
-def test_a_forged_checkpoint_with_a_valid_hash_is_caught_by_the_fold_from_t0(
+def test_a_forged_checkpoint_with_a_valid_hash_is_refused_at_start_up_and_by_rehydrate(
     settings: Settings, built: list[bytes]
 ) -> None:
-    seq = checkpoint_seqs(settings)[0]
+    seqs = checkpoint_seqs(settings)
+    seq = seqs[-1]
     with psycopg.connect(settings.database_url) as conn:
         ledger_hash, next_offset, text = conn.execute(
             "SELECT ledger_hash, next_offset, state_json FROM checkpoints WHERE seq = %s", (seq,)
@@ -213,10 +221,71 @@ def test_a_forged_checkpoint_with_a_valid_hash_is_caught_by_the_fold_from_t0(
         )
 
     report = rehydrate(settings, None, progress=False)
+    assert [(a.seq, a.reason) for a in report.anomalies] == [(seq, "CHECKPOINT_FORGED")]
 
-    assert [(a.seq, a.reason) for a in report.anomalies] == [(seq, "CHECKPOINT_MISMATCH")]
+    signer = validator_signer(settings.home)
+    store = LedgerStore(settings.database_url, "check", settings.topic("proposals"), signer)
+    skipped: list[tuple[int, str]] = []
+    try:
+        state, start = rebuild_state(
+            store.reader, lambda c, reason, _: skipped.append((c.seq, reason)), signer.public_key
+        )
+        assert (start.checkpoint_seq, skipped) == (seqs[-2], [(seq, "CHECKPOINT_FORGED")])
+        assert state == fold(built, SECRET, VERSION).state
+    finally:
+        store.close()
 
 
 def checkpoint_seqs(settings: Settings) -> list[int]:
     with psycopg.connect(settings.database_url) as conn:
         return [s for (s,) in conn.execute("SELECT seq FROM checkpoints ORDER BY seq")]
+
+
+@pytest.mark.parametrize("rewritten", ["postings", "proposal"])
+def test_an_entry_rewritten_with_every_later_hash_recomputed_is_named_by_verify(
+    settings: Settings, built: list[bytes], rewritten: str
+) -> None:
+    """A forger who owns the tables moves 900,000 units instead of the transfer's few and recomputes the
+    chain from there on: the hashes all check, but re-deciding the stored proposal names the seq."""
+    seq = first_transfer_seq(settings, 1_000)
+    forge_from(settings, seq, rewritten)
+    chain_only = audit_database(settings.database_url)
+    assert not [p for p in chain_only.problems if p.where.startswith("seq")], "the chain alone no longer tells"
+
+    report = audit_database(settings.database_url, workload_keyring(SECRET))
+    assert [(p.where, p.reason) for p in report.problems if p.where.startswith("seq")] == [
+        (f"seq {seq}", "DECISION_MISMATCH")
+    ]
+    done = cli(settings, "verify")
+    assert done.returncode == 1 and f"MISMATCH seq {seq}: DECISION_MISMATCH" in done.stdout
+    expected = "BAD_SIGNATURE" if rewritten == "proposal" else "is not what the law decides"
+    assert expected in done.stdout
+
+
+def forge_from(settings: Settings, seq: int, rewritten: str) -> None:
+    """Entry ``seq`` moves 900,000 units (its proposal too, if ``rewritten`` says so); it and every later
+    entry get hashes recomputed to match, as the table's owner can write them."""
+    forged_quantity = 900_000
+    with psycopg.connect(settings.database_url) as conn:
+        entries = list(PgLedgerReader(conn, settings.database_url).entries(seq, CHECKPOINT_SEQ_ANY))
+    first = entries[0]
+    postings = tuple((a, r, forged_quantity if q > 0 else -forged_quantity) for a, r, q in first.postings)
+    proposal_json = first.proposal_json
+    if rewritten == "proposal":
+        proposal = orjson.loads(proposal_json)
+        proposal["body"]["quantity"] = forged_quantity
+        proposal_json = orjson.dumps(proposal, option=orjson.OPT_SORT_KEYS).decode()
+    prev_hash, rows = first.prev_hash, []
+    for entry in [dataclasses.replace(first, postings=postings, proposal_json=proposal_json), *entries[1:]]:
+        entry = dataclasses.replace(entry, prev_hash=prev_hash)
+        entry = dataclasses.replace(entry, hash=recompute_hash(entry))
+        rows.append((entry.proposal_json, entry.prev_hash, entry.hash, entry.seq))
+        prev_hash = entry.hash
+    statements = [f"UPDATE postings SET amount = sign(amount) * {forged_quantity} WHERE seq = {seq}"]
+    tamper(settings, "postings", *statements)
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute("ALTER TABLE ledger DISABLE TRIGGER ledger_append_only")
+        conn.cursor().executemany(
+            "UPDATE ledger SET proposal_json = %s, prev_hash = %s, hash = %s WHERE seq = %s", rows
+        )
+        conn.execute("ALTER TABLE ledger ENABLE TRIGGER ledger_append_only")

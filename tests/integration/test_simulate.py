@@ -24,10 +24,12 @@ from agents.wiring import ADVERSARY
 from connectors.gemini import GeminiConfig
 from core import config
 from core.config import Settings
+from core.identities import create_operator
 from tests.standins.gemini_server import API_KEY_DEFAULT, GeminiStandIn
 from tests.support.attacks import ATTACK_REASONS
 
 SECRET = bytes(range(32))
+OPERATOR_SEED = bytes(range(32, 64))
 SEED = 7
 GEMINI_AGENT = "gas-1"  # holds surplus energy and water, so its heuristic fallback always proposes
 MODEL = "gemini-2.5-flash"
@@ -38,6 +40,8 @@ def settings(kafka_bootstrap: str, database_url: str, tmp_path: Any, monkeypatch
     # The validator process stamps this on every entry; pinned so both runs of a pair hash the same
     # even if the working tree changes between them.
     monkeypatch.setenv("GRID_VALIDATOR_VERSION", "test-simulate")
+    # The scenario's operator with a fixed key, so the genesis's signature (and the head) is pinned.
+    create_operator(tmp_path, "operator", seed=OPERATOR_SEED)
     return config.load().replace(
         home=tmp_path, kafka_bootstrap_external=kafka_bootstrap, database_url_external=database_url
     )
@@ -279,8 +283,10 @@ def test_gemini_proposes_and_falls_back_to_the_heuristic(
 
 # The head of the default scenario's 8-tick run (seed 7, fixed key secret and law version): a change
 # that alters any decision or byte moves it. 6014ee39… before and after the architecture refactor;
-# 771c7d18… since envelopes carry nonces, entries format 2 and the carbon tax is by quantity.
-PINNED_HEAD_HASH = "771c7d183879ef32c10909e97924df05275f3c795c120d8bd4cd1e9699b364cd"
+# 771c7d18… since envelopes carry nonces, entries format 2 and the carbon tax is by quantity;
+# 974cfd0e… since the operator signs with Ed25519, the meter is its own principal and entries
+# (format 3) keep the proposal's signature.
+PINNED_HEAD_HASH = "974cfd0e301004d720bf9eecf8b3180539743692f70786f3a3210445e4a5b43f"
 
 
 def test_the_default_run_reaches_the_pinned_head(default_run: Summary) -> None:

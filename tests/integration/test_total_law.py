@@ -21,7 +21,7 @@ from schemas.codec import encode
 from schemas.envelope import build
 from schemas.types import BALANCE_MAX
 from streams.validator import EXIT_COMMIT_REFUSED, open_validator
-from streams.workload import genesis
+from streams.workload import METER, OPERATOR, genesis, stream_signer
 from tests.integration.test_validator import SECRET, VERSION, settings
 
 __all__ = ["settings"]
@@ -42,12 +42,14 @@ class Grid:
         raw = orjson.loads(genesis(SECRET, AGENTS, "genesis", policy))
         hospital = next(p for p in raw["body"]["participants"] if p["agent"] == "hospital")
         hospital["critical_load"] = True
-        send_proposals(self.settings, [encode(build("operator", raw["body"], 0, 10, SECRET, "genesis", 1))])
+        signed = build(OPERATOR, raw["body"], 0, 10, stream_signer(SECRET, OPERATOR), "genesis", 1)
+        send_proposals(self.settings, [encode(signed)])
         assert self.decide("genesis") == "ACCEPTED"
 
     def envelope(self, agent: str, body: dict[str, Any], pid: str, tick: int | None = None) -> bytes:
         self.nonces[agent] = self.nonces.get(agent, 0) + 1
-        return encode(build(agent, body, self.tick if tick is None else tick, 10, SECRET, pid, self.nonces[agent]))
+        tick = self.tick if tick is None else tick
+        return encode(build(agent, body, tick, 10, stream_signer(SECRET, agent), pid, self.nonces[agent]))
 
     def send(self, agent: str, body: dict[str, Any], pid: str, tick: int | None = None) -> str:
         send_proposals(self.settings, [self.envelope(agent, body, pid, tick)])
@@ -59,7 +61,7 @@ class Grid:
 
     def meter(self, readings: list[dict[str, Any]] | None = None) -> str:
         self.tick += 1
-        return self.send("operator", {"kind": "meter", "readings": readings or []}, f"meter-{self.tick}")
+        return self.send(METER, {"kind": "meter", "readings": readings or []}, f"meter-{self.tick}")
 
     def decide(self, pid: str) -> str:
         """Run the validator until idle; the latest decision on ``pid`` ("ACCEPTED" or the reason)."""
@@ -221,6 +223,7 @@ def test_a_batch_the_store_refuses_halts_the_validator_with_a_diagnosis(grid: Gr
         "GRID_KAFKA_BOOTSTRAP": grid.settings.kafka_bootstrap,
         "GRID_TOPIC_PREFIX": grid.settings.topic_prefix,
         "GRID_KEY_SECRET": SECRET.hex(),
+        "GRID_FOUNDING_OPERATORS": grid.settings.founding_operators or "",
         "GRID_VALIDATOR_VERSION": VERSION,
     }
     command = [sys.executable, "-m", "gridgov.cli", "validator", "--metrics-port", "0", "--idle-exit-s", "3"]

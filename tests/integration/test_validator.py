@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import psycopg
@@ -16,7 +17,10 @@ from confluent_kafka import Consumer
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import send_proposals
 from connectors.readmodel.ledger import audit_database
+from core import agent_keys
 from core.config import Settings
+from schemas.codec import encode
+from schemas.envelope import build
 from streams.validator import open_validator
 from streams.workload import Workload
 from tests.conftest import grid_settings
@@ -156,21 +160,38 @@ def cli(settings: Settings, *args: str, stdin: bytes = b"") -> subprocess.Comple
         "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "GRID_DATABASE_URL": settings.database_url,
         "GRID_KEY_SECRET": SECRET.hex(),
+        "GRID_FOUNDING_OPERATORS": settings.founding_operators or "",
     }
     return subprocess.run(
         [sys.executable, "-m", "gridgov.cli", *args], input=stdin, env=env, capture_output=True, timeout=60, check=True
     )
 
 
-def test_cli_propose_signs_flags_and_sends_raw_bytes_as_given(settings: Settings) -> None:
-    body = orjson.loads(Workload(SECRET, agent_count=2, seed=1).genesis())["body"]
-    pid = (
-        cli(settings, "propose", "--agent", "operator", "--tick", "0", stdin=orjson.dumps(body)).stdout.decode().strip()
-    )
+def test_an_agent_with_its_own_key_file_signs_as_itself_and_nothing_more(settings: Settings, tmp_path: Path) -> None:
+    send_proposals(settings, [Workload(SECRET, agent_count=2, seed=1).genesis()])
+    key_file = tmp_path / "agent000.key"
+    cli(settings, "keys", "issue", "agent000", "--out", str(key_file))
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    pay = {"kind": "transfer", "to_account": "agent001:main", "resource": "energy", "quantity": 5}
+    own = cli(settings, "propose", "--key", str(key_file), stdin=orjson.dumps({**pay, "from_account": "agent000:main"}))
+    policy = {"kind": "policy_set", "params": {"carbon_tax_per_kwh": 0}}
+    governs = cli(settings, "propose", "--key", str(key_file), "--nonce", "2", stdin=orjson.dumps(policy))
+    # The key file in hand, claiming to be another participant or the operator: the law knows better.
+    signer = agent_keys.load(key_file).signer
+    as_other = build("agent001", {**pay, "from_account": "agent001:main"}, 0, 10, signer, "as-agent001", 1)
+    as_operator = build("operator", policy, 0, 10, signer, "as-operator", 2)
+    send_proposals(settings, [encode(as_other), encode(as_operator)])
     cli(settings, "propose", "--raw", stdin=b"\x00not a proposal")
     run_validator(settings)
     with psycopg.connect(settings.database_url) as conn:
-        assert conn.execute("SELECT kind FROM ledger WHERE proposal_id = %s", (pid,)).fetchone() == ("genesis",)
-        assert conn.execute("SELECT reason_code FROM rejections").fetchall() == [("MALFORMED",)]
+        own_id, governs_id = own.stdout.decode().strip(), governs.stdout.decode().strip()
+        assert conn.execute("SELECT agent FROM ledger WHERE proposal_id = %s", (own_id,)).fetchone() == ("agent000",)
+        reasons = dict(conn.execute("SELECT proposal_id, reason_code FROM rejections").fetchall())
+    assert reasons == {
+        governs_id: "UNAUTHORIZED",
+        "as-agent001": "BAD_SIGNATURE",
+        "as-operator": "BAD_SIGNATURE",
+        None: "MALFORMED",
+    }
     verify_run = cli(settings, "verify")
     assert b"verified" in verify_run.stdout

@@ -33,6 +33,7 @@ def validator_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "GRID_DATABASE_URL": settings.database_url,
         "GRID_KEY_SECRET": SECRET.hex(),
+        "GRID_FOUNDING_OPERATORS": settings.founding_operators or "",
         "GRID_VALIDATOR_VERSION": VERSION,
         "GRID_LOG_LEVEL": "WARNING",
     }

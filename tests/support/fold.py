@@ -10,6 +10,7 @@ from core.rows import Rejection
 from core.step import LedgerStep
 from law import State
 from law.ledger import Entry
+from streams.workload import synthetic_operator
 
 
 @dataclass
@@ -19,9 +20,14 @@ class Expected:
     state: State = field(default_factory=State)
 
 
+def workload_keyring(secret: bytes) -> Keyring:
+    """The validator's keys for a ``streams.workload`` stream: its founder is the synthetic operator."""
+    return Keyring(secret, [synthetic_operator(secret).public_key])
+
+
 def fold(raws: list[bytes], secret: bytes, version: str, first_offset: int = 0) -> Expected:
     out = Expected()
-    step = LedgerStep(out.state, Keyring(secret), version)
+    step = LedgerStep(out.state, workload_keyring(secret), version)
     for offset, raw in enumerate(raws, start=first_offset):
         result = step.step(raw, offset)
         if isinstance(result, Rejection):

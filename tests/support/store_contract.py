@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from connectors.ledger_store import LedgerStoreContract
 from core.audit import LedgerReader, verify
-from core.keyring import Keyring
 from core.outgoing import LEDGER_STREAM, REJECTION_STREAM
 from core.rows import Batch, Position, Rejection
 from core.step import LedgerStep
 from law import State
 from law.ledger import GENESIS_PREV_HASH
 from streams.workload import Workload
+from tests.support.fold import workload_keyring
 
 SECRET = bytes(range(32))
 VERSION = "contract"
@@ -23,7 +23,7 @@ def stepped(count: int, batch_count: int = BATCH_COUNT) -> tuple[LedgerStep, lis
     """A workload of ``count`` messages after its genesis, decided by the ledger step, cut into batches."""
     w = Workload(SECRET, agent_count=6, seed=3, run_id="contract")
     raws = [w.genesis()] + [m.raw for m in w.messages(count)]
-    step = LedgerStep(State(), Keyring(SECRET), VERSION)
+    step = LedgerStep(State(), workload_keyring(SECRET), VERSION)
     batches = []
     for first in range(0, len(raws), batch_count):
         batch = Batch(next_offset=first)

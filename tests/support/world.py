@@ -16,7 +16,7 @@ from law.state import consume
 from schemas.codec import encode
 from schemas.envelope import build
 from schemas.keys import derive_key
-from schemas.signing import HmacSigner, Signer, key_fingerprint
+from schemas.signing import Ed25519Signer, HmacSigner, Signer, key_fingerprint
 from schemas.types import RESOURCES
 from streams.workload import synthetic_operator
 
@@ -32,8 +32,17 @@ def keyring() -> Keyring:
     return Keyring(SECRET, [OPERATOR_SIGNER.public_key])
 
 
+# Operators these tests registered (``participant(name, "operator")``), each with a key of its own.
+_OPERATORS: dict[str, Ed25519Signer] = {OPERATOR: OPERATOR_SIGNER}
+
+
+def operator_key(agent: str) -> Ed25519Signer:
+    return _OPERATORS.setdefault(agent, synthetic_operator(SECRET + agent.encode()))
+
+
 def signer(agent: str) -> Signer:
-    return OPERATOR_SIGNER if agent == OPERATOR else HmacSigner(derive_key(SECRET, agent))
+    """An operator's Ed25519 key, else the agent's HMAC key derived from SECRET."""
+    return _OPERATORS[agent] if agent in _OPERATORS else HmacSigner(derive_key(SECRET, agent))
 
 
 def account(agent: str) -> str:
@@ -42,7 +51,7 @@ def account(agent: str) -> str:
 
 def participant(agent: str, role: str = "participant", **extra: Any) -> dict[str, Any]:
     if role == "operator":
-        key = {"public_key": OPERATOR_SIGNER.public_key}
+        key = {"public_key": operator_key(agent).public_key}
     else:
         key = {"key_fingerprint": key_fingerprint(derive_key(SECRET, agent))}
     return {"agent": agent, "role": role, **key, "accounts": [account(agent)], **extra}

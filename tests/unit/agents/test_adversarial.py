@@ -11,6 +11,7 @@ from agents.adversarial import AdversarialStrategy, Attack
 from agents.view import AgentView, OpenOffer
 from schemas import codec
 from schemas.proposal import ENVELOPE_VERSION
+from schemas.signing import HmacSigner, hmac_valid
 from schemas.types import QUANTITY_MAX
 from tests.support.attacks import ATTACK_REASONS
 
@@ -53,7 +54,7 @@ def envelope(attack: Attack) -> bytes:
         "expires_tick": 25,
         "body": attack.body,
     }
-    return codec.encode(codec.sign(unsigned, WRONG_KEY if attack.sign_with_wrong_key else KEY))
+    return codec.encode(codec.sign(unsigned, HmacSigner(WRONG_KEY if attack.sign_with_wrong_key else KEY)))
 
 
 @pytest.fixture
@@ -88,14 +89,14 @@ def test_not_json_is_malformed(attacks: dict[str, Attack]) -> None:
 def test_bad_signature_decodes_but_does_not_verify(attacks: dict[str, Attack]) -> None:
     decoded = codec.decode(envelope(attacks["bad_signature"]))
     assert isinstance(decoded, codec.Decoded)
-    assert not codec.signature_valid(decoded.signed_bytes, decoded.sig, KEY)
+    assert not hmac_valid(decoded.signed_bytes, decoded.sig, KEY)
 
 
 @pytest.mark.parametrize("name", ["overspend", "spend_victim_account", "replay", "self_trade"])
 def test_rule_breaking_attacks_are_well_formed_and_correctly_signed(attacks: dict[str, Attack], name: str) -> None:
     decoded = codec.decode(envelope(attacks[name]))
     assert isinstance(decoded, codec.Decoded), decoded
-    assert codec.signature_valid(decoded.signed_bytes, decoded.sig, KEY)
+    assert hmac_valid(decoded.signed_bytes, decoded.sig, KEY)
 
 
 def test_rule_breaches(attacks: dict[str, Attack]) -> None:

@@ -12,6 +12,7 @@ from agents.meter import SHAPES_PERMILLE, TICKS_PER_DAY, forecast, meter_proposa
 from agents.scenario import Scenario
 from schemas import codec
 from schemas.keys import derive_key
+from schemas.signing import HmacSigner, hmac_valid
 from schemas.types import READINGS_COUNT_MAX
 
 SECRET = b"meter-test-secret"
@@ -87,12 +88,13 @@ def test_shapes_are_a_day_of_per_mille_factors() -> None:
         assert max(shape) == 1_000, name
 
 
-def test_the_meter_proposal_is_signed_by_the_operator_and_decodes(grid: Scenario) -> None:
-    proposal = meter_proposal(grid, 1, 6, "run-a", SECRET, 7)
+def test_the_meter_proposal_is_signed_by_the_meter_and_decodes(grid: Scenario) -> None:
+    signer = HmacSigner(derive_key(SECRET, grid.meter))
+    proposal = meter_proposal(grid, 1, 6, "run-a", signer, 7)
     decoded = codec.decode(codec.encode(proposal))
     assert isinstance(decoded, codec.Decoded), decoded
     p = decoded.proposal
-    assert (p.id, p.agent, p.tick, p.body.kind) == ("run-a-meter-6", grid.operator, 6, "meter")
+    assert (p.id, p.agent, p.tick, p.body.kind) == ("run-a-meter-6", grid.meter, 6, "meter")
     assert p.provenance is not None and p.provenance.source == "meter"
-    assert codec.signature_valid(decoded.signed_bytes, decoded.sig, derive_key(SECRET, grid.operator))
-    assert proposal == meter_proposal(grid, 1, 6, "run-a", SECRET, 7), "byte-for-byte reproducible"
+    assert hmac_valid(decoded.signed_bytes, decoded.sig, signer.key)
+    assert proposal == meter_proposal(grid, 1, 6, "run-a", signer, 7), "byte-for-byte reproducible"

@@ -9,7 +9,6 @@ import pytest
 from confluent_kafka import Message, TopicPartition
 
 from connectors.memory_store import MemoryLedgerStore
-from core.keyring import Keyring
 from core.outgoing import Outgoing
 from core.rows import Batch, Position
 from core.step import LedgerStep
@@ -17,7 +16,7 @@ from law import State
 from law.ledger import GENESIS_PREV_HASH
 from streams.validator import Validator
 from streams.workload import Workload
-from tests.support.fold import fold
+from tests.support.fold import fold, workload_keyring
 from tests.support.store_contract import SECRET, VERSION, StoreContract
 
 
@@ -74,7 +73,7 @@ def test_the_validator_on_the_memory_store_writes_what_the_pure_fold_gives() -> 
     w = Workload(SECRET, agent_count=8, seed=5, run_id="mem")
     raws = [w.genesis()] + [m.raw for m in w.messages(1_200)]
     store, consumer, relay = MemoryLedgerStore(), ListConsumer("grid.proposals", raws), ListRelay()
-    step = LedgerStep(State(), Keyring(SECRET), VERSION)
+    step = LedgerStep(State(), workload_keyring(SECRET), VERSION)
     validator = Validator(store, consumer, relay, step, Position(0, -1, GENESIS_PREV_HASH), "grid.proposals", 100)
     validator.run_until(len(raws), stall_s=5)
     validator.run(threading.Event(), idle_exit_s=0)

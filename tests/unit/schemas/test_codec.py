@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from schemas.codec import MESSAGE_BYTES_MAX, Decoded, DecodeError, decode, encode, sign
 from schemas.export import JSON_DIR, MODELS, render
 from schemas.proposal import ENVELOPE_VERSION
+from schemas.signing import HmacSigner
 from schemas.types import QUANTITY_MAX
 
-KEY = b"k" * 32
+KEY = HmacSigner(b"k" * 32)
 
 
 def transfer(quantity: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from law.policy import DEFAULT_POLICY
 from schemas import codec
 from schemas.codec import MESSAGE_BYTES_MAX, Decoded, DecodeError, decode, encode, printable
 from schemas.envelope import build
+from schemas.signing import HmacSigner
 from schemas.types import (
     ACCOUNTS_PER_AGENT_COUNT_MAX,
     MEMO_LENGTH_MAX,
@@ -41,7 +42,7 @@ FULL_PROVENANCE = {
 
 
 def envelope(body: dict[str, Any], provenance: dict[str, Any] | None = None, agent: str = "a") -> dict[str, Any]:
-    return build(agent, body, tick=1, ttl=2, secret=SECRET, pid="p1", nonce=1, provenance=provenance)
+    return build(agent, body, tick=1, ttl=2, signer=HmacSigner(SECRET), pid="p1", nonce=1, provenance=provenance)
 
 
 def rejected(raw: bytes | None) -> DecodeError:
