@@ -34,7 +34,7 @@ from agents.summary import Summary, collect
 from agents.wiring import Cast, adversary_spec, cast_agents, strategy_plan
 from core.config import Settings
 from core.identities import operator_signer
-from core.keyring import validator_keyring
+from core.keyring import Keyring
 from core.process import Service
 from schemas.keys import derive_key
 from schemas.signing import HmacSigner, key_fingerprint
@@ -45,15 +45,18 @@ SERVICE_STOP_TIMEOUT_S = 15.0
 AGENT_JOIN_TIMEOUT_S = 5.0
 
 
-def start_services(ns: Namespace, config: SimulationConfig, secret: bytes) -> list[Service]:
-    """The validator (first) and the extra services, all pointed at the run's namespace."""
-    env = {**os.environ, **ns.settings.as_env()}
+def start_services(ns: Namespace, config: SimulationConfig, secret: bytes, founder: str) -> list[Service]:
+    """The validator (first) and the extra services, all pointed at the run's namespace; the validator
+    trusts ``founder`` (the scenario operator's public key) to sign the run's genesis."""
+    # The other services never hold the root secret (an empty variable hides an inherited one).
+    env = {**os.environ, **ns.settings.replace(key_secret=None).as_env()}
     # Exit on its own if we die without stopping it: longer than any wait of ours between messages.
     idle_exit_s = str(int(max(config.tick_timeout_s, DECIDE_TIMEOUT_S) * 4))
     validator = (sys.executable, "-m", "gridgov.cli", "validator", "--metrics-port", "0", "--idle-exit-s", idle_exit_s)
     logs = ns.settings.home / "runs" / ns.run_id
-    # Only the validator verifies signatures, so only it is given the secret the agents sign with.
-    validator_env = {**os.environ, **ns.settings.replace(key_secret=secret.hex()).as_env()}
+    # Only the validator verifies signatures, so only it is given the secret the agents' keys derive from.
+    validator_settings = ns.settings.replace(key_secret=secret.hex(), founding_operators=founder)
+    validator_env = {**os.environ, **validator_settings.as_env()}
     services = [Service("validator", validator, validator_env, logs / "validator.log")]
     return services + [Service(name, argv, env, logs / f"{name}.log") for name, argv in config.extra_services]
 
@@ -72,11 +75,11 @@ def run(config: SimulationConfig, settings: Settings, secret: bytes) -> Summary:
     cast = Cast()
     # Undone in reverse: agents halted first, the validator stopped last, whatever failed on the way.
     with contextlib.ExitStack() as cleanup:
-        services = start_services(ns, config, secret)
+        operator = operator_signer(settings.home, config.scenario.operator)
+        services = start_services(ns, config, secret, operator.public_key)
         for service in services:
             cleanup.callback(service.stop, SERVICE_STOP_TIMEOUT_S)
         signers = {a: HmacSigner(derive_key(secret, a)) for a in [config.scenario.meter, *(s.agent for s in specs)]}
-        operator = operator_signer(settings.home, config.scenario.operator)
         clock = Clock(config, ns, operator, signers.pop(config.scenario.meter), outbox, services[0])
         cleanup.callback(clock.close)
         cleanup.callback(cast.close)
@@ -88,7 +91,7 @@ def run(config: SimulationConfig, settings: Settings, secret: bytes) -> Summary:
             loop.start()
         _run_ticks(config, clock)
         clock.drain()
-    return collect(ns, config, clock, cast, time.monotonic() - started, validator_keyring(ns.settings, secret))
+    return collect(ns, config, clock, cast, time.monotonic() - started, Keyring(secret, [operator.public_key]))
 
 
 def _halt(cast: Cast, stop: threading.Event) -> None:

@@ -164,7 +164,7 @@ def render(s: Summary) -> str:
 
 
 def _verdicts(s: Summary) -> str:
-    checked = "ok (hash chain, conservation, world_state, offsets)"
+    checked = "ok (hash chain, signatures and the law re-run on every entry, conservation, world_state, offsets)"
     if s.verify_problems:
         checked = f"{len(s.verify_problems)} PROBLEMS, first: {s.verify_problems[0]}"
     reproducible = "yes: the same scenario and seed give the same head hash"

@@ -29,7 +29,7 @@ from connectors.kafka_io import proposal_producer, send_proposals
 from connectors.migrate import apply_migrations
 from core.config import Settings
 from streams.validator import BATCH_COUNT_MAX, open_validator
-from streams.workload import Workload
+from streams.workload import Workload, synthetic_operator
 
 SECRET = bytes(range(32))
 LATENCY_RATE_PER_S = 10_000
@@ -61,7 +61,9 @@ def scratch(settings: Settings) -> Iterator[Settings]:
     url = server.rsplit("/", 1)[0] + f"/{tag}"
     try:
         apply_migrations(url)
-        s = settings.replace(topic_prefix=tag, database_url_external=url)
+        # The synthetic stream's operator founds the benchmark's ledger.
+        founder = synthetic_operator(SECRET).public_key
+        s = settings.replace(topic_prefix=tag, database_url_external=url, founding_operators=founder)
         ensure_topics(s)
         yield s
     finally:

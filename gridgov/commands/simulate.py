@@ -124,8 +124,11 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def run_environment(settings: config.Settings, summary: Summary) -> dict[str, str]:
-    """The environment of a command that works on the run's database and topics."""
-    run_settings = settings.replace(database_url_external=summary.database_url, topic_prefix=summary.topic_prefix)
+    """The environment of a command that works on the run's database and topics: the sinks and the
+    dashboard, which never hold the root secret."""
+    run_settings = settings.replace(
+        database_url_external=summary.database_url, topic_prefix=summary.topic_prefix, key_secret=None
+    )
     return {**os.environ, **run_settings.as_env()}
 
 
