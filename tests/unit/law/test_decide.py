@@ -10,8 +10,22 @@ from law.ledger import as_accepted
 from law.snapshot import from_json, to_json
 from law.state import consume, inconsistency
 from schemas.codec import encode
+from schemas.envelope import build
+from schemas.keys import derive_key
+from schemas.signing import HmacSigner, key_fingerprint
 from schemas.types import BALANCE_MAX, RESOURCES
-from tests.support.world import AGENTS, OPERATOR, World, account, genesis_body
+from tests.support.world import (
+    AGENTS,
+    METER,
+    OPERATOR,
+    SECRET,
+    World,
+    account,
+    genesis_body,
+    operator_key,
+    refold,
+    signer,
+)
 
 
 def reason(decision: Accepted | Rejected) -> str:
@@ -315,3 +329,66 @@ def test_a_genesis_whose_openings_cross_the_bound_is_refused() -> None:
     world = World()
     assert reason(world.submit(OPERATOR, genesis_body(agents=many, opening=10**15))) == "LIMIT_EXCEEDED"
     assert reason(world.submit(OPERATOR, genesis_body(agents=many[:9], opening=10**15))) == "ACCEPTED"
+
+
+# --- principals: each role signs only its own kinds, with the key in force ------------------------
+
+
+def test_each_role_signs_only_its_own_kinds() -> None:
+    world = World().start()
+    reading = {"kind": "meter", "readings": []}
+    trip = {"kind": "breaker_trip", "reason": "drill"}
+    assert reason(world.submit("solar", reading, tick=1)) == "UNAUTHORIZED"  # a participant is no meter
+    assert reason(world.submit(OPERATOR, reading, tick=1)) == "UNAUTHORIZED"  # nor is a person
+    assert reason(world.submit(METER, transfer("meter", "solar", 1))) == "UNAUTHORIZED"
+    assert reason(world.submit(METER, trip)) == "UNAUTHORIZED"
+    assert reason(world.submit(OPERATOR, transfer(OPERATOR, "solar", 1))) == "UNAUTHORIZED"
+    assert reason(world.submit(METER, reading, tick=1)) == "ACCEPTED"
+    assert reason(world.submit(OPERATOR, trip)) == "ACCEPTED"
+
+
+def test_a_participant_key_cannot_sign_as_the_operator_or_another_participant() -> None:
+    world = World().start()
+    solar_key = signer("solar")
+    as_operator = build(OPERATOR, {"kind": "breaker_trip", "reason": "x"}, 0, 10, solar_key, "forged-op", 1)
+    as_hospital = build("hospital", transfer("hospital", "solar", 10), 0, 10, solar_key, "forged-h", 1)
+    assert reason(world.submit_raw(encode(as_operator))) == "BAD_SIGNATURE"
+    assert reason(world.submit_raw(encode(as_hospital))) == "BAD_SIGNATURE"
+
+
+def test_only_a_founder_the_validator_trusts_can_sign_the_genesis() -> None:
+    stranger = operator_key("stranger")
+    body = genesis_body()
+    body["participants"][0] = {**body["participants"][0], "public_key": stranger.public_key}
+    world = World()
+    raw = build(OPERATOR, body, 0, 10, stranger, "genesis", 1)
+    assert reason(world.submit_raw(encode(raw))) == "UNAUTHORIZED"
+    assert world.state.seq_next == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ({"key_fingerprint": "0" * 32}, "UNKNOWN_KEY"),
+        ({"public_key": "ab" * 32}, "MALFORMED"),
+        ({}, "MALFORMED"),
+    ],
+)
+def test_a_participant_is_registered_with_a_key_the_validator_can_verify(key: dict, expected: str) -> None:
+    world = World().start()
+    new = {"agent": "newcomer", "role": "participant", **key, "accounts": ["newcomer:main"]}
+    assert reason(world.submit(OPERATOR, {"kind": "participant_add", "participant": new})) == expected
+
+
+def test_a_rekeyed_participant_signs_with_its_next_key_from_the_next_entry_on() -> None:
+    world = World().start()
+    old = world.envelope("solar", transfer("solar", "hospital", 1))
+    next_key = derive_key(SECRET, "solar", 1)
+    body = {"kind": "participant_rekey", "agent": "solar", "key_fingerprint": key_fingerprint(next_key)}
+    assert reason(world.submit("solar", body)) == "UNAUTHORIZED"
+    assert reason(world.submit(OPERATOR, body)) == "ACCEPTED"
+    assert world.state.agents["solar"].key_generation == 1
+    assert reason(world.submit_raw(encode(old))) == "BAD_SIGNATURE"  # signed before, sent after
+    fresh = build("solar", transfer("solar", "hospital", 1), 0, 10, HmacSigner(next_key), "after", 3)
+    assert reason(world.submit_raw(encode(fresh))) == "ACCEPTED"
+    assert refold(world.decided) == world.state
