@@ -28,7 +28,7 @@ from connectors.kafka_io import send_proposals
 from core.config import Settings
 from streams.rehydrate import rehydrate
 from streams.validator import open_validator
-from streams.workload import Workload
+from streams.workload import OPERATOR, Workload, synthetic_operator
 from tests.conftest import grid_settings
 from tests.integration.test_dashboard_apptest import (
     GEMINI_PROPOSAL,
@@ -218,7 +218,7 @@ def test_live_metrics_explorer_and_resuming_a_tripped_breaker(
         shoot(page, "ledger")
 
         # An operator trips the breaker (CLI path); the console resumes it.
-        governance.send(settings, governance.breaker("trip", "e2e: manual trip"))
+        governance.send(settings, governance.breaker("trip", "e2e: manual trip"), OPERATOR, synthetic_operator(SECRET))
         wait_until(lambda: breaker_open(settings), "the breaker is open")
         open_page(page, "governance")
         page.get_by_role("textbox", name="Password").fill(PASSWORD)

@@ -32,17 +32,19 @@ def keyring() -> Keyring:
     return Keyring(SECRET, [OPERATOR_SIGNER.public_key])
 
 
-# Operators these tests registered (``participant(name, "operator")``), each with a key of its own.
-_OPERATORS: dict[str, Ed25519Signer] = {OPERATOR: OPERATOR_SIGNER}
+# Names these tests registered as operators (``participant(name, "operator")``): they sign with
+# ``operator_key(name)``, everyone else with an HMAC key.
+_OPERATOR_NAMES = {OPERATOR}
 
 
 def operator_key(agent: str) -> Ed25519Signer:
-    return _OPERATORS.setdefault(agent, synthetic_operator(SECRET + agent.encode()))
+    """A fixed Ed25519 key per name (OPERATOR's is the founder's)."""
+    return OPERATOR_SIGNER if agent == OPERATOR else synthetic_operator(SECRET + agent.encode())
 
 
 def signer(agent: str) -> Signer:
-    """An operator's Ed25519 key, else the agent's HMAC key derived from SECRET."""
-    return _OPERATORS[agent] if agent in _OPERATORS else HmacSigner(derive_key(SECRET, agent))
+    """A registered operator's Ed25519 key, else the agent's HMAC key derived from SECRET."""
+    return operator_key(agent) if agent in _OPERATOR_NAMES else HmacSigner(derive_key(SECRET, agent))
 
 
 def account(agent: str) -> str:
@@ -51,6 +53,7 @@ def account(agent: str) -> str:
 
 def participant(agent: str, role: str = "participant", **extra: Any) -> dict[str, Any]:
     if role == "operator":
+        _OPERATOR_NAMES.add(agent)
         key = {"public_key": operator_key(agent).public_key}
     else:
         key = {"key_fingerprint": key_fingerprint(derive_key(SECRET, agent))}
