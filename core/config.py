@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         alias="GRID_SINK_CONFLICT_WINDOW_S",
         description="tumbling window in which alike rejections make one Linear conflict",
     )
+    sink_conflicts_per_window_max: int = Field(
+        default=50,
+        ge=1,
+        alias="GRID_SINK_CONFLICTS_PER_WINDOW_MAX",
+        description="Linear issues opened for conflicts per window; beyond it they fold into one overflow issue",
+    )
     sink_linger_s: float = Field(
         default=1.0,
         alias="GRID_SINK_LINGER_S",

@@ -21,13 +21,17 @@ LEDGER_STREAM, REJECTION_STREAM = "ledger-events", "rejections"
 
 
 def rejection_record(r: Rejection) -> Outgoing:
-    provenance = orjson.loads(r.provenance_json) if r.provenance_json else None
+    """The rejection as consumers read it. An unauthenticated one carries no agent, kind or
+    provenance downstream: those are only what an unknown sender claimed (the table keeps them, as
+    evidence, for the ledger explorer)."""
+    claimed = r.authenticated
+    provenance = orjson.loads(r.provenance_json) if r.provenance_json and claimed else None
     record = RejectionRecord(
         rejection_id=f"rej:{r.source_offset}",
         source_offset=r.source_offset,
         proposal_id=r.proposal_id,
-        agent=r.agent,
-        kind=r.kind,
+        agent=r.agent if claimed else None,
+        kind=r.kind if claimed else None,
         reason_code=r.reason_code,  # type: ignore[arg-type]
         field=r.field,
         detail=r.detail,

@@ -65,6 +65,16 @@ def posting_rows(e: Entry) -> list[tuple[int, int, str, str, int]]:
     return [(e.seq, idx, account, resource, amount) for idx, (account, resource, amount) in enumerate(e.postings)]
 
 
+DUPLICATE_REASON = "DUPLICATE_PROPOSAL"  # refused after the signature verified, without a nonce to use up
+
+
+def was_authenticated(nonce: int | None, reason_code: str) -> bool:
+    """Whether a rejection's signature verified before the refusal: the refusal then used up the
+    nonce, or the nonce had been used already (a replay of signed bytes). Otherwise its agent, kind
+    and provenance are only what an unknown sender claimed."""
+    return nonce is not None or reason_code == DUPLICATE_REASON
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A decided offset that did not become an entry, with the precise reason. Table ``rejections``."""
@@ -86,6 +96,10 @@ class Rejection:
 
     def as_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in REJECTION_COLUMN_NAMES)
+
+    @property
+    def authenticated(self) -> bool:
+        return was_authenticated(self.nonce, self.reason_code)
 
 
 REJECTION_COLUMN_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Rejection))

@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 from schemas.records import RejectionRecord
 
 CONFLICT_WINDOW_S = 24 * 3600
-MISSING_PART = "-"  # agent or kind absent, e.g. a MALFORMED proposal that did not parse
+MISSING_PART = "-"  # kind absent, e.g. a MALFORMED proposal that did not parse
+UNAUTHENTICATED = "unauthenticated"  # no agent: the sender's claim was never verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,9 @@ class ConflictKey:
 
     @classmethod
     def of(cls, record: RejectionRecord) -> ConflictKey:
-        return cls(record.reason_code, record.agent or MISSING_PART, record.kind or MISSING_PART)
+        """An unauthenticated rejection has no agent (``core.outgoing``): all of them with one reason
+        make one conflict, so a flood of messages claiming a thousand names opens one issue."""
+        return cls(record.reason_code, record.agent or UNAUTHENTICATED, record.kind or MISSING_PART)
 
     def label(self) -> str:
         return f"{self.reason_code} · {self.agent} · {self.kind}"
@@ -74,6 +77,17 @@ class Conflict:
     @property
     def last_source_offset(self) -> int:
         return max(r.record.source_offset for r in self.rejections)
+
+
+# Where conflicts go once a window has opened its cap of issues: one issue that counts the rest.
+OVERFLOW_KEY = ConflictKey("CONFLICTS_OVER_CAP", "many agents", "any kind")
+
+
+def overflow(conflict: Conflict) -> Conflict:
+    """``conflict``'s rejections, folded into its window's overflow conflict."""
+    return Conflict(
+        conflict_id(OVERFLOW_KEY, conflict.window_start), OVERFLOW_KEY, conflict.window_start, conflict.rejections
+    )
 
 
 def window_start(timestamp_s: float, window_s: int = CONFLICT_WINDOW_S) -> datetime:

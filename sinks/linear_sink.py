@@ -24,7 +24,7 @@ from connectors.retry import RetryableError
 from schemas.records import IncidentRecord, RejectionRecord
 from sinks import metrics, payloads
 from sinks.batching import BatchingSink, Message
-from sinks.conflicts import Conflict, Rejection, group
+from sinks.conflicts import Conflict, Rejection, group, overflow
 from sinks.delivery import Deliverer
 from sinks.store import ConflictRow, Delivery, DeliveryStore, OutboxFile, PlannedDelivery, Receipt
 
@@ -97,14 +97,15 @@ class LinearSink(BatchingSink):
         outbox: OutboxFile,
         topics: tuple[str, str],
         dashboard_url: str,
-        conflict_window_s: int,
+        conflict_window: tuple[int, int],
         linger_s: float,
         batch_age_max_s: float,
     ) -> None:
         super().__init__(store, deliverer, outbox, linger_s, batch_age_max_s)
         _, self._incidents_topic = topics  # a record from the other topic is a rejection
         self._dashboard_url = dashboard_url
-        self._conflict_window_s = conflict_window_s
+        # The window's length, and how many conflicts open an issue of their own in one window.
+        self._conflict_window_s, self._conflicts_per_window_max = conflict_window
 
     def _plan(self, batch: Sequence[Message]) -> list[PlannedDelivery]:
         rejections, incidents = self._decode(batch)
@@ -143,9 +144,12 @@ class LinearSink(BatchingSink):
         return issue_delivery(f"linear:incident:{incident.incident_id}", draft, [f"incident:{incident.incident_id}"])
 
     def _conflict(self, conflict: Conflict) -> PlannedDelivery:
+        before = self._store.conflict(conflict.conflict_id)
+        if before is None and self._store.conflicts_in_window(conflict.window_start) >= self._conflicts_per_window_max:
+            conflict = overflow(conflict)  # one more issue would pass the cap: fold it into the overflow issue
+            before = self._store.conflict(conflict.conflict_id)
         cid = conflict.conflict_id
         record_ids = [f"rejection:{r.record.rejection_id}" for r in conflict.rejections]
-        before = self._store.conflict(cid)
         totals = _totals_after(before, conflict)
         key = conflict.key
         self._store.save_conflict(cid, (key.reason_code, key.agent, key.kind), conflict.window_start, totals)

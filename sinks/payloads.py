@@ -5,8 +5,11 @@ links) whole and give the rest of the budget to examples, dropping whole example
 and saying how many were left out. Discord payloads are built within Discord's limits and passed
 through ``fit_payload`` as a last guard.
 
-Model text (the agent's ``rationale``) is untrusted: it goes into fenced code blocks in Linear, so it
-cannot inject links or mentions, and Discord messages carry ``allowed_mentions: {parse: []}``.
+Producer-supplied text is untrusted: the agent's ``rationale`` goes into fenced code blocks in Linear,
+every other producer field (ids, field names, details, model names, reasons) through
+``core.text.markdown_literal``, so none can inject links, images, mentions or headings; Discord
+messages also carry ``allowed_mentions: {parse: []}``. A rejection of an unauthenticated message names
+no agent and no provenance (``core.outgoing``): it is "unauthenticated".
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from urllib.parse import urlencode
 
 from connectors.discord import COLOR_BY_SEVERITY, fit_payload, truncate
 from connectors.linear import PRIORITY_HIGH, PRIORITY_URGENT
+from core.text import markdown_literal as md
 from schemas.records import AlertRecord, IncidentRecord
 from sinks.conflicts import Conflict, Rejection
 
@@ -83,12 +87,12 @@ def _example(rejection: Rejection, dashboard_url: str) -> str:
     record = rejection.record
     provenance = record.provenance
     source = provenance.source if provenance else "unknown"
-    model = f" · model `{provenance.model}`" if provenance and provenance.model else ""
+    model = f" · model {md(provenance.model)}" if provenance and provenance.model else ""
     lines = [
-        f"**Proposal `{record.proposal_id or '?'}`** · tick {record.tick if record.tick is not None else '?'}"
+        f"**Proposal {md(record.proposal_id or '?')}** · tick {record.tick if record.tick is not None else '?'}"
         f" · [source offset {record.source_offset}]({ledger_url(dashboard_url, offset=record.source_offset)})"
         f" · from {source}{model}",
-        f"Field `{record.field or '-'}`: {truncate(record.detail, DETAIL_EXCERPT_LENGTH_MAX)}",
+        f"Field {md(record.field or '-')}: {md(truncate(record.detail, DETAIL_EXCERPT_LENGTH_MAX))}",
     ]
     if provenance and provenance.rationale:
         lines.append("The agent's rationale:\n" + _fenced(truncate(provenance.rationale, RATIONALE_EXCERPT_LENGTH_MAX)))
@@ -112,8 +116,8 @@ def conflict_issue(conflict: Conflict, totals: ConflictTotals, dashboard_url: st
     explorer = ledger_url(dashboard_url, conflict=conflict.conflict_id)
     header = "\n".join(
         [
-            f"The validator rejected **{totals.occurrences}** proposal(s) of kind `{key.kind}` from agent "
-            f"`{key.agent}` with reason **`{key.reason_code}`**.",
+            f"The validator rejected **{totals.occurrences}** proposal(s) of kind {md(key.kind)} from "
+            f"{md(key.agent)} with reason **{md(key.reason_code)}**.",
             "",
             f"- Source offsets: {totals.first_source_offset} … {totals.last_source_offset}",
             f"- Window: {conflict.window_start.isoformat()} (one issue per conflict per window)",
@@ -161,7 +165,7 @@ def incident_issue(incident: IncidentRecord, dashboard_url: str) -> IssueDraft:
     telemetry = "\n".join(f"| {name} | {value} |" for name, value in sorted(incident.telemetry.items()))
     header = "\n".join(
         [
-            f"**{incident.kind}**: {incident.detail}",
+            f"**{md(incident.kind)}**: {md(incident.detail, one_line=False)}",
             "",
             f"- Incident: `{incident.incident_id}`"
             + (f" at ledger seq {incident.seq}" if incident.seq is not None else ""),
@@ -203,7 +207,7 @@ def _alert_line(alert: AlertRecord) -> dict[str, Any]:
         where.append(f"offset {alert.source_offset}")
     telemetry = ", ".join(f"{k}={v}" for k, v in sorted(alert.telemetry.items()))
     value = " · ".join(where) + (f"\n{telemetry}" if telemetry else "")
-    return {"name": alert.title, "value": value, "inline": False}
+    return {"name": md(alert.title), "value": value, "inline": False}
 
 
 def _kind_embed(alerts: Sequence[tuple[AlertRecord, float]]) -> dict[str, Any]:
@@ -216,8 +220,8 @@ def _kind_embed(alerts: Sequence[tuple[AlertRecord, float]]) -> dict[str, Any]:
     footer = f"validator {latest.validator_version} · policy v{latest.policy_version}"
     count = f" ×{len(alerts)}" if len(alerts) > 1 else ""
     return {
-        "title": f"{latest.kind}{count}: {latest.title}",
-        "description": truncate(latest.detail, ALERT_DETAIL_EXCERPT_LENGTH_MAX),
+        "title": f"{latest.kind}{count}: {md(latest.title)}",
+        "description": md(truncate(latest.detail, ALERT_DETAIL_EXCERPT_LENGTH_MAX), one_line=False),
         "color": COLOR_BY_SEVERITY[worst.severity],
         "timestamp": _iso(latest_at_s),
         "fields": fields,

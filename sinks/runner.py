@@ -104,7 +104,7 @@ def build_sinks(settings: Settings, sink_settings: SinkSettings, waiter: Waiter)
         _outbox(settings, "linear"),
         (settings.topic("rejections"), settings.topic("incidents")),
         ss.dashboard_url,
-        ss.conflict_window_s,
+        (ss.conflict_window_s, ss.conflicts_per_window_max),
         ss.linger_s,
         ss.batch_age_max_s,
     )

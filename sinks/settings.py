@@ -24,6 +24,7 @@ class SinkSettings:
     retry: RetryPolicy
     stall_probe_s: float
     conflict_window_s: int
+    conflicts_per_window_max: int
     linger_s: float
     batch_age_max_s: float
 
@@ -38,6 +39,7 @@ class SinkSettings:
             retry=RetryPolicy(s.sink_retry_attempts, s.sink_backoff_base_s, s.sink_backoff_cap_s),
             stall_probe_s=s.sink_stall_probe_s,
             conflict_window_s=s.sink_conflict_window_s,
+            conflicts_per_window_max=s.sink_conflicts_per_window_max,
             linger_s=s.sink_linger_s,
             batch_age_max_s=s.sink_batch_age_max_s,
         )

@@ -115,6 +115,13 @@ class DeliveryStore:
         ).fetchone()
         return ConflictRow(**row) if row else None
 
+    def conflicts_in_window(self, start: datetime) -> int:
+        """How many conflicts (the overflow one included) this window has opened so far."""
+        row = self._conn.execute(
+            "SELECT count(*) AS n FROM sink_conflicts WHERE window_start = %s", (start,)
+        ).fetchone()
+        return int(row["n"]) if row else 0
+
     def save_conflict(
         self, conflict_id: str, parts: tuple[str, str, str], start: datetime, totals: ConflictRow
     ) -> None:

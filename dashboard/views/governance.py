@@ -17,6 +17,7 @@ from connectors import governance
 from connectors.kafka_io import DeliveryError
 from connectors.readmodel import dashboard as queries
 from connectors.readmodel.ledger import grid_status
+from core.text import markdown_literal as md
 from dashboard import console, fmt, sources, ui
 from law.policy import DEFAULT_POLICY, POLICY_BOUNDS, invalid_param
 
@@ -33,7 +34,7 @@ def status() -> None:
     cols[1].metric("Policy version", f"v{found['policy_version']}")
     cols[2].metric("Grid tick", f"{found['tick']:,}")
     if found["breaker_open"]:
-        st.error(f"Breaker open: {found['breaker_reason']}", icon=":material/block:")
+        st.error(f"Breaker open: {md(found['breaker_reason'])}", icon=":material/block:")
 
 
 def login() -> None:

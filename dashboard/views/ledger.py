@@ -12,6 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from connectors.readmodel import dashboard as queries
+from core.rows import was_authenticated
+from core.text import markdown_literal as md
 from dashboard import fmt, sources, ui
 
 SEARCH_KEYS = ("q", "seq", "offset", "agent", "conflict")
@@ -76,9 +78,9 @@ def show_offset(offset: int) -> None:
 def show_agent(agent: str) -> None:
     entries = sources.fetch(queries.entries_of_agent, agent)
     if entries.empty:
-        st.warning(f"No entry, rejection or agent matches “{agent}”.", icon=":material/search_off:")
+        st.warning(f"No entry, rejection or agent matches “{md(agent)}”.", icon=":material/search_off:")
         return
-    st.subheader(f"Latest entries of {agent}")
+    st.subheader(f"Latest entries of {md(agent)}")
     picked = st.dataframe(
         entries,
         width="stretch",
@@ -113,7 +115,7 @@ def show_entry(entry: dict[str, Any] | None, what: str) -> None:
     cols[3].metric("Policy version", f"v{entry['policy_version']}")
     cols[4].metric("Validator", entry["validator_version"])
     cols[5].metric("Source offset", f"{entry['source_offset']:,}")
-    st.caption(f"Proposal `{entry['proposal_id']}` · recorded {entry['recorded_at']:%Y-%m-%d %H:%M:%S %Z}")
+    st.caption(f"Proposal {md(entry['proposal_id'])} · recorded {entry['recorded_at']:%Y-%m-%d %H:%M:%S %Z}")
     hashes(entry)
     postings(entry["postings"])
     provenance(entry["proposal"].get("provenance"))
@@ -146,16 +148,18 @@ def provenance(found: dict[str, Any] | None) -> None:
     if not found:
         st.caption("No provenance recorded for this proposal.")
         return
-    st.markdown(f"**Provenance**: {found['source']}" + (f" · model `{found['model']}`" if found.get("model") else ""))
+    model = f" · model {md(found['model'])}" if found.get("model") else ""
+    st.markdown(f"**Provenance**: {md(found['source'])}{model}")
     if any(k in found for k in ("prompt_tokens", "output_tokens", "latency_ms")):
         cols = st.columns(3)
         cols[0].metric("Prompt tokens", f"{found.get('prompt_tokens', 0):,}")
         cols[1].metric("Output tokens", f"{found.get('output_tokens', 0):,}")
         cols[2].metric("Model latency", f"{found.get('latency_ms', 0):,} ms")
-    if found.get("rationale"):
-        st.info(found["rationale"], icon=":material/chat:")
+    if found.get("rationale"):  # the model's own words: plain text, never markdown
+        st.caption("The agent's rationale, as it wrote it:")
+        st.text(found["rationale"])
     if found.get("fallback"):
-        st.caption(f"Fallback: {found['fallback']}")
+        st.caption(f"Fallback: {md(found['fallback'])}")
 
 
 def neighbours(seq: int) -> None:
@@ -172,10 +176,12 @@ def neighbours(seq: int) -> None:
 
 def show_rejection(found: dict[str, Any]) -> None:
     st.subheader(f"Rejected: {found['reason_code']}")
-    st.warning(found["detail"], icon=":material/block:")
+    st.warning(md(found["detail"]), icon=":material/block:")
+    authenticated = was_authenticated(found["nonce"], found["reason_code"])
     facts = {
         "proposal": found["proposal_id"],
-        "agent": found["agent"],
+        # What an unauthenticated sender claimed is evidence, not an identity.
+        "agent": found["agent"] if authenticated else f"unauthenticated (claimed {found['agent']!r})",
         "kind": found["kind"],
         "field": found["field"],
         "tick": found["tick"],

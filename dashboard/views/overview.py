@@ -12,6 +12,7 @@ import streamlit as st
 
 from connectors.readmodel import dashboard as queries
 from connectors.readmodel.ledger import audit_database, grid_status
+from core.text import markdown_literal as md
 from dashboard import fmt, sources, ui
 from law.policy import DEFAULT_POLICY
 
@@ -69,7 +70,8 @@ def breaker() -> None:
         ui.empty("No grid status yet: the validator writes it with its first ledger entry.")
         return
     if status["breaker_open"]:
-        st.error(f"**Circuit breaker OPEN**: {status['breaker_reason']}. Trades are refused.", icon=":material/block:")
+        reason = md(status["breaker_reason"])
+        st.error(f"**Circuit breaker OPEN**: {reason}. Trades are refused.", icon=":material/block:")
     else:
         st.success("**Circuit breaker closed**: trading allowed.", icon=":material/check_circle:")
     telemetry_metrics(status["telemetry"], status["policy"])

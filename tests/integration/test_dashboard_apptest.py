@@ -29,6 +29,7 @@ from connectors.kafka_io import send_proposals
 from connectors.migrate import apply_migrations
 from connectors.readmodel import dashboard as queries
 from core.config import Settings
+from core.text import markdown_literal
 from dashboard import auth, fmt, frames, sources
 from law.policy import DEFAULT_POLICY
 from schemas.codec import encode
@@ -172,7 +173,7 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "success", "error", "warning") for e in at.get(kind)]
+    parts = [e.value for kind in ("markdown", "caption", "info", "success", "error", "warning", "text") for e in at.get(kind)]
     return "\n".join(str(p) for p in parts)
 
 
@@ -234,7 +235,7 @@ def test_ledger_explorer_shows_a_gemini_proposal_with_postings_hashes_and_proven
     shown = metrics(app)
     assert shown["Kind"] == "transfer"
     assert shown["Prompt tokens"] == "812" and shown["Output tokens"] == "64" and shown["Model latency"] == "930 ms"
-    assert GEMINI_PROVENANCE["rationale"] in texts(app) and "gemini-2.5-flash" in texts(app)
+    assert GEMINI_PROVENANCE["rationale"] in texts(app) and markdown_literal("gemini-2.5-flash") in texts(app)
     postings = app.dataframe[0].value
     assert sorted(postings["quantity"]) == ["-1.23 kWh", "1.23 kWh"]
     with psycopg.connect(seeded.settings.database_url) as conn:

@@ -40,8 +40,16 @@ def test_ledger_events_alerts_and_incidents_validate_against_their_models() -> N
 
 def test_rejection_records_carry_provenance_and_a_stable_key() -> None:
     provenance = orjson.dumps({"source": "gemini", "model": "m", "rationale": "why"}).decode()
-    row = Rejection(41, "p1", "solar", "offer", "PRICE_CEILING", "body.price", "too dear", 3, "v1", 2, provenance)
+    row = Rejection(41, "p1", "solar", "offer", "PRICE_CEILING", "body.price", "too dear", 3, "v1", 2, provenance, 7)
     topic, key, value = rejection_record(row)
     record = RejectionRecord.model_validate_json(value)
     assert (topic, key) == ("rejections", b"rej:41")
     assert record.provenance is not None and record.provenance.rationale == "why"
+    assert (record.agent, record.kind) == ("solar", "offer")
+
+
+def test_an_unauthenticated_rejection_names_no_agent_and_no_provenance() -> None:
+    provenance = orjson.dumps({"source": "gemini", "model": "[click](http://x)", "rationale": "![i](http://x)"})
+    row = Rejection(9, "p9", "hospital", "transfer", "BAD_SIGNATURE", "sig", "bad", 3, "v1", 2, provenance.decode())
+    record = RejectionRecord.model_validate_json(rejection_record(row)[2])
+    assert (record.agent, record.kind, record.provenance, record.nonce) == (None, None, None, None)

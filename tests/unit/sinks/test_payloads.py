@@ -24,7 +24,7 @@ from connectors.linear import LinearClient
 from connectors.retry import PermanentError, RetryableError, RetryPolicy
 from schemas.records import AlertRecord, IncidentRecord
 from sinks import payloads
-from sinks.conflicts import MISSING_PART, ConflictKey, Rejection, group
+from sinks.conflicts import MISSING_PART, UNAUTHENTICATED, ConflictKey, Rejection, group
 from tests.standins.discord_server import limit_violations
 from tests.support.records import sample_rejection
 
@@ -117,7 +117,7 @@ def test_a_storm_of_alerts_becomes_one_message_with_counts_most_severe_first() -
 
 def test_a_single_alert_has_no_count_and_the_repeat_note_survives_long_content() -> None:
     message = payloads.alerts_message([alert(1)])
-    assert message["content"] == "" and message["embeds"][0]["title"] == "rejection_spike: rejection_spike #1"
+    assert message["content"] == "" and message["embeds"][0]["title"] == r"rejection_spike: rejection\_spike \#1"
     noted = payloads.with_repeat_note({**message, "content": "z" * 2000})
     assert noted["content"].startswith("_(re-sent") and len(noted["content"]) == CONTENT_LENGTH_MAX
 
@@ -200,7 +200,7 @@ def test_grouping_keys_on_reason_agent_and_kind_in_order_of_first_occurrence() -
         ConflictKey("INSUFFICIENT_BALANCE", "agent-a", "transfer"),
         ConflictKey("INSUFFICIENT_BALANCE", "agent-a", "accept"),
         ConflictKey("PRICE_CEILING", "agent-a", "transfer"),
-        ConflictKey("INSUFFICIENT_BALANCE", MISSING_PART, MISSING_PART),
+        ConflictKey("INSUFFICIENT_BALANCE", UNAUTHENTICATED, MISSING_PART),
     ]
     assert [r.offset for r in conflicts[0].rejections] == [1, 3]
 
