@@ -173,7 +173,9 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "success", "error", "warning", "text") for e in at.get(kind)]
+    parts = [
+        e.value for kind in ("markdown", "caption", "info", "success", "error", "warning", "text") for e in at.get(kind)
+    ]
     return "\n".join(str(p) for p in parts)
 
 

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,14 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from connectors.kafka_admin import ensure_topics
+from connectors.kafka_io import send_proposals
+from core.config import Settings
 from schemas.records import AlertRecord, IncidentRecord, Record, RejectionRecord
+from streams.validator import open_validator
+from streams.workload import Workload
+from tests.conftest import grid_settings
+from tests.integration.test_validator import SECRET
 from tests.standins.discord_server import DiscordStandIn
 from tests.standins.linear_server import LinearStandIn
 from tests.support.records import sample_rejection
@@ -357,3 +365,44 @@ def test_without_credentials_the_outbox_fills_then_drains_when_they_arrive(
         messages, _ = discord.snapshot()
     assert len(issues) == 1 and "**5** proposal(s)" in issues[0].description
     assert alert_ids(messages) == ["alert-0", "alert-1", "alert-2"]
+
+
+HOSTILE_TEXT = "![x](http://evil.example/p.png) [click](http://evil.example) @everyone <b>#x</b> ```"
+UNSIGNED_COUNT = 1_000
+
+
+def unsigned_flood(settings: Settings) -> None:
+    """A genesis, then 1,000 unsigned messages, each claiming another agent name, with markdown in every
+    free field the envelope has, decided by the real validator and relayed to the rejections topic."""
+    flood = [Workload(SECRET, agent_count=2, seed=3).genesis()]
+    for i in range(UNSIGNED_COUNT):
+        envelope = {
+            "v": 1, "id": f"md-{i}", "agent": f"claimed-{i}", "nonce": 1, "tick": 0, "expires_tick": 5,
+            "body": {"kind": "transfer", "from_account": "agent000:main", "to_account": "agent001:main",
+                     "resource": "energy", "quantity": 1, "memo": HOSTILE_TEXT},
+            "provenance": {"source": "gemini", "model": HOSTILE_TEXT[:80], "rationale": HOSTILE_TEXT},
+            "sig": "0" * 64,
+        }  # fmt: skip
+        flood.append(orjson.dumps(envelope))
+    flood.append(orjson.dumps({"v": 1, "id": "md-field", HOSTILE_TEXT: 1}))  # a hostile field name
+    send_proposals(settings, flood)
+    open_validator(settings, SECRET, version="law-1.4.0").run(threading.Event(), idle_exit_s=1.0)
+
+
+def test_a_flood_of_unsigned_messages_with_markdown_opens_few_issues_with_inert_text(
+    kafka_bootstrap: str, fresh_database: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    topics = topic_prefix  # the validator's own topics, as `gridgov topics` makes them
+    settings = grid_settings(kafka_bootstrap, fresh_database, topics)
+    ensure_topics(settings)
+    unsigned_flood(settings)
+    log = tmp_path / "sink.log"
+    with LinearStandIn() as linear:
+        run_once(sink_env(kafka_bootstrap, fresh_database, topics, tmp_path, linear, None), log)
+        issues, _ = linear.snapshot()
+    titles = sorted(i.title.split(" (")[0] for i in issues)
+    assert titles == ["MALFORMED: unauthenticated on -", "UNKNOWN_AGENT: unauthenticated on -"], titles
+    text = "\n".join(f"{i.title}\n{i.description}\n" + "\n".join(c["body"] for c in i.comments) for i in issues)
+    assert "claimed-" not in text and "evil.example" not in text.replace("evil\\.example", "")
+    for opener in ("![", "](http://evil", "<b>", "@everyone"):
+        assert opener not in text
