@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic.fields import FieldInfo
@@ -27,6 +28,7 @@ from pydantic_settings import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+VALIDATOR_ROLE = "grid_validator"  # created by connectors/migrations/0090_validator_role.sql
 SETTINGS_FILE_NAME = "grid.env"
 DEFAULT, ENVIRONMENT, FILE = "default", "environment", "file"
 
@@ -218,6 +220,11 @@ class Settings(BaseSettings):
         alias="GRID_DASHBOARD_DATABASE_URL",
         description="the dashboard's read-only connection; unset: GRID_DATABASE_URL as role grid_reader",
     )
+    validator_database_url_external: str | None = Field(
+        default=None,
+        alias="GRID_VALIDATOR_DATABASE_URL",
+        description="the validator's connection; unset: GRID_DATABASE_URL as role grid_validator (append-only)",
+    )
     dashboard_port: int = Field(
         default=8501, alias="STREAMLIT_SERVER_PORT", description="port the dashboard listens on (`--port` beats it)"
     )
@@ -251,6 +258,11 @@ class Settings(BaseSettings):
         return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{self.pg_database}"
 
     @property
+    def validator_database_url(self) -> str:
+        """The validator writes as ``grid_validator``, which may append to the ledger and nothing more."""
+        return self.validator_database_url_external or role_url(self.database_url, VALIDATOR_ROLE)
+
+    @property
     def gemini_key(self) -> SecretStr | None:
         return self.gemini_api_key or self.google_api_key
 
@@ -278,6 +290,13 @@ class Settings(BaseSettings):
         which mean unset.
         """
         return {v.name: env_text(getattr(self, v.field)) for v in variables()}
+
+
+def role_url(url: str, role: str) -> str:
+    """``url`` logging in as ``role`` (without the main user's password)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
 
 
 class _BlankMeansDefault(PydanticBaseSettingsSource):

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import streamlit as st
@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool
 
 from connectors.readmodel import dashboard as queries
 from core import config
-from core.config import Settings
+from core.config import Settings, role_url
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ def reader_url(s: Settings) -> str:
     """GRID_DASHBOARD_DATABASE_URL, else the settings' URL with the user replaced by the reader role."""
     if s.dashboard_database_url:
         return s.dashboard_database_url
-    parts = urlsplit(s.database_url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{READER_ROLE}@{host}"))
+    return role_url(s.database_url, READER_ROLE)
 
 
 def _read_only(url: str) -> str:

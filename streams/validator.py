@@ -254,7 +254,7 @@ def open_validator(
     """Connect the Postgres store, take the single-writer lock, fold the ledger, catch the relay up
     and assign the consumer at the stored position."""
     topic = settings.topic("proposals")
-    store = LedgerStore(settings.database_url, group_id, topic, validator_signer(settings.home))
+    store = LedgerStore(settings.validator_database_url, group_id, topic, validator_signer(settings.home))
     _wait_for_lock(store)
     state = store.fold()
     position = store.position()

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 import psycopg
@@ -18,7 +19,7 @@ from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import send_proposals
 from connectors.readmodel.ledger import audit_database
 from core import agent_keys
-from core.config import Settings
+from core.config import Settings, role_url
 from schemas.codec import encode
 from schemas.envelope import build
 from streams.validator import open_validator
@@ -151,6 +152,46 @@ def test_the_database_refuses_to_change_the_ledger(settings: Settings, statement
         conn.execute(statement)
     entries, _ = stored(settings)
     assert len(entries) == 1
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger SET kind = 'x' WHERE seq = 0",
+        "DELETE FROM ledger WHERE seq = 0",
+        "TRUNCATE ledger",
+        "DELETE FROM rejections",
+        "ALTER TABLE ledger DISABLE TRIGGER ledger_append_only",
+        "ALTER TABLE ledger DROP COLUMN sig",
+        "ALTER TABLE postings DISABLE TRIGGER USER",
+        "CREATE TABLE grab (x int)",
+    ],
+)
+def test_the_validators_role_appends_and_can_do_nothing_more_to_the_history(settings: Settings, statement: str) -> None:
+    send_proposals(settings, [Workload(SECRET, agent_count=3, seed=6).genesis()])
+    run_validator(settings)  # as grid_validator: it wrote the genesis
+    assert urlsplit(settings.validator_database_url).username == "grid_validator"
+    with psycopg.connect(settings.validator_database_url) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("grid_validator",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+    assert len(stored(settings)[0]) == 1
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["INSERT INTO postings SELECT * FROM postings", "UPDATE world_state SET balance = 0", "DELETE FROM checkpoints"],
+)
+def test_the_dashboards_role_cannot_write(settings: Settings, statement: str) -> None:
+    send_proposals(settings, [Workload(SECRET, agent_count=3, seed=6).genesis()])
+    run_validator(settings)
+    reader = role_url(settings.database_url, "grid_reader")
+    with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.execute(statement)  # read-only sessions: refused before privileges are even looked at
+    with psycopg.connect(reader, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = off")  # and with the sessions' guard off:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
 
 
 def cli(settings: Settings, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
