@@ -38,8 +38,12 @@ def agent_names(count: int) -> list[str]:
 def synthetic_operator(secret: bytes) -> Ed25519Signer:
     """The operator of synthetic streams: a fixed key per secret, so a benchmark or a test can name it
     in ``GRID_FOUNDING_OPERATORS`` and the same stream always hashes alike. Never a real operator."""
-    seed = hashlib.sha256(_OPERATOR_SEED_CONTEXT + secret).digest()
-    return Ed25519Signer(Ed25519PrivateKey.from_private_bytes(seed))
+    return Ed25519Signer(Ed25519PrivateKey.from_private_bytes(synthetic_operator_seed(secret)))
+
+
+def synthetic_operator_seed(secret: bytes) -> bytes:
+    """The synthetic operator's private key bytes, for a test that gives it a key file."""
+    return hashlib.sha256(_OPERATOR_SEED_CONTEXT + secret).digest()
 
 
 def stream_signer(secret: bytes, agent: str) -> Signer:

@@ -39,6 +39,7 @@ from tests.integration.test_dashboard_apptest import (
     file_conflicts,
     seed_messages,
 )
+from tests.support.fold import operator_home
 
 pytestmark = pytest.mark.e2e
 
@@ -115,7 +116,8 @@ def dashboard(settings: Settings, tmp_path: Path) -> Iterator[str]:
         "GRID_DATABASE_URL": settings.database_url,
         "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "GRID_TOPIC_PREFIX": settings.topic_prefix,
-        "GRID_KEY_SECRET": SECRET.hex(),
+        "GRID_KEY_SECRET": "",  # the dashboard holds no root secret; the console signs with the operator's key
+        "GRID_HOME": str(operator_home(tmp_path / "home", SECRET)),
         "GRID_DASHBOARD_PASSWORD_HASH": PASSWORD_HASH,
         "PYTHONPATH": str(REPO_ROOT),
     }

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ from streams.validator import open_validator
 from streams.workload import METER, Workload
 from tests.conftest import grid_settings, temporary_database
 from tests.standins.linear_server import LinearStandIn
+from tests.support.fold import operator_home
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "dashboard" / "app.py")
@@ -145,7 +147,9 @@ def start_app(s: Settings, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("GRID_DATABASE_URL", s.database_url)
     monkeypatch.setenv("GRID_KAFKA_BOOTSTRAP", s.kafka_bootstrap)
     monkeypatch.setenv("GRID_TOPIC_PREFIX", s.topic_prefix)
-    monkeypatch.setenv("GRID_KEY_SECRET", SECRET.hex())
+    # The dashboard holds no root secret; its console signs with the operator's own key.
+    monkeypatch.setenv("GRID_KEY_SECRET", "")
+    monkeypatch.setenv("GRID_HOME", str(operator_home(Path(tempfile.mkdtemp()), SECRET)))
     monkeypatch.setenv("GRID_DASHBOARD_PASSWORD_HASH", PASSWORD_HASH)
     monkeypatch.delenv("GRID_DASHBOARD_DATABASE_URL", raising=False)
     monkeypatch.delenv("GRID_ENV", raising=False)

@@ -4,13 +4,15 @@ It runs the same ``LedgerStep`` as the validator, with no Kafka or Postgres."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from core.identities import create_operator
 from core.keyring import Keyring
 from core.rows import Rejection
 from core.step import LedgerStep
 from law import State
 from law.ledger import Entry
-from streams.workload import synthetic_operator
+from streams.workload import OPERATOR, synthetic_operator, synthetic_operator_seed
 
 
 @dataclass
@@ -35,3 +37,10 @@ def fold(raws: list[bytes], secret: bytes, version: str, first_offset: int = 0) 
         else:
             out.entries.append(result)
     return out
+
+
+def operator_home(home: Path, secret: bytes) -> Path:
+    """A GRID_HOME whose operator ``operator`` holds the synthetic stream's key, so a console or CLI
+    started on it signs as the operator that stream's genesis registered."""
+    create_operator(home, OPERATOR, seed=synthetic_operator_seed(secret))
+    return home
