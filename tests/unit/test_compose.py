@@ -65,10 +65,23 @@ def test_app_service_command_and_env(services: dict[str, Any], name: str) -> Non
         5432,
         f"/{pg_env['POSTGRES_DB']}",
     )
-    assert (url.username, url.password) == (pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"])
+    assert url.username == pg_env["POSTGRES_USER"]
+    assert url.password == "${GRID_OWNER_DB_PASSWORD}" and pg_env["POSTGRES_PASSWORD"].startswith(
+        "${GRID_OWNER_DB_PASSWORD:?"
+    )
     assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
-    # every service signs or verifies with the same key secret, required rather than defaulted
-    assert env["GRID_KEY_SECRET"].startswith("${GRID_KEY_SECRET:?")
+    # Only the validator and the agents' self-contained run hold the root secret, required there.
+    if name in ("validator", "agents"):
+        assert env["GRID_KEY_SECRET"].startswith("${GRID_KEY_SECRET:?")
+    else:
+        assert "GRID_KEY_SECRET" not in env
+
+
+def test_the_validator_and_the_dashboard_connect_as_their_own_roles(services: dict[str, Any]) -> None:
+    validator = urlsplit(services["validator"]["environment"]["GRID_VALIDATOR_DATABASE_URL"])
+    dashboard = urlsplit(services["dashboard"]["environment"]["GRID_DASHBOARD_DATABASE_URL"])
+    assert (validator.username, dashboard.username) == ("grid_validator", "grid_reader")
+    assert services["validator"]["environment"]["GRID_FOUNDING_OPERATORS"].startswith("${GRID_FOUNDING_OPERATORS:?")
 
 
 def test_init_prepares_schema_and_topics_after_both_servers_are_healthy(services: dict[str, Any]) -> None:
