@@ -48,7 +48,7 @@ def prepare_namespace(config: SimulationConfig, settings: Settings) -> Namespace
         # Topic deletion is asynchronous in Kafka, so a run never reuses a name: a random suffix,
         # and the previous run's topics of the same id are deleted.
         stale = f"{settings.topic_prefix}.{run_id}"
-        delete_topics(settings.kafka_bootstrap, stale)
+        delete_topics(settings, stale)
         prefix = f"{stale}.{secrets.token_hex(3)}"
     ns_settings = settings.replace(topic_prefix=prefix, database_url_external=database_url)
     ensure_topics(ns_settings)

@@ -80,7 +80,7 @@ class Clock:
     ):
         self.config, self.ns, self.outbox, self.validator = config, ns, outbox, validator
         self.operator_signer, self.meter_signer = operator, meter
-        self.publisher = Publisher(ns.settings.kafka_bootstrap, ns.topic)
+        self.publisher = Publisher(ns.settings.kafka("producer"), ns.topic)
         self.conn = psycopg.connect(ns.settings.database_url, autocommit=True, connect_timeout=10)
         self.sent: list[Sent] = []
         self.missed: list[tuple[str, int]] = []

@@ -49,6 +49,7 @@ from agents.view import AgentView, OpenOffer, RecentRejection
 from connectors.kafka_io import DeliveryError, proposal_producer
 from connectors.readmodel.agents import grid_tick, read_only_connection, snapshot
 from connectors.readmodel.ledger import last_nonce
+from core.kafka_access import KafkaAccess
 from core.process import WaitTimeoutError, poll_until
 from law import State, price_ceiling
 from law.state import Telemetry
@@ -108,8 +109,8 @@ def clean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
 class Publisher:
     """One producer; ``publish`` returns each message's offset once the broker acknowledged them all."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._producer = proposal_producer(bootstrap)
+    def __init__(self, kafka: KafkaAccess, topic: str) -> None:
+        self._producer = proposal_producer(kafka)
         self._topic = topic
 
     def publish(self, messages: list[Outgoing]) -> list[Sent]:

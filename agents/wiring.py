@@ -103,7 +103,7 @@ def _deliver(config: SimulationConfig, ns: Namespace, outbox: Outbox) -> Deliver
     if not config.free_running:
         return lambda agent, tick, messages: outbox.submit(agent, tick, messages, [])
 
-    publisher = Publisher(ns.settings.kafka_bootstrap, ns.topic)  # the agent's own producer
+    publisher = Publisher(ns.settings.kafka("producer"), ns.topic)  # the agent's own producer
     return lambda agent, tick, messages: outbox.submit(agent, tick, [], publisher.publish(messages))
 
 

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     NewTopic,
     OffsetSpec,
+    ResourcePatternType,
     ResourceType,
 )
 
 from core.config import Settings
+from core.kafka_access import KafkaAccess
 from core.process import WaitTimeoutError, poll_until
 
 logger = logging.getLogger(__name__)
@@ -75,8 +81,85 @@ class TopicMismatchError(RuntimeError):
     """An existing topic has a partition count that cannot be fixed in place."""
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap}, logger=logger)
+def admin_client(kafka: KafkaAccess) -> AdminClient:
+    return AdminClient(kafka.config(), logger=logger)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """``principal`` may do ``operations`` on the resource ``name`` (a literal name or a prefix)."""
+
+    principal: str
+    resource: ResourceType
+    name: str
+    operations: tuple[AclOperation, ...]
+    pattern: ResourcePatternType = ResourcePatternType.LITERAL
+
+    def bindings(self) -> list[AclBinding]:
+        principal = f"User:{self.principal}"
+        allow = AclPermissionType.ALLOW
+        return [AclBinding(self.resource, self.name, self.pattern, principal, "*", op, allow) for op in self.operations]
+
+
+_TOPIC, _GROUP = ResourceType.TOPIC, ResourceType.GROUP
+_READ = (AclOperation.READ, AclOperation.DESCRIBE)
+_WRITE = (AclOperation.WRITE, AclOperation.DESCRIBE)
+VALIDATOR_OUTPUTS = ("ledger-events", "rejections", "alerts", "incidents")
+SINK_INPUTS = ("rejections", "incidents", "alerts")
+# Consumer groups are not namespaced by topic prefix: the validator's own, and replay's per-run ones.
+VALIDATOR_GROUP_PREFIXES = ("grid-validator", "gridgov-")
+
+
+def namespace_grants(settings: Settings) -> list[Grant]:
+    """Who may do what on one namespace's topics: the trust boundary of docs/trust.md, in ACLs."""
+    t, sinks_app = settings.topic, f"{settings.topic_prefix}-sinks"
+    grants = [
+        Grant("producer", _TOPIC, t("proposals"), _WRITE),
+        Grant("dashboard", _TOPIC, t("proposals"), (AclOperation.WRITE,)),  # the console's commands
+        Grant("validator", _TOPIC, t("proposals"), _READ),
+        Grant("sinks", _GROUP, sinks_app, (AclOperation.READ,)),
+        # faust's own bookkeeping topics are named after its app
+        Grant("sinks", _TOPIC, f"{sinks_app}-", (AclOperation.ALL,), ResourcePatternType.PREFIXED),
+    ]
+    grants += [Grant("validator", _TOPIC, t(name), _WRITE) for name in VALIDATOR_OUTPUTS]
+    grants += [Grant("sinks", _TOPIC, t(name), _READ) for name in SINK_INPUTS]
+    grants += [Grant("dashboard", _TOPIC, t(spec.name), (AclOperation.DESCRIBE,)) for spec in TOPIC_SPECS]
+    return grants
+
+
+def shared_grants() -> list[Grant]:
+    prefixed = ResourcePatternType.PREFIXED
+    return [Grant("validator", _GROUP, g, (AclOperation.READ,), prefixed) for g in VALIDATOR_GROUP_PREFIXES]
+
+
+def ensure_acls(admin: AdminClient, grants: list[Grant], timeout_s: float = TIMEOUT_S) -> None:
+    """Create the ACLs of ``grants``; creating one that exists already is a no-op at the broker."""
+    bindings = [b for g in grants for b in g.bindings()]
+    for future in admin.create_acls(bindings, request_timeout=timeout_s).values():
+        future.result(timeout=timeout_s)
+    # The controller has them now; the broker's authorizer applies them from its metadata log a moment
+    # later, and a client that came before would be refused: wait until the broker describes them.
+    # None matches any name, principal and host (the client's type stubs say str)
+    anything: Any = None
+    everything = AclBindingFilter(
+        ResourceType.ANY, anything, ResourcePatternType.ANY, anything, anything, AclOperation.ANY, AclPermissionType.ANY
+    )
+    wanted = set(bindings)
+    poll_until(
+        lambda: wanted <= set(admin.describe_acls(everything, request_timeout=timeout_s).result(timeout=timeout_s)),
+        timeout_s,
+        "the broker to apply the topics' ACLs",
+    )
+
+
+def delete_acls(admin: AdminClient, grants: list[Grant], timeout_s: float = TIMEOUT_S) -> None:
+    bindings = [b for g in grants for b in g.bindings()]
+    filters = [
+        AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, "*", b.operation, b.permission_type)
+        for b in bindings
+    ]
+    for future in admin.delete_acls(filters, request_timeout=timeout_s).values():
+        future.result(timeout=timeout_s)
 
 
 def _wait_for_metadata(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, int]:
@@ -131,7 +214,7 @@ def _alter(admin: AdminClient, name: str, drift: dict[str, str], timeout_s: floa
 
 def ensure_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[TopicInfo]:
     """Create the grid's topics if missing; fix drifted configs; raise if a partition count differs."""
-    admin = admin_client(settings.kafka_bootstrap)
+    admin = admin_client(settings.kafka("admin"))
     specs = {settings.topic(spec.name): spec for spec in TOPIC_SPECS}
     created = _create_missing(admin, specs, timeout_s)
     counts = _wait_for_metadata(admin, list(specs), timeout_s)
@@ -152,6 +235,8 @@ def ensure_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[Topi
             configs[name].update(drift)
         action = "created" if name in created else "altered" if drift else "ok"
         infos.append(_info(name, counts[name], configs[name], action))
+    if settings.kafka_sasl:
+        ensure_acls(admin, namespace_grants(settings) + shared_grants(), timeout_s)
     logger.info("topics ready: %s", ", ".join(f"{i.name} ({i.action})" for i in infos))
     return infos
 
@@ -162,39 +247,41 @@ def _info(name: str, partitions: int, config: dict[str, str], action: str = "ok"
 
 def describe_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[TopicInfo]:
     """The grid's topics that exist on the broker, with partitions and retention."""
-    admin = admin_client(settings.kafka_bootstrap)
+    admin = admin_client(settings.kafka("admin"))
     topics = admin.list_topics(timeout=timeout_s).topics
     names = [settings.topic(spec.name) for spec in TOPIC_SPECS if settings.topic(spec.name) in topics]
     configs = _configs(admin, names, timeout_s) if names else {}
     return [_info(n, len(topics[n].partitions), configs[n]) for n in names]
 
 
-def delete_topics(bootstrap: str, prefix: str, timeout_s: float = TIMEOUT_S) -> None:
-    """Delete every topic named ``{prefix}.…``, and wait until the broker accepted each deletion."""
-    admin = admin_client(bootstrap)
+def delete_topics(settings: Settings, prefix: str, timeout_s: float = TIMEOUT_S) -> None:
+    """Delete every topic named ``{prefix}.…`` and the namespace's ACLs; wait until the broker accepted each."""
+    admin = admin_client(settings.kafka("admin"))
     names = [t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(f"{prefix}.")]
     for future in admin.delete_topics(names, operation_timeout=timeout_s).values() if names else ():
         future.result(timeout=timeout_s)
+    if settings.kafka_sasl:
+        delete_acls(admin, namespace_grants(settings.replace(topic_prefix=prefix)), timeout_s)
 
 
-def delete_group(bootstrap: str, group: str, timeout_s: float = TIMEOUT_S) -> None:
-    admin = admin_client(bootstrap)  # held until the result: a collected client never resolves its futures
+def delete_group(kafka: KafkaAccess, group: str, timeout_s: float = TIMEOUT_S) -> None:
+    admin = admin_client(kafka)  # held until the result: a collected client never resolves its futures
     admin.delete_consumer_groups([group], request_timeout=timeout_s)[group].result(timeout=timeout_s)
 
 
-def delete_group_if_any(bootstrap: str, group: str, timeout_s: float = TIMEOUT_S) -> None:
+def delete_group_if_any(kafka: KafkaAccess, group: str, timeout_s: float = TIMEOUT_S) -> None:
     """Delete a group that another process may or may not have created before it stopped."""
     try:
-        delete_group(bootstrap, group, timeout_s)
+        delete_group(kafka, group, timeout_s)
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
             raise
 
 
-def watermarks(bootstrap: str, topic: str, timeout_s: float = TIMEOUT_S) -> tuple[int, int]:
+def watermarks(kafka: KafkaAccess, topic: str, timeout_s: float = TIMEOUT_S) -> tuple[int, int]:
     """(low, high) of ``topic``'s only partition: the first offset still kept, and the next one to be written."""
     # Never subscribes or commits: it only asks the broker for offsets. The group id is required by the client.
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "gridgov-watermark-probe"})
+    consumer = Consumer(kafka.config(**{"group.id": "gridgov-watermark-probe"}))
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
     finally:
@@ -203,7 +290,7 @@ def watermarks(bootstrap: str, topic: str, timeout_s: float = TIMEOUT_S) -> tupl
 
 
 def reset_group_offsets(
-    bootstrap: str,
+    kafka: KafkaAccess,
     group: str,
     topic: str,
     to_offset: int | Literal["earliest"] = "earliest",
@@ -213,7 +300,7 @@ def reset_group_offsets(
 
     The group must have no active members (stop its consumers first): the broker refuses otherwise.
     """
-    admin = admin_client(bootstrap)
+    admin = admin_client(kafka)
     partitions = sorted(admin.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
     if to_offset == "earliest":
         # the log start may be past 0 once retention has deleted segments

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from confluent_kafka import KafkaError, Message, Producer
 
 from core.config import Settings
+from core.kafka_access import KafkaAccess
 from core.process import poll_until
 
 FLUSH_TIMEOUT_S = 30.0
@@ -34,16 +35,17 @@ def consumed_offset(msg: Message) -> int:
     return offset
 
 
-def proposal_producer(bootstrap: str, linger_ms: int = 2) -> Producer:
+def proposal_producer(kafka: KafkaAccess, linger_ms: int = 2) -> Producer:
     return Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": linger_ms,
-            "message.max.bytes": 2_097_152,  # hostile tests send 1 MB proposals; the topic allows 2 MiB
-            "queue.buffering.max.messages": 1_000_000,
-        }
+        kafka.config(
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": linger_ms,
+                "message.max.bytes": 2_097_152,  # hostile tests send 1 MB proposals; the topic allows 2 MiB
+                "queue.buffering.max.messages": 1_000_000,
+            }
+        )
     )
 
 
@@ -91,5 +93,5 @@ def send_all(producer: Producer, topic: str, values: list[tuple[bytes | None, by
 def send_proposals(settings: Settings, raws: Iterable[bytes], linger_ms: int = 2) -> None:
     """Publish encoded proposals, unkeyed and in order, on the grid's proposals topic; return once
     the broker acknowledged every one."""
-    producer = proposal_producer(settings.kafka_bootstrap, linger_ms)
+    producer = proposal_producer(settings.kafka("producer"), linger_ms)
     send_all(producer, settings.topic("proposals"), [(None, raw) for raw in raws])

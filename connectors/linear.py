@@ -4,14 +4,24 @@ One method is one HTTP request, tried once: retrying is the caller's decision (`
 Failures are classified for it:
 
 - ``RetryableError``: transport errors and timeouts, 5xx, and rate limiting, which Linear reports as
-  HTTP 400 or 429 with ``errors[].extensions.code == "RATELIMITED"`` (``retry_after_s`` from
-  ``Retry-After`` or else from ``X-RateLimit-Requests-Reset``, an epoch in milliseconds).
-- ``PermanentError``: authentication, validation and other GraphQL errors, which arrive as HTTP 200
-  with ``errors[]`` as often as with a 4xx.
+  HTTP 400 (or 429) with ``errors[].extensions`` ``code: "RATELIMITED"`` and/or ``type: "ratelimited"``;
+  GraphQL errors whose kind is transient (``internal error``, ``lock timeout``, ...).
+- ``UnconfirmedMutation`` (retryable, ``maybe_applied``): a mutation answered without errors but
+  without what it was to create, ``success: false`` or ``issue: null`` (``IssuePayload.issue`` is
+  nullable). Nothing says the request was wrong (Linear reports refusals as ``errors[]``) and the
+  entity may exist, so the caller looks it up before sending again.
+- ``PermanentError``: authentication, permission, validation and other GraphQL errors, which arrive
+  as HTTP 200 with ``errors[]`` as often as with a 4xx, and answers of an unexpected shape.
 
-Linear's hourly limits differ by key type, so nothing is hard-coded: after every response the client
-remembers ``X-RateLimit-Requests-Remaining`` and ``-Reset``, and ``ready_in_s()`` tells the caller how
-long to hold the next request when the budget is spent.
+An error's kind is its ``extensions.code`` (``RATELIMITED``) or its ``extensions.type`` (the values
+Linear's SDK maps: ``ratelimited``, ``authentication error``, ``forbidden``, ``invalid input``, ...):
+Linear sends either or both, so both are read.
+
+Linear meters two budgets, requests and query complexity, each with ``X-RateLimit-{Requests,
+Complexity}-Remaining`` and ``-Reset`` (an epoch in milliseconds) on every response. Limits differ
+by key type, so nothing is hard-coded: ``ready_in_s()`` holds the next request until every budget
+the last response showed spent has reset, and a rate-limited answer waits for the later reset of the
+spent budgets (and at least ``Retry-After``).
 
 Finding an issue again (after a crash between "Linear created it" and "we wrote that down"): every
 issue the sinks create carries an attachment whose URL is stable for what the issue is about, so
@@ -27,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from connectors.retry import PermanentError, RateLimitBucket, RetryableError
+from connectors.retry import PermanentError, RateLimitBucket, RetryableError, header_number
 
 LINEAR_URL_DEFAULT = "https://api.linear.app/graphql"
 CONNECT_TIMEOUT_S = 5.0
@@ -35,7 +45,14 @@ REQUEST_TIMEOUT_S = 20.0
 TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
 # OAuth access tokens are sent as "Bearer <token>"; personal API keys are sent bare.
 OAUTH_TOKEN_PREFIX = "lin_oauth_"
-RETRYABLE_GRAPHQL_CODES = frozenset({"RATELIMITED", "INTERNAL_SERVER_ERROR"})
+# Error kinds, lowercased: extensions.code ("RATELIMITED", "INTERNAL_SERVER_ERROR") or extensions.type
+# (the SDK's "ratelimited", "internal error", "network error", "lock timeout"; every other type, such as
+# "authentication error", "forbidden", "invalid input", is the request's own fault and permanent).
+RATE_LIMITED_KINDS = frozenset({"ratelimited"})
+RETRYABLE_KINDS = RATE_LIMITED_KINDS | {"internal_server_error", "internal error", "network error", "lock timeout"}
+# X-RateLimit-{budget}-Remaining / -Reset: Linear meters requests and query complexity separately.
+BUDGETS = ("Requests", "Complexity")
+ERROR_TEXT_LENGTH_MAX = 300
 
 PRIORITY_URGENT = 1
 PRIORITY_HIGH = 2
@@ -71,36 +88,88 @@ class Issue:
     title: str
 
 
+class UnconfirmedMutation(RetryableError):
+    """A mutation answered without errors but without what it was to create (``success: false``, or a
+    null entity). It is not a refusal, and the entity may exist: retry, but look it up first."""
+
+    def __init__(self, field: str, payload: Any) -> None:
+        text = f"Linear {field} answered without confirming what it created: {payload!r}"
+        super().__init__(text[:ERROR_TEXT_LENGTH_MAX], maybe_applied=True)
+
+
 def authorization_header(api_key: str) -> str:
     return f"Bearer {api_key}" if api_key.startswith(OAUTH_TOKEN_PREFIX) else api_key
 
 
-def _retry_after_s(response: httpx.Response, now_s: float) -> float | None:
-    """Seconds to wait before the next request, from ``Retry-After`` or the requests reset epoch."""
-    retry_after = response.headers.get("Retry-After")
-    if retry_after is not None:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            pass  # an HTTP date: fall through to the reset header, which Linear always sends
-    reset_ms = response.headers.get("X-RateLimit-Requests-Reset")
-    if reset_ms is not None:
-        return max(0.0, int(reset_ms) / 1000.0 - now_s)
-    return None
+def _budget(response: httpx.Response, name: str, now_s: float) -> tuple[float | None, float | None]:
+    """One budget's remaining count and seconds until its reset (the header is an epoch in ms)."""
+    remaining = header_number(response.headers.get(f"X-RateLimit-{name}-Remaining"))
+    reset_ms = header_number(response.headers.get(f"X-RateLimit-{name}-Reset"))
+    return remaining, (reset_ms / 1000.0 - now_s if reset_ms is not None else None)
 
 
-def _error_codes(body: Any) -> list[str]:
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        return []
-    return [str((e.get("extensions") or {}).get("code", "")) for e in errors if isinstance(e, dict)]
+def _rate_limit_wait_s(response: httpx.Response, now_s: float) -> float | None:
+    """How long a rate-limited request waits: until every budget shown spent has reset (the later of
+    the two resets when both are), and at least ``Retry-After``."""
+    budgets = [_budget(response, name, now_s) for name in BUDGETS]
+    retry_after_s = header_number(response.headers.get("Retry-After"))  # None for an HTTP date too
+    spent_resets_s = [
+        reset for remaining, reset in budgets if reset is not None and remaining is not None and remaining <= 0
+    ]
+    if spent_resets_s:
+        return max(0.0, retry_after_s or 0.0, *spent_resets_s)
+    if retry_after_s is not None:
+        return max(0.0, retry_after_s)
+    # No budget shows spent (a query costlier than the complexity left): wait until both have refilled.
+    resets_s = [reset for _, reset in budgets if reset is not None]
+    return max(0.0, *resets_s) if resets_s else None
 
 
-def _error_text(body: Any) -> str:
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        return ""
-    return "; ".join(str(e.get("message", e)) for e in errors if isinstance(e, dict))
+def _graphql_errors(body: dict[str, Any]) -> list[dict[str, Any]]:
+    errors = body.get("errors")
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _error_kinds(errors: list[dict[str, Any]]) -> set[str]:
+    """Every error's ``extensions.code`` and ``extensions.type``, lowercased."""
+    kinds = set()
+    for error in errors:
+        extensions = error.get("extensions")
+        if isinstance(extensions, dict):
+            kinds |= {str(extensions[k]).lower() for k in ("code", "type") if extensions.get(k)}
+    return kinds
+
+
+def _error_text(errors: list[dict[str, Any]]) -> str:
+    return "; ".join(str(e.get("message", e)) for e in errors)[:ERROR_TEXT_LENGTH_MAX]
+
+
+def _issue(node: Any) -> Issue | None:
+    """``node`` as an Issue, or None when it is null or lacks a field (never a TypeError)."""
+    if not isinstance(node, dict):
+        return None
+    fields = [node.get(name) for name in ("id", "identifier", "url", "title")]
+    texts = [value for value in fields if isinstance(value, str)]
+    return Issue(*texts) if len(texts) == len(fields) else None
+
+
+def _created(data: dict[str, Any], field: str, entity: str) -> dict[str, Any]:
+    """The entity a successful mutation returns; ``UnconfirmedMutation`` when it is not there."""
+    payload = data.get(field)
+    created = payload.get(entity) if isinstance(payload, dict) and payload.get("success") is True else None
+    if not isinstance(created, dict):
+        raise UnconfirmedMutation(field, payload)
+    return created
+
+
+def _nodes(data: dict[str, Any], *path: str) -> list[dict[str, Any]]:
+    """The ``nodes`` list at ``path`` in a query's data; ``PermanentError`` when the shape is not Linear's."""
+    found: Any = data
+    for key in (*path, "nodes"):
+        found = found.get(key) if isinstance(found, dict) else None
+    if not isinstance(found, list):
+        raise PermanentError(f"Linear answered without {'.'.join(path)}.nodes: {data!r}"[:ERROR_TEXT_LENGTH_MAX])
+    return [node for node in found if isinstance(node, dict)]
 
 
 class LinearClient:
@@ -108,11 +177,11 @@ class LinearClient:
         self._http = http
         self._url = url
         self._headers = {"Authorization": authorization_header(api_key), "Content-Type": "application/json"}
-        self._budget = RateLimitBucket()
+        self._budgets = {name: RateLimitBucket() for name in BUDGETS}
 
     def ready_in_s(self) -> float:
-        """How long to hold the next request: 0 unless the last response said the budget is spent."""
-        return self._budget.ready_in_s()
+        """How long to hold the next request: until the reset of every budget the last response showed spent."""
+        return max(bucket.ready_in_s() for bucket in self._budgets.values())
 
     def execute(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         """POST one GraphQL operation; return ``data`` or raise a classified error."""
@@ -122,25 +191,24 @@ class LinearClient:
             )
         except httpx.TransportError as exc:
             raise RetryableError(f"Linear unreachable: {exc!r}") from exc
-        self._remember_budget(response)
+        now_s = time.time()  # the resets are epochs: read the wall clock once, at the answer
+        self._remember_budgets(response, now_s)
         body = self._json(response)
-        codes = _error_codes(body)
-        if response.status_code == 429 or "RATELIMITED" in codes:
-            raise RetryableError(
-                f"Linear rate limited: {_error_text(body)}",
-                _retry_after_s(response, time.time()),
-                maybe_applied=False,
-            )
+        errors = _graphql_errors(body)
+        kinds = _error_kinds(errors)
+        if response.status_code == 429 or kinds & RATE_LIMITED_KINDS:
+            wait_s = _rate_limit_wait_s(response, now_s)
+            raise RetryableError(f"Linear rate limited: {_error_text(errors)}", wait_s, maybe_applied=False)
         if response.status_code >= 500:
-            raise RetryableError(f"Linear HTTP {response.status_code}: {_error_text(body)}")
-        if codes:
-            text = f"Linear GraphQL error {codes}: {_error_text(body)}"
-            if RETRYABLE_GRAPHQL_CODES.intersection(codes):
+            raise RetryableError(f"Linear HTTP {response.status_code}: {_error_text(errors)}")
+        if errors:
+            text = f"Linear GraphQL error {sorted(kinds)}: {_error_text(errors)}"
+            if kinds & RETRYABLE_KINDS:
                 raise RetryableError(text)
             raise PermanentError(text)
-        if response.status_code != 200 or not isinstance(body.get("data"), dict):
-            raise PermanentError(f"Linear HTTP {response.status_code}: {response.text[:200]}")
-        data: dict[str, Any] = body["data"]
+        data = body.get("data")
+        if response.status_code != 200 or not isinstance(data, dict):
+            raise PermanentError(f"Linear HTTP {response.status_code}: {response.text[:ERROR_TEXT_LENGTH_MAX]}")
         return data
 
     def create_issue(self, team_id: str, title: str, description: str, priority: int) -> Issue:
@@ -148,36 +216,42 @@ class LinearClient:
             ISSUE_CREATE,
             {"input": {"teamId": team_id, "title": title, "description": description, "priority": priority}},
         )
-        return Issue(**self._successful(data, "issueCreate")["issue"])
+        issue = _issue(_created(data, "issueCreate", "issue"))
+        if issue is None:
+            raise UnconfirmedMutation("issueCreate", data.get("issueCreate"))
+        return issue
 
     def create_comment(self, issue_id: str, body: str) -> str:
         data = self.execute(COMMENT_CREATE, {"input": {"issueId": issue_id, "body": body}})
-        return str(self._successful(data, "commentCreate")["comment"]["id"])
+        comment_id = _created(data, "commentCreate", "comment").get("id")
+        if not isinstance(comment_id, str):
+            raise UnconfirmedMutation("commentCreate", data.get("commentCreate"))
+        return comment_id
 
     def create_attachment(self, issue_id: str, title: str, url: str) -> None:
         """Link ``url`` to the issue; Linear updates an attachment with the same URL instead of adding one."""
         data = self.execute(ATTACHMENT_CREATE, {"input": {"issueId": issue_id, "title": title, "url": url}})
-        self._successful(data, "attachmentCreate")
+        _created(data, "attachmentCreate", "attachment")
 
     def find_issue_by_url(self, url: str) -> Issue | None:
-        nodes = self.execute(ATTACHMENTS_FOR_URL, {"url": url})["attachmentsForURL"]["nodes"]
-        return Issue(**nodes[0]["issue"]) if nodes else None
+        nodes = _nodes(self.execute(ATTACHMENTS_FOR_URL, {"url": url}), "attachmentsForURL")
+        return _issue(nodes[0].get("issue")) if nodes else None
 
     def find_issue_by_title(self, team_id: str, title: str) -> Issue | None:
-        nodes = self.execute(ISSUES_BY_TITLE, {"teamId": team_id, "title": title})["issues"]["nodes"]
-        return Issue(**nodes[0]) if nodes else None
+        nodes = _nodes(self.execute(ISSUES_BY_TITLE, {"teamId": team_id, "title": title}), "issues")
+        return _issue(nodes[0]) if nodes else None
 
     def find_comment(self, issue_id: str, text: str) -> str | None:
         """Id of a comment on the issue whose body contains ``text`` (a delivery marker), or None."""
-        nodes = self.execute(COMMENT_WITH_TEXT, {"id": issue_id, "text": text})["issue"]["comments"]["nodes"]
-        return str(nodes[0]["id"]) if nodes else None
+        nodes = _nodes(self.execute(COMMENT_WITH_TEXT, {"id": issue_id, "text": text}), "issue", "comments")
+        comment_id = nodes[0].get("id") if nodes else None
+        return comment_id if isinstance(comment_id, str) else None
 
-    def _remember_budget(self, response: httpx.Response) -> None:
-        # The reset is an epoch in milliseconds: the wall clock is read once, here, to turn it into
-        # seconds to go; the bucket counts those down on the monotonic clock.
-        reset_ms = response.headers.get("X-RateLimit-Requests-Reset")
-        reset_in_s = int(reset_ms) / 1000.0 - time.time() if reset_ms is not None else None
-        self._budget.remember(response.headers.get("X-RateLimit-Requests-Remaining"), reset_in_s)
+    def _remember_budgets(self, response: httpx.Response, now_s: float) -> None:
+        # Each reset is turned into seconds to go here, once; the buckets count those down on the
+        # monotonic clock.
+        for name, bucket in self._budgets.items():
+            bucket.remember(*_budget(response, name, now_s))
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:
@@ -186,10 +260,3 @@ class LinearClient:
         except ValueError:
             return {}
         return body if isinstance(body, dict) else {}
-
-    @staticmethod
-    def _successful(data: dict[str, Any], field: str) -> dict[str, Any]:
-        payload = data.get(field)
-        if not isinstance(payload, dict) or not payload.get("success"):
-            raise PermanentError(f"Linear {field} did not succeed: {payload!r}")
-        return payload

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.kafka_io import produce_with_backpressure
+from core.kafka_access import KafkaAccess
 from core.outgoing import LEDGER_STREAM, REJECTION_STREAM, Outgoing, entry_records, rejection_record
 from core.rows import Batch
 
@@ -37,16 +38,17 @@ class _Pending:
 
 
 class Relay:
-    def __init__(self, bootstrap: str, topic: Callable[[str], str], positions: dict[str, int]) -> None:
+    def __init__(self, kafka: KafkaAccess, topic: Callable[[str], str], positions: dict[str, int]) -> None:
         self.producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,  # no duplicates or reordering from the producer's own retries
-                "acks": "all",
-                "linger.ms": 5,
-                "queue.buffering.max.messages": PRODUCER_QUEUE_COUNT_MAX,
-                "on_delivery": self._delivered,
-            }
+            kafka.config(
+                **{
+                    "enable.idempotence": True,  # no duplicates or reordering from the producer's own retries
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "queue.buffering.max.messages": PRODUCER_QUEUE_COUNT_MAX,
+                    "on_delivery": self._delivered,
+                }
+            )
         )
         self.topic = topic
         self.confirmed = dict(positions)

@@ -12,6 +12,7 @@ the point of it.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -74,6 +75,18 @@ class Waiter:
             raise Stopped
 
 
+def header_number(text: str | None) -> float | None:
+    """A rate-limit header's number, or None when it is missing or garbled: a header a service got
+    wrong must not turn an answer into an exception the caller does not expect."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 class RateLimitBucket:
     """What the last response said about a service's request budget, so the next request waits for
     the reset instead of being spent on a known 429.
@@ -84,13 +97,13 @@ class RateLimitBucket:
     """
 
     def __init__(self) -> None:
-        self._remaining: int | None = None
+        self._remaining: float | None = None
         self._reset_at_s: float | None = None  # time.monotonic() when the budget refills
 
-    def remember(self, remaining: str | None, reset_in_s: float | None) -> None:
+    def remember(self, remaining: float | None, reset_in_s: float | None) -> None:
         """Record one response's headers; either may be missing, and then the last value stands."""
         if remaining is not None:
-            self._remaining = int(remaining)
+            self._remaining = remaining
         if reset_in_s is not None:
             self._reset_at_s = time.monotonic() + reset_in_s
 

@@ -27,6 +27,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from core.kafka_access import KafkaAccess, Principal, access
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VALIDATOR_ROLE = "grid_validator"  # created by connectors/migrations/0090_validator_role.sql
 SETTINGS_FILE_NAME = "grid.env"
@@ -79,6 +81,21 @@ class Settings(BaseSettings):
         default="4.1.1",
         alias="GRID_KAFKA_VERSION",
         description="Kafka release of the local broker's jars and the compose image",
+    )
+    kafka_sasl: bool = Field(
+        default=True,
+        alias="GRID_KAFKA_SASL",
+        description="authenticate to Kafka with SCRAM as each process's own principal (the local broker requires it); "
+        "0: plaintext, for a broker without authentication",
+    )
+    kafka_username: str | None = Field(
+        default=None,
+        alias="GRID_KAFKA_USERNAME",
+        description="this process's one Kafka principal (compose sets it per service); "
+        "unset: each client's own, from GRID_HOME/credentials",
+    )
+    kafka_password: SecretStr | None = Field(
+        default=None, alias="GRID_KAFKA_PASSWORD", description="the password of GRID_KAFKA_USERNAME"
     )
     pg_port: int = Field(default=55432, alias="GRID_PG_PORT", description="port of the local PostgreSQL cluster")
     pg_database: str = Field(
@@ -187,7 +204,7 @@ class Settings(BaseSettings):
         default=None, alias="GOOGLE_API_KEY", description="the Gemini key when GEMINI_API_KEY is unset"
     )
     gemini_model: str = Field(
-        default="gemini-2.5-flash", alias="GRID_GEMINI_MODEL", description="model the Gemini agents ask"
+        default="gemini-3.8-flash", alias="GRID_GEMINI_MODEL", description="model the Gemini agents ask"
     )
     gemini_base_url: str | None = Field(
         default=None,
@@ -199,21 +216,25 @@ class Settings(BaseSettings):
     )
 
     # --- the dashboard and its console
-    dashboard_user: str = Field(default="operator", alias="GRID_DASHBOARD_USER", description="the console's login name")
-    dashboard_password_hash: SecretStr | None = Field(
-        default=None,
-        alias="GRID_DASHBOARD_PASSWORD_HASH",
-        description="the console password's PBKDF2 hash (`gridgov dashboard hash-password`); unset: see GRID_ENV",
+    dashboard_user: str = Field(
+        default="operator",
+        alias="GRID_DASHBOARD_USER",
+        description="the console's default operator; the one-time password logs in as it",
     )
-    dashboard_password_one_time: bool = Field(
-        default=False,
-        alias="GRID_DASHBOARD_PASSWORD_ONE_TIME",
-        description="1: the hash is of a password `gridgov dashboard` generated and printed (it sets this)",
+    dashboard_idle_timeout_s: float = Field(
+        default=900.0,
+        alias="GRID_DASHBOARD_IDLE_TIMEOUT_S",
+        description="a console session without use ends after this long",
+    )
+    dashboard_session_max_s: float = Field(
+        default=8 * 3600.0,
+        alias="GRID_DASHBOARD_SESSION_MAX_S",
+        description="a console session ends this long after its login, in use or not",
     )
     mode: str = Field(
         default="development",
         alias="GRID_ENV",
-        description="production: no console login without a password hash; else a one-time password is printed",
+        description="production: console logins only with sealed keys; else also a one-time password",
     )
     dashboard_database_url: str | None = Field(
         default=None,
@@ -250,6 +271,13 @@ class Settings(BaseSettings):
     @property
     def kafka_bootstrap(self) -> str:
         return self.kafka_bootstrap_external or f"127.0.0.1:{self.kafka_port}"
+
+    def kafka(self, principal: Principal) -> KafkaAccess:
+        """How to reach the broker as ``principal`` (see ``core.kafka_access``)."""
+        own = None
+        if self.kafka_username:
+            own = (self.kafka_username, revealed(self.kafka_password) or "")
+        return access(self.kafka_bootstrap, self.home, principal, self.kafka_sasl, own)
 
     @property
     def database_url(self) -> str:

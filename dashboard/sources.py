@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 from connectors.readmodel import dashboard as queries
 from core import config
 from core.config import Settings, role_url
+from core.kafka_access import KafkaAccess
 
 logger = logging.getLogger(__name__)
 
@@ -131,16 +132,16 @@ def fetch(query: Callable[..., R], *args: Any) -> R:
 
 
 @st.cache_resource(show_spinner=False, on_release=lambda consumer: consumer.close())
-def _watermark_consumer(bootstrap: str) -> Consumer:
+def _watermark_consumer(kafka: KafkaAccess) -> Consumer:
     # Never subscribes or commits: it only asks the broker for offsets. The group id is required by the client.
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": "grid-dashboard", "enable.auto.commit": False})
+    return Consumer(kafka.config(**{"group.id": "grid-dashboard", "enable.auto.commit": False}))
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def high_watermark(bootstrap: str, topic: str) -> int | None:
+def high_watermark(kafka: KafkaAccess, topic: str) -> int | None:
     """The offset the next proposal will get, or None when the broker does not answer in time."""
     try:
-        _, high = _watermark_consumer(bootstrap).get_watermark_offsets(
+        _, high = _watermark_consumer(kafka).get_watermark_offsets(
             TopicPartition(topic, 0), timeout=WATERMARK_TIMEOUT_S, cached=False
         )
     except KafkaException as exc:
@@ -153,7 +154,7 @@ def consumer_lag() -> int | None:
     """Proposals on the topic that the validator has not decided yet."""
     s = settings()
     topic = s.topic("proposals")
-    high = high_watermark(s.kafka_bootstrap, topic)
+    high = high_watermark(s.kafka("dashboard"), topic)
     position = fetch(queries.consumer_next_offset, topic)
     if high is None:
         return None

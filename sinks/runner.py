@@ -44,6 +44,7 @@ from connectors.linear import TIMEOUT as LINEAR_TIMEOUT
 from connectors.linear import LinearClient
 from connectors.retry import Stopped, Waiter
 from core.config import Settings
+from core.kafka_access import MECHANISM, KafkaAccess
 from sinks import discord_sink, linear_sink
 from sinks.batching import BatchingSink, Message
 from sinks.delivery import Deliverer
@@ -195,12 +196,20 @@ def default_instance_id(settings: Settings) -> str:
     return f"{settings.topic_prefix}-sinks-{socket.gethostname()}"
 
 
+def _credentials(kafka: KafkaAccess) -> faust.SASLCredentials | None:
+    if kafka.username is None:
+        return None
+    return faust.SASLCredentials(username=kafka.username, password=kafka.password, mechanism=MECHANISM)
+
+
 def build_app(settings: Settings, sinks: Sinks, instance_id: str, once: bool) -> faust.App:
     datadir = settings.home / "sinks" / "faust"
     datadir.parent.mkdir(parents=True, exist_ok=True)
+    kafka = settings.kafka("sinks")
     app = faust.App(
         f"{settings.topic_prefix}-sinks",
-        broker=_broker_url(settings.kafka_bootstrap),
+        broker=_broker_url(kafka.bootstrap),
+        broker_credentials=_credentials(kafka),
         value_serializer="raw",
         web_enabled=False,
         datadir=str(datadir),

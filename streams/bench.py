@@ -28,6 +28,7 @@ from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import proposal_producer, send_proposals
 from connectors.migrate import apply_migrations
 from core.config import Settings
+from core.kafka_access import KafkaAccess
 from streams.validator import BATCH_COUNT_MAX, open_validator
 from streams.workload import Workload, synthetic_operator
 
@@ -72,9 +73,7 @@ def scratch(settings: Settings) -> Iterator[Settings]:
 
 
 def consume_only(s: Settings, count: int) -> Row:
-    consumer = Consumer(
-        {"bootstrap.servers": s.kafka_bootstrap, "group.id": "bench-ceiling", "enable.auto.commit": False}
-    )
+    consumer = Consumer(s.kafka("admin").config(**{"group.id": "bench-ceiling", "enable.auto.commit": False}))
     consumer.assign([TopicPartition(s.topic("proposals"), 0, 0)])
     seen, started = 0, time.perf_counter()
     while seen < count:
@@ -123,7 +122,7 @@ def latency(s: Settings, w: Workload, rate_per_s: int, duration_s: float, offset
     v.latencies_ms = []
     # A separate process: a producer pacing itself in this interpreter would compete for the GIL.
     producer = multiprocessing.get_context("spawn").Process(
-        target=paced_produce, args=(s.kafka_bootstrap, s.topic("proposals"), raws, rate_per_s)
+        target=paced_produce, args=(s.kafka("producer"), s.topic("proposals"), raws, rate_per_s)
     )
     producer.start()
     v.run_until(offset + count, STALL_S)
@@ -135,8 +134,8 @@ def latency(s: Settings, w: Workload, rate_per_s: int, duration_s: float, offset
     return statistics.median(samples), samples[int(len(samples) * 0.99)], len(samples)
 
 
-def paced_produce(bootstrap: str, topic: str, raws: list[bytes], rate_per_s: int) -> None:
-    producer = proposal_producer(bootstrap, linger_ms=1)
+def paced_produce(kafka: KafkaAccess, topic: str, raws: list[bytes], rate_per_s: int) -> None:
+    producer = proposal_producer(kafka, linger_ms=1)
     started = time.perf_counter()
     for i, raw in enumerate(raws):
         delay_s = started + i / rate_per_s - time.perf_counter()

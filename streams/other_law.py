@@ -22,6 +22,7 @@ from connectors.kafka_admin import delete_group_if_any, delete_topics, ensure_to
 from connectors.kafka_io import produce_with_backpressure, proposal_producer
 from connectors.readmodel.replay import stored_position
 from core.config import REPO_ROOT, Settings
+from core.kafka_access import KafkaAccess
 from core.process import stop_child
 from streams.replay_errors import ReplayError
 
@@ -56,18 +57,13 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
-def mirror_proposals(bootstrap: str, source: str, dest: str, to_offset: int) -> None:
+def mirror_proposals(kafka: KafkaAccess, source: str, dest: str, to_offset: int) -> None:
     """Copy offsets [0, to_offset) of ``source`` into the empty ``dest``; each must land at its own offset."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "gridgov-replay-mirror",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+        kafka.config(**{"group.id": "gridgov-replay-mirror", "enable.auto.commit": False, "enable.partition.eof": True})
     )
     consumer.assign([TopicPartition(source, 0, 0)])
-    producer = proposal_producer(bootstrap, linger_ms=20)
+    producer = proposal_producer(kafka, linger_ms=20)
     misplaced: list[str] = []
     expected, last_progress = 0, time.monotonic()
     try:
@@ -120,12 +116,12 @@ def run_other_law(live: Settings, target_url: str, to_offset: int, secret: bytes
     scratch = live.replace(topic_prefix=prefix)
     ensure_topics(scratch)
     try:
-        mirror_proposals(live.kafka_bootstrap, live.topic("proposals"), scratch.topic("proposals"), to_offset)
+        mirror_proposals(live.kafka("admin"), live.topic("proposals"), scratch.topic("proposals"), to_offset)
         with worktree(rev) as (path, commit):
             _run_validator_process(path, scratch, target_url, secret, to_offset, group=f"gridgov-{run_id}")
     finally:
-        delete_topics(live.kafka_bootstrap, prefix)
-        delete_group_if_any(live.kafka_bootstrap, f"gridgov-{run_id}")
+        delete_topics(live, prefix)
+        delete_group_if_any(live.kafka("admin"), f"gridgov-{run_id}")
     return commit
 
 

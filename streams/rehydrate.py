@@ -250,7 +250,7 @@ def raise_alerts(settings: Settings, run_id: str, anomalies: list[Anomaly], poli
         alerts.append((alert_id.encode(), alert.model_dump_json().encode()))
         incidents.append((alert_id.encode(), incident.model_dump_json().encode()))
     if alerts:
-        producer = proposal_producer(settings.kafka_bootstrap)
+        producer = proposal_producer(settings.kafka("validator"))
         send_all(producer, settings.topic("alerts"), alerts)
         send_all(producer, settings.topic("incidents"), incidents)
     return len(alerts)

@@ -25,6 +25,7 @@ from connectors.kafka_admin import delete_group, delete_topics, ensure_topics, r
 from connectors.migrate import apply_migrations
 from connectors.readmodel.replay import entry_count, policy_version, stored_position
 from core.config import Settings
+from core.kafka_access import KafkaAccess
 from streams.other_law import run_other_law
 from streams.rehydrate import Anomaly, finish_run, new_run_id, raise_alerts, start_run
 from streams.replay_compare import Comparison, LawDiff, Outcome, compare_ledgers, diff_laws
@@ -62,9 +63,9 @@ def live_position(live_url: str, topic: str) -> int:
     return position
 
 
-def _replayable_end(bootstrap: str, topic: str) -> int:
+def _replayable_end(kafka: KafkaAccess, topic: str) -> int:
     """The topic's high watermark, once sure that retention removed none of the history a replay needs."""
-    low, high = watermarks(bootstrap, topic)
+    low, high = watermarks(kafka, topic)
     if low != 0:
         raise ReplayError(f"{topic} starts at offset {low}: retention removed history a replay needs")
     return high
@@ -85,7 +86,7 @@ def run_same_law(live: Settings, target_url: str, to_offset: int, secret: bytes,
     group = f"gridgov-{run_id}"
     settings = replay_settings(live, target_url, f"{live.topic_prefix}.{run_id}")
     ensure_topics(settings)
-    reset_group_offsets(settings.kafka_bootstrap, group, live.topic("proposals"), "earliest")
+    reset_group_offsets(settings.kafka("admin"), group, live.topic("proposals"), "earliest")
     validator = open_validator(settings, secret, group_id=group, version=version)
     try:
         with tqdm(total=to_offset, desc="replay", unit="offset", unit_scale=True) as bar:
@@ -96,8 +97,8 @@ def run_same_law(live: Settings, target_url: str, to_offset: int, secret: bytes,
         raise ReplayError(f"{exc}: the topic is shorter than the bound, or stuck") from exc
     finally:
         validator.close()
-        delete_group(settings.kafka_bootstrap, group)
-        delete_topics(settings.kafka_bootstrap, settings.output_prefix)
+        delete_group(settings.kafka("admin"), group)
+        delete_topics(settings, settings.output_prefix)
 
 
 # --- the command's work --------------------------------------------------------------------------
@@ -128,7 +129,7 @@ def replay(
     """Replay offsets [0, to_offset) (default: the live position) into ``target_url`` and compare."""
     topic = live.topic("proposals")
     bound = live_position(live.database_url, topic) if to_offset is None else to_offset
-    if bound > _replayable_end(live.kafka_bootstrap, topic):
+    if bound > _replayable_end(live.kafka("admin"), topic):
         raise ReplayError(f"{topic} holds fewer than {bound} proposals")
     require_empty(target_url)  # also refuses the live database itself
     kind = "replay" if law is None else "counterfactual"

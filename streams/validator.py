@@ -26,6 +26,7 @@ from connectors.ledger_store import LedgerStore, LedgerStoreContract
 from connectors.relay import Relay
 from core.config import Settings
 from core.identities import validator_signer
+from core.kafka_access import KafkaAccess
 from core.keyring import validator_keyring
 from core.outgoing import Outgoing, spike_record
 from core.process import WaitTimeoutError, poll_until
@@ -258,9 +259,9 @@ def open_validator(
     _wait_for_lock(store)
     state = store.fold()
     position = store.position()
-    relay = Relay(settings.kafka_bootstrap, settings.topic, store.relay_positions())
+    relay = Relay(settings.kafka("validator"), settings.topic, store.relay_positions())
     relay.catch_up(store.unrelayed(relay.confirmed))
-    consumer = _consumer(settings.kafka_bootstrap, group_id, topic, position.next_offset)
+    consumer = _consumer(settings.kafka("validator"), group_id, topic, position.next_offset)
     version = version or validator_version()
     step = LedgerStep(state, validator_keyring(settings, secret), version, position.head_hash)
     # The fold left a large heap of long-lived objects; freezing it keeps the collector's full passes
@@ -287,16 +288,17 @@ def _wait_for_lock(store: LedgerStore) -> None:
         raise
 
 
-def _consumer(bootstrap: str, group_id: str, topic: str, next_offset: int) -> Consumer:
+def _consumer(kafka: KafkaAccess, group_id: str, topic: str, next_offset: int) -> Consumer:
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group_id,
-            "enable.auto.commit": False,  # the database holds the position; Kafka's copy is for tooling
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 8 * 1024 * 1024,
-        }
+        kafka.config(
+            **{
+                "group.id": group_id,
+                "enable.auto.commit": False,  # the database holds the position; Kafka's copy is for tooling
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            }
+        )
     )
     # assign(), not subscribe(): the single writer is guaranteed by the Postgres lock, a restart
     # after SIGKILL need not wait for the group coordinator to expire the dead member, and the

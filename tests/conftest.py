@@ -27,6 +27,8 @@ from connectors.kafka_admin import delete_topics
 from connectors.migrate import apply_migrations
 from core import config
 from core.config import Settings
+from core.credentials import credentials_dir
+from core.kafka_access import KafkaAccess, Principal
 from gridgov import infra
 from streams.workload import synthetic_operator
 from tests.support.world import SECRET as WORLD_SECRET
@@ -90,6 +92,8 @@ def kafka_container() -> Iterator[str]:
         )
         .waiting_for(LogMessageWaitStrategy("Kafka Server started").with_startup_timeout(CONTAINER_START_TIMEOUT_S))
     )
+    # the image's broker takes no SASL: every client connects unauthenticated
+    os.environ["GRID_KAFKA_SASL"] = "0"
     with container:
         yield f"localhost:{port}"
 
@@ -127,6 +131,35 @@ def database_url() -> Iterator[str]:
     yield from _server("GRID_DATABASE_URL", "postgres", postgres_container, "url")
 
 
+def broker_settings(kafka_bootstrap: str) -> Settings:
+    return config.load().replace(kafka_bootstrap_external=kafka_bootstrap)
+
+
+def own_kafka_env(kafka_bootstrap: str, principal: Principal) -> dict[str, str]:
+    """The environment that gives a child process (with its own GRID_HOME) the one Kafka identity of
+    ``principal``, as compose gives each service its own."""
+    own = broker_settings(kafka_bootstrap).kafka(principal)
+    if own.username is None:
+        return {}
+    return {"GRID_KAFKA_USERNAME": own.username, "GRID_KAFKA_PASSWORD": own.password or ""}
+
+
+def with_kafka_credentials(home: Path) -> Path:
+    """``home`` given this machine's Kafka credentials (every principal's), as a GRID_HOME on the broker's
+    host has them: for a test that runs a whole grid (several principals) in a home of its own."""
+    source, target = credentials_dir(config.load().home), credentials_dir(home)
+    target.mkdir(parents=True, exist_ok=True)
+    for found in source.glob("kafka-*"):
+        shutil.copy2(found, target / found.name)
+    return home
+
+
+@pytest.fixture(scope="session")
+def kafka_access(kafka_bootstrap: str) -> KafkaAccess:
+    """The test broker as its admin: for the tests' own clients, which check what the principals did."""
+    return broker_settings(kafka_bootstrap).kafka("admin")
+
+
 @pytest.fixture
 def topic_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
     """A unique topic prefix; its topics are deleted afterwards when the test used ``kafka_bootstrap``."""
@@ -134,7 +167,7 @@ def topic_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
     bootstrap = request.getfixturevalue("kafka_bootstrap") if "kafka_bootstrap" in request.fixturenames else None
     yield prefix
     if bootstrap is not None:
-        delete_topics(bootstrap, prefix)
+        delete_topics(broker_settings(bootstrap), prefix)
 
 
 # The secrets the integration tests sign their synthetic streams with: the validators they start trust

@@ -14,6 +14,8 @@ from gridgov import infra
 STEP_LABELS = {
     "fetch_s": "fetch jars",
     "format_s": "format",
+    "secure_s": "secure in place",
+    "users_s": "SCRAM users",
     "install_s": "apt install",
     "initdb_s": "initdb",
     "start_s": "start→ready",

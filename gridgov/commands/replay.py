@@ -63,7 +63,7 @@ def _reset(settings: config.Settings, args: argparse.Namespace) -> int:
     target: int | Literal["earliest"] = "earliest" if args.to_offset is None else args.to_offset
     topic = settings.topic("proposals")
     try:
-        offsets = reset_group_offsets(settings.kafka_bootstrap, args.reset_group, topic, target)
+        offsets = reset_group_offsets(settings.kafka("admin"), args.reset_group, topic, target)
     except RuntimeError as exc:
         print(str(exc), file=sys.stderr)
         return 1

@@ -63,7 +63,7 @@ def wait_ready(
     for name in _selected(services):
         if name == "kafka":
             log = None if s.kafka_bootstrap_external else kafka.log_path(s)
-            waited_s[name] = kafka.wait_ready(s.kafka_bootstrap, timeout_s, log=log)
+            waited_s[name] = kafka.wait_ready(kafka.probe_access(s), timeout_s, log=log)
         else:
             url = s.database_url_external or postgres.admin_url(s)
             waited_s[name] = postgres.wait_ready(url, timeout_s)

@@ -10,12 +10,13 @@ import uuid
 import psycopg
 import pytest
 from confluent_kafka import Consumer, Message
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from connectors import kafka_admin
 from connectors.kafka_io import proposal_producer, send_all
 from core import config
 from core.config import Settings
+from core.kafka_access import KafkaAccess
 from gridgov import infra
 from gridgov.commands import infra as infra_command
 
@@ -81,7 +82,7 @@ def test_topics_have_expected_partitions_and_retention(kafka_bootstrap: str, top
 def test_drifted_retention_is_restored(kafka_bootstrap: str, topic_prefix: str) -> None:
     s = settings_for(kafka_bootstrap, topic_prefix)
     kafka_admin.ensure_topics(s)
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = kafka_admin.admin_client(s.kafka("admin"))
     entry = ConfigEntry("retention.ms", "60000", incremental_operation=AlterConfigOpType.SET)
     resource = ConfigResource(ResourceType.TOPIC, s.topic("proposals"), incremental_configs=[entry])
     admin.incremental_alter_configs([resource])[resource].result(TIMEOUT_S)
@@ -92,26 +93,20 @@ def test_drifted_retention_is_restored(kafka_bootstrap: str, topic_prefix: str) 
 
 def test_wrong_partition_count_is_an_error(kafka_bootstrap: str, topic_prefix: str) -> None:
     s = settings_for(kafka_bootstrap, topic_prefix)
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = kafka_admin.admin_client(s.kafka("admin"))
     admin.create_topics([NewTopic(s.topic("alerts"), 2, 1)])[s.topic("alerts")].result(TIMEOUT_S)
     with pytest.raises(kafka_admin.TopicMismatchError, match="alerts"):
         kafka_admin.ensure_topics(s)
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+def produce(kafka: KafkaAccess, topic: str, values: list[bytes]) -> None:
     # The project's producer: idempotent, so a retried first request cannot reorder the messages.
-    send_all(proposal_producer(bootstrap), topic, [(b"k", value) for value in values])
+    send_all(proposal_producer(kafka), topic, [(b"k", value) for value in values])
 
 
-def consume(bootstrap: str, topic: str, group: str, count: int) -> list[Message]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+def consume(kafka: KafkaAccess, topic: str, group: str, count: int) -> list[Message]:
+    options = {"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    consumer = Consumer(kafka.config(**options))
     consumer.subscribe([topic])
     messages: list[Message] = []
     deadline = time.monotonic() + TIMEOUT_S
@@ -134,8 +129,8 @@ def test_produce_and_consume_through_the_broker(kafka_bootstrap: str, topic_pref
     kafka_admin.ensure_topics(s)
     # above the clients' 1 MB default: the proposals topic must accept it (the validator rejects it later)
     big = b"x" * 1_500_000
-    produce(kafka_bootstrap, s.topic("proposals"), [b'{"hello": "grid"}', big])
-    messages = consume(kafka_bootstrap, s.topic("proposals"), f"{topic_prefix}-g", 2)
+    produce(s.kafka("admin"), s.topic("proposals"), [b'{"hello": "grid"}', big])
+    messages = consume(s.kafka("admin"), s.topic("proposals"), f"{topic_prefix}-g", 2)
     assert [m.value() for m in messages] == [b'{"hello": "grid"}', big]
     assert [m.offset() for m in messages] == [0, 1]
 
@@ -143,13 +138,13 @@ def test_produce_and_consume_through_the_broker(kafka_bootstrap: str, topic_pref
 def test_reset_group_offsets(kafka_bootstrap: str, topic_prefix: str) -> None:
     s = settings_for(kafka_bootstrap, topic_prefix)
     kafka_admin.ensure_topics(s)
-    topic, group = s.topic("ledger-events"), f"{topic_prefix}-g"
-    produce(kafka_bootstrap, topic, [b"0", b"1", b"2"])
-    consume(kafka_bootstrap, topic, group, 3)
-    assert kafka_admin.reset_group_offsets(kafka_bootstrap, group, topic) == {0: 0}
-    assert [m.offset() for m in consume(kafka_bootstrap, topic, group, 3)] == [0, 1, 2]
-    assert kafka_admin.reset_group_offsets(kafka_bootstrap, group, topic, to_offset=2) == {0: 2}
-    assert [m.value() for m in consume(kafka_bootstrap, topic, group, 1)] == [b"2"]
+    topic, group, admin = s.topic("ledger-events"), f"{topic_prefix}-g", s.kafka("admin")
+    produce(admin, topic, [b"0", b"1", b"2"])
+    consume(admin, topic, group, 3)
+    assert kafka_admin.reset_group_offsets(admin, group, topic) == {0: 0}
+    assert [m.offset() for m in consume(admin, topic, group, 3)] == [0, 1, 2]
+    assert kafka_admin.reset_group_offsets(admin, group, topic, to_offset=2) == {0: 2}
+    assert [m.value() for m in consume(admin, topic, group, 1)] == [b"2"]
 
 
 def test_postgres_round_trip(fresh_database: str) -> None:

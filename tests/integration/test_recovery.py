@@ -90,7 +90,7 @@ def first_transfer_seq(settings: Settings, after_seq: int) -> int:
 
 def record_value(settings: Settings, topic: str, key: str, timeout_s: float = 20.0) -> bytes:
     """The value of the first record under ``key`` on a grid topic, polled until it arrives."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "check-values"})
+    consumer = Consumer(settings.kafka("admin").config(**{"group.id": "check-values"}))
     consumer.assign([TopicPartition(settings.topic(topic), 0, 0)])
     try:
         for _ in range(int(timeout_s / 0.5)):

@@ -20,6 +20,7 @@ from connectors.kafka_admin import admin_client
 from connectors.kafka_io import send_proposals
 from connectors.readmodel.ledger import audit_database
 from core.config import REPO_ROOT, Settings
+from core.kafka_access import properties_path
 from gridgov.infra.kafka import libs_dir
 from law.policy import DEFAULT_POLICY
 from streams.replay import replay
@@ -173,7 +174,7 @@ def test_a_replay_under_a_changed_rule_reports_exactly_the_flipped_proposals(
 
 def committed_offset(settings: Settings, group: str) -> int:
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(settings.topic("proposals"), 0)])
-    admin = admin_client(settings.kafka_bootstrap)
+    admin = admin_client(settings.kafka("admin"))
     result = admin.list_consumer_group_offsets([request])[group].result(timeout=TOOL_TIMEOUT_S)
     return int(result.topic_partitions[0].offset)
 
@@ -186,6 +187,8 @@ def consumer_group_command(settings: Settings, *args: str) -> subprocess.Complet
         pytest.skip(f"Kafka's tools jar is not in {libs} (the broker was not installed by gridgov infra)")
     cmd = [java, "-Xmx256m", "-cp", f"{libs}/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"]
     cmd += ["--bootstrap-server", settings.kafka_bootstrap, *args]
+    if settings.kafka_sasl:  # the broker's admin, as docs/replay.md tells an operator to log in
+        cmd += ["--command-config", str(properties_path(settings.home, "admin"))]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False)
 
 

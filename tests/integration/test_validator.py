@@ -97,12 +97,9 @@ def test_every_rejection_and_entry_is_published(settings: Settings) -> None:
 
 def consume_keys(settings: Settings, topic: str, count: int, timeout_s: float = 20.0) -> set[str]:
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"check-{topic}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        settings.kafka("admin").config(
+            **{"group.id": f"check-{topic}", "auto.offset.reset": "earliest", "enable.auto.commit": False}
+        )
     )
     consumer.subscribe([settings.topic(topic)])
     keys: set[str] = set()

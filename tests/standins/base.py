@@ -106,6 +106,9 @@ class StandIn(Generic[R]):
 class Fault:
     status: int
     retry_after_s: float | None = None
+    rate_limited: bool = False  # a rate-limit answer, whatever its status (Linear's are HTTP 400)
+    global_limit: bool = False  # Discord: the app's global limit, which blocks every webhook
+    body: Any = None  # answered instead of the stand-in's usual body for the status
 
 
 @dataclass
@@ -118,7 +121,8 @@ class _Hold:
 
 class ProgrammableStandIn(StandIn[R]):
     """A stand-in a test programs: ``fail(status, n)`` and ``rate_limit(n, s)`` queue faults for the next
-    n requests; a hold parks the next request (after applying it, or before) until ``release()``."""
+    n requests (a stand-in may add keywords to ``rate_limit``); a hold parks the next request (after
+    applying it, or before) until ``release()``."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -132,12 +136,14 @@ class ProgrammableStandIn(StandIn[R]):
         super().__exit__(exc_type, exc, tb)
 
     def fail(self, status: int, count: int) -> None:
-        with self._lock:
-            self._faults.extend(Fault(status) for _ in range(count))
+        self._queue(Fault(status), count)
 
     def rate_limit(self, count: int, retry_after_s: float) -> None:
+        self._queue(Fault(429, retry_after_s, rate_limited=True), count)
+
+    def _queue(self, fault: Fault, count: int) -> None:
         with self._lock:
-            self._faults.extend(Fault(429, retry_after_s) for _ in range(count))
+            self._faults.extend(fault for _ in range(count))
 
     def release(self) -> None:
         with self._lock:

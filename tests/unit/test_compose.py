@@ -31,16 +31,51 @@ def test_all_services_are_declared(services: dict[str, Any]) -> None:
     assert {"kafka", "postgres", "init", *APP_COMMANDS} <= set(services)
 
 
-def test_kafka_is_a_single_kraft_node_of_our_version(services: dict[str, Any]) -> None:
+def broker_properties() -> dict[str, str]:
+    """The properties the compose broker's script writes (its heredoc, with the shell's substitutions left in)."""
+    script = (ROOT / "scripts" / "compose-kafka.sh").read_text()
+    body = script.split('cat >"$CONFIG" <<PROPERTIES\n', 1)[1].split("\nPROPERTIES\n", 1)[0]
+    return dict(line.split("=", 1) for line in body.splitlines())
+
+
+def test_kafka_is_a_single_secured_kraft_node_of_our_version(services: dict[str, Any]) -> None:
     kafka = services["kafka"]
-    env = kafka["environment"]
     assert kafka["image"] == f"apache/kafka:{config.load().kafka_version}"
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    replication = [v for k, v in env.items() if k.endswith(("_REPLICATION_FACTOR", "_MIN_ISR"))]
+    assert kafka["entrypoint"] == ["bash", "/grid/compose-kafka.sh"]
+    assert "./scripts/compose-kafka.sh:/grid/compose-kafka.sh:ro" in kafka["volumes"]
+    props = broker_properties()
+    assert props["process.roles"] == "broker,controller"
+    assert "CLIENT://kafka:9092" in props["advertised.listeners"].split(",")
+    # every listener authenticates; nothing is allowed where no ACL says so
+    assert {p.split(":")[1] for p in props["listener.security.protocol.map"].split(",")} == {"SASL_PLAINTEXT"}
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert (props["super.users"], props["allow.everyone.if.no.acl.found"]) == ("User:admin", "false")
+    assert props["auto.create.topics.enable"] == "false"
+    replication = [v for k, v in props.items() if k.endswith((".replication.factor", ".min.isr"))]
     assert replication and set(replication) == {"1"}
-    assert "healthcheck" in kafka
+    for principal in ("ADMIN", "VALIDATOR", "PRODUCER", "SINKS", "DASHBOARD"):
+        assert kafka["environment"][f"GRID_KAFKA_{principal}_PASSWORD"].startswith(
+            f"${{GRID_KAFKA_{principal}_PASSWORD:?"
+        )
+    assert "--command-config" in kafka["healthcheck"]["test"][-1]
+
+
+KAFKA_PRINCIPALS = {
+    "init": "admin",
+    "validator": "validator",
+    "agents": "admin",
+    "sinks": "sinks",
+    "dashboard": "dashboard",
+}
+
+
+@pytest.mark.parametrize(("name", "principal"), sorted(KAFKA_PRINCIPALS.items()))
+def test_each_service_logs_in_to_kafka_as_its_own_principal(
+    services: dict[str, Any], name: str, principal: str
+) -> None:
+    env = services[name]["environment"]
+    assert env["GRID_KAFKA_USERNAME"] == principal
+    assert env["GRID_KAFKA_PASSWORD"].startswith(f"${{GRID_KAFKA_{principal.upper()}_PASSWORD:?")
 
 
 def test_postgres_image_and_database(services: dict[str, Any]) -> None:

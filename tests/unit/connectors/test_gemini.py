@@ -1,25 +1,30 @@
 """GeminiClient and GeminiStrategy against a local stand-in server, through the real google-genai
-client: request format, structured output, token accounting, retries and the heuristic fallback."""
+client: request format, structured output, token accounting, retries and the heuristic fallback,
+retired models and a 429's retryDelay."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, Field
 
 from agents.gemini_strategy import PROMPT_CHARS_MAX, SYSTEM_INSTRUCTION, GeminiStrategy, build_prompt
 from agents.heuristic import HeuristicStrategy
 from agents.view import AgentView, OpenOffer, RecentRejection
-from connectors.gemini import GeminiClient, GeminiConfig
+from connectors import gemini
+from connectors.gemini import GeminiClient, GeminiConfig, response_schema, retry_delay_s
 from core.config import load
 from schemas.intent import Intent
 from schemas.proposal import Provenance
-from tests.standins.gemini_server import API_KEY_DEFAULT, GeminiStandIn
+from tests.standins.gemini_server import API_KEY_DEFAULT, GeminiStandIn, rate_limited_reply
 
-MODEL = "gemini-2.5-flash"
+MODEL = "gemini-3.8-flash"
+RETIRED_MODEL = "gemini-2.5-flash"  # shut down by Google in 2026
 ATTEMPTS = 3
 OFFER_INTENT = {
     "action": "offer",
@@ -54,17 +59,36 @@ def server() -> Iterator[GeminiStandIn]:
         yield standin
 
 
-def make_client(server: GeminiStandIn, api_key: str = API_KEY_DEFAULT) -> GeminiClient:
+@dataclass
+class FakeTime:
+    """The client's clock and sleep: a sleep moves the clock and is recorded, and takes no time."""
+
+    now_s: float = 1_000.0
+    sleeps_s: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps_s.append(seconds)
+        self.now_s += seconds
+
+    def monotonic(self) -> float:
+        return self.now_s
+
+
+def make_client(
+    server: GeminiStandIn, api_key: str = API_KEY_DEFAULT, model: str = MODEL, fake_time: FakeTime | None = None
+) -> GeminiClient:
     config = GeminiConfig(
         api_key=api_key,
-        model=MODEL,
+        model=model,
         base_url=server.base_url,
         timeout_s=5,
         retry_attempts=ATTEMPTS,
         retry_initial_delay_s=0.01,
         retry_max_delay_s=0.05,
     )
-    return GeminiClient(config)
+    if fake_time is None:
+        return GeminiClient(config)
+    return GeminiClient(config, sleep=fake_time.sleep, now_s=fake_time.monotonic)
 
 
 @pytest.fixture
@@ -227,9 +251,200 @@ def test_config_from_settings(settings_file: Path, monkeypatch: pytest.MonkeyPat
     config = GeminiConfig.from_settings(load())
     assert (config.api_key, config.model, config.base_url, config.timeout_s) == (
         "k",
-        "gemini-2.5-flash",
+        "gemini-3.8-flash",
         "http://127.0.0.1:1",
         2.5,
     )
     monkeypatch.setenv("GEMINI_API_KEY", "g")
     assert GeminiConfig.from_settings(load()).api_key == "g"
+    monkeypatch.setenv("GRID_GEMINI_MODEL", "gemini-3.7-flash")
+    assert GeminiConfig.from_settings(load()).model == "gemini-3.7-flash"
+
+
+# --- the model: a current default, and a loud error for a retired one ----------------------------------
+
+
+@pytest.fixture
+def no_model_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a fresh process would: no model reported unavailable yet."""
+    monkeypatch.setattr(gemini, "_unavailable_models", set())
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "connectors.gemini" and r.levelno >= logging.ERROR]
+
+
+def test_the_default_model_is_one_google_serves(settings_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY_DEFAULT)
+    with GeminiStandIn(models={"gemini-3.8-flash"}) as current:
+        monkeypatch.setenv("GRID_GEMINI_BASE_URL", current.base_url)
+        current.push_intent({"action": "hold"})
+        client = GeminiClient(GeminiConfig.from_settings(load()))
+        result = client.propose("prompt", "system")
+        client.close()
+    assert result.error is None and result.intent == Intent(action="hold")
+    assert current.requests[0].model == "gemini-3.8-flash"
+
+
+def test_a_retired_model_logs_one_error_then_falls_back(
+    caplog: pytest.LogCaptureFixture, no_model_reported: None
+) -> None:
+    retired = GeminiStandIn(models={MODEL})
+    with retired, caplog.at_level(logging.WARNING):
+        clients = [make_client(retired, model=RETIRED_MODEL) for _ in range(2)]  # two agents, one process
+        decisions = [GeminiStrategy(c, HeuristicStrategy(seed=7)).choose(grid_view()) for c in clients * 2]
+        for client in clients:
+            client.close()
+
+    for decision in decisions:
+        assert_fell_back(decision.provenance, "gemini 404 NOT_FOUND")
+    assert len(retired.requests) == len(decisions)  # a 404 is not retried
+    [error] = errors_logged(caplog)
+    assert RETIRED_MODEL in error.getMessage() and "GRID_GEMINI_MODEL" in error.getMessage()
+    assert "is not found for API version v1beta" in error.getMessage()
+    fallbacks = [r for r in caplog.records if r.name == "agents.gemini_strategy"]
+    assert len(fallbacks) == len(decisions) and {r.levelno for r in fallbacks} == {logging.WARNING}
+
+
+def test_a_503_naming_the_model_is_reported_like_a_404(
+    server: GeminiStandIn, client: GeminiClient, caplog: pytest.LogCaptureFixture, no_model_reported: None
+) -> None:
+    for _ in range(2):
+        server.push_unavailable(f"The model models/{MODEL} is no longer available.")
+    with caplog.at_level(logging.WARNING):
+        results = [client.propose("prompt", "system") for _ in range(2)]
+
+    assert [r.error_code for r in results] == ["503 UNAVAILABLE"] * 2
+    assert len(server.requests) == 2  # retrying cannot bring the model back
+    [error] = errors_logged(caplog)
+    assert MODEL in error.getMessage() and "GRID_GEMINI_MODEL" in error.getMessage()
+
+
+def test_an_overloaded_model_is_retried_and_not_reported(
+    server: GeminiStandIn, strategy: GeminiStrategy, caplog: pytest.LogCaptureFixture, no_model_reported: None
+) -> None:
+    server.push_unavailable()  # "The model is overloaded": names no model
+    server.push_intent({"action": "hold"})
+    with caplog.at_level(logging.WARNING):
+        assert strategy.choose(grid_view()).provenance["source"] == "gemini"
+    assert len(server.requests) == 2 and errors_logged(caplog) == []
+
+
+# --- thinking tokens ------------------------------------------------------------------------------------
+
+
+def test_thinking_tokens_count_as_output_tokens(server: GeminiStandIn, strategy: GeminiStrategy) -> None:
+    server.push_intent(OFFER_INTENT, prompt_tokens=321, output_tokens=45, thoughts_tokens=812)
+    provenance = Provenance.model_validate(strategy.choose(grid_view()).provenance)
+    assert (provenance.prompt_tokens, provenance.output_tokens) == (321, 45 + 812)
+
+
+# --- a 429's retryDelay -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("retry_delay", "wait_s"), [("17s", 17.0), ("0.5s", 0.5)])
+def test_a_rate_limit_waits_its_retry_delay_before_the_next_attempt(
+    server: GeminiStandIn, retry_delay: str, wait_s: float
+) -> None:
+    fake_time = FakeTime()
+    client = make_client(server, fake_time=fake_time)
+    server.push_rate_limited(retry_delay)
+    server.push_intent({"action": "hold"})
+    result = client.propose("prompt", "system")
+    client.close()
+
+    assert result.error is None and len(server.requests) == 2
+    assert fake_time.sleeps_s == [pytest.approx(wait_s)]
+    assert result.latency_ms >= wait_s * 1000  # the wait is part of the call
+
+
+def test_a_retry_delay_outlasting_the_attempts_delays_the_next_call(server: GeminiStandIn) -> None:
+    fake_time = FakeTime()
+    client = make_client(server, fake_time=fake_time)
+    for _ in range(ATTEMPTS):
+        server.push_rate_limited("2s")
+    server.push_intent({"action": "hold"})
+    first = client.propose("prompt", "system")
+    second = client.propose("prompt", "system")
+    client.close()
+
+    assert first.error_code == "429 RESOURCE_EXHAUSTED" and second.error is None
+    assert len(server.requests) == ATTEMPTS + 1
+    # Between attempts, and once more before the next call's request: never sooner than asked.
+    assert fake_time.sleeps_s == [pytest.approx(2.0)] * ATTEMPTS
+
+
+def test_a_retry_delay_longer_than_the_wait_max_holds_requests_until_it_ends(server: GeminiStandIn) -> None:
+    assert gemini.RATE_LIMIT_WAIT_MAX_S_DEFAULT < 120
+    fake_time = FakeTime()
+    client = make_client(server, fake_time=fake_time)
+    server.push_rate_limited("120s")
+    server.push_intent({"action": "hold"})
+    limited = client.propose("prompt", "system")
+    fake_time.now_s += 60
+    held = client.propose("prompt", "system")
+    fake_time.now_s += 60
+    resumed = client.propose("prompt", "system")
+    client.close()
+
+    assert limited.error is not None and "exceeded your current quota" in limited.error
+    assert held.error_code == "429 RESOURCE_EXHAUSTED" and held.error is not None and "not sent" in held.error
+    assert resumed.error is None
+    assert len(server.requests) == 2 and fake_time.sleeps_s == []  # nothing sent early, no tick blocked
+
+
+def test_a_rate_limit_without_retry_info_backs_off(server: GeminiStandIn) -> None:
+    fake_time = FakeTime()
+    client = make_client(server, fake_time=fake_time)
+    server.push_rate_limited(retry_delay=None)
+    server.push_intent({"action": "hold"})
+    assert client.propose("prompt", "system").error is None
+    client.close()
+    [backoff_s] = fake_time.sleeps_s
+    assert 0.01 <= backoff_s <= 0.05
+
+
+@pytest.mark.parametrize(
+    ("retry_delay", "seconds"),
+    [("17s", 17.0), ("0.5s", 0.5), ("1.000000001s", 1.000000001), ("soon", None), ("-1s", None), ("", None)],
+)
+def test_retry_delay_is_read_from_the_retry_info(retry_delay: str, seconds: float | None) -> None:
+    body = json.loads(rate_limited_reply(retry_delay=retry_delay or None).body)
+    if retry_delay:
+        body["error"]["details"][-1]["retryDelay"] = retry_delay
+    assert retry_delay_s(body) == seconds
+    assert retry_delay_s({"error": "not an object"}) is None and retry_delay_s(None) is None
+
+
+# --- the response schema ----------------------------------------------------------------------------
+
+
+def test_the_response_schema_carries_no_class_docstring(
+    server: GeminiStandIn, client: GeminiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A developer's note on the class must never reach the model as an instruction.
+    monkeypatch.setattr(Intent, "__doc__", "Developer note: validated by to_body, see ADR 7.")
+    server.push_intent({"action": "hold"})
+    assert client.propose("prompt", "system").error is None
+
+    [request] = server.requests
+    schema = request.body["generationConfig"]["responseSchema"]
+    assert "description" not in schema and "Developer note" not in json.dumps(request.body)
+    assert schema["properties"]["price"]["description"] == "total millicredits"  # a field's meaning stays
+
+
+def test_response_schema_drops_nested_class_docstrings_but_keeps_field_descriptions() -> None:
+    class Leg(BaseModel):
+        """Internal: one leg of a trade."""
+
+        quantity: int = Field(description="units")
+
+    class Trade(BaseModel):
+        """Internal: a trade."""
+
+        leg: Leg = Field(description="the leg")
+
+    schema = response_schema(Trade)
+    assert "description" not in schema and "description" not in schema["$defs"]["Leg"]
+    assert schema["properties"]["leg"]["description"] == "the leg"
+    assert schema["$defs"]["Leg"]["properties"]["quantity"]["description"] == "units"
