@@ -74,6 +74,15 @@ def load_operator(home: Path, name: str, password: str | None = None) -> Ed25519
     return Ed25519Signer(_load(pem_path, password))
 
 
+def is_sealed(home: Path, name: str) -> bool:
+    """Whether ``name`` has a key sealed under a password (the only kind a console login opens)."""
+    try:
+        pem_path, _ = _paths(home, name)
+    except IdentityError:
+        return False
+    return pem_path.exists() and not pem_path.read_text().startswith(PEM_PREFIX)
+
+
 def operator_signer(home: Path, name: str) -> Ed25519Signer:
     """The operator's unencrypted key, created on first use: the scripted operator of a simulation and
     a single-user development machine. People on the console have encrypted keys instead."""

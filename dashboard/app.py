@@ -28,6 +28,8 @@ def sidebar() -> None:
         st.error(str(exc), icon=":material/error:")
         st.stop()
     st.sidebar.caption(f"Postgres as **{target.role}** ({target.note}) · topic `{s.topic('proposals')}`")
+    user = console.signed_in()  # a name a key file has: an identifier, safe in markdown
+    st.sidebar.caption(f"Console: signed in as **{user}**" if user else "Console: not signed in")
 
 
 def main() -> None:
@@ -39,7 +41,6 @@ def main() -> None:
     if view in pages and page.url_path != view:
         st.switch_page(pages[view], query_params={k: v for k, v in st.query_params.items() if k != "view"})
     sidebar()
-    console.credentials()  # at the first run, so a generated development password is printed right away
     page.run()
 
 

@@ -1,112 +1,187 @@
-"""Operator login for the governance console: one user and a PBKDF2 password hash, both from the settings.
+"""Console logins: each person logs in as their own operator, by opening their sealed key.
 
-``GRID_DASHBOARD_USER`` (default ``operator``) and ``GRID_DASHBOARD_PASSWORD_HASH`` in the form
-``pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`` (``gridgov dashboard hash-password`` makes one).
-The plain password is never configured anywhere. In production (``GRID_ENV=production``) a missing hash
-means nobody can log in; in development a random one-time password is generated instead, so a fresh
-checkout has a working console without a default password anyone could guess.
+An operator's Ed25519 key is sealed under their password (``gridgov operators add NAME --password``),
+so logging in *is* opening it: the dashboard keeps no password hash, holds no key of anyone who is not
+logged in, and keeps the opened signer in that browser session alone. Each command is signed as the
+person who sent it, and the ledger names them.
+
+Opening a key costs a scrypt derivation (about 0.1 s of CPU and 32 MiB on the host the validator
+shares), so every attempt passes a ``LoginGate`` before any of that work: per user, each failure doubles
+the wait before the next attempt, and only a few openings run at once across all sessions.
+
+Development only (``GRID_ENV`` not production), for a fresh machine whose console user has no sealed
+key yet: a one-time password is generated at startup, printed on stderr and stored hashed in
+``GRID_HOME/dashboard``; its first successful use burns it for good (the file remembers, across
+restarts), and that session signs with the machine's unsealed development operator key. From then
+on the user needs a sealed key like everyone else.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
+import math
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from core.config import Settings, revealed
+import orjson
 
-ALGORITHM = "pbkdf2_sha256"
-# OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256; about 0.3 s per check here, once per login.
-ITERATIONS_DEFAULT = 600_000
-ITERATIONS_MIN = 100_000
-SALT_BYTES = 16
+from core.credentials import write_private
+from core.identities import IdentityError, is_sealed, load_operator, operator_signer
+from schemas.signing import Ed25519Signer
+
 GENERATED_PASSWORD_BYTES = 12
-PASSWORD_LENGTH_MIN = 8
+# Per user: the first failure costs 1 s before the next attempt, each further one doubles it, up to 5 min.
+FAILURE_DELAY_BASE_S = 1.0
+FAILURE_DELAY_MAX_S = 300.0
+# Key openings at once across every session: more would only queue scrypt on the validator's cores.
+OPENINGS_CONCURRENT_MAX = 2
+# Users whose failures are remembered; the oldest is forgotten first (a bound on a guesser's memory cost).
+USERS_TRACKED_MAX = 10_000
+ONE_TIME_FILE = Path("dashboard") / "one-time-password.json"
 
 
-class HashFormatError(ValueError):
-    pass
+class LoginRefused(Exception):
+    """Why a login did not happen, in words fit for the login form."""
 
 
 @dataclass(frozen=True)
-class Credentials:
+class Session:
+    """A logged-in person: their opened key, and when the session began and was last used."""
+
     user: str
-    password_hash: str | None
-    # Development only: the password was generated at startup and printed once on stderr.
-    one_time: bool = False
-    # Only in the process that generated it, so that process can print it; never shown in the UI.
-    generated_password: str | None = None
-    # Why nobody may log in, when that is the case.
-    refusal: str | None = None
+    signer: Ed25519Signer
+    started_s: float
+    seen_s: float
+
+    def expiry(self, now_s: float, idle_max_s: float, age_max_s: float) -> str | None:
+        """Why the session has ended at ``now_s``, or None while it lasts."""
+        if now_s - self.started_s > age_max_s:
+            return f"your session ended after {age_max_s / 3600:g} h: log in again"
+        if now_s - self.seen_s > idle_max_s:
+            return f"your session ended after {idle_max_s / 60:g} min without use: log in again"
+        return None
 
 
-def _derive(password: str, salt: str, iterations: int) -> bytes:
-    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations)
+@dataclass
+class _Failures:
+    count: int
+    last_s: float
 
 
-def hash_password(password: str, iterations: int = ITERATIONS_DEFAULT, salt: str | None = None) -> str:
-    salt = salt or secrets.token_hex(SALT_BYTES)
-    digest = base64.b64encode(_derive(password, salt, iterations)).decode()
-    return f"{ALGORITHM}${iterations}${salt}${digest}"
+class LoginGate:
+    """Admits a login attempt, or refuses it before it costs anything; shared by every session of a process."""
 
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        openings_max: int = OPENINGS_CONCURRENT_MAX,
+        delay_base_s: float = FAILURE_DELAY_BASE_S,
+        delay_max_s: float = FAILURE_DELAY_MAX_S,
+        users_max: int = USERS_TRACKED_MAX,
+    ) -> None:
+        assert openings_max >= 1 and 0 < delay_base_s <= delay_max_s and users_max >= 1
+        self._clock, self._users_max = clock, users_max
+        self._delay_base_s, self._delay_max_s = delay_base_s, delay_max_s
+        self._openings = threading.BoundedSemaphore(openings_max)
+        self._failures: OrderedDict[str, _Failures] = OrderedDict()
+        self._lock = threading.Lock()
 
-def parse_hash(encoded: str) -> tuple[int, str, bytes]:
-    """(iterations, salt, digest) of an encoded hash; HashFormatError says what is wrong with it."""
-    parts = encoded.strip().split("$")
-    if len(parts) != 4 or parts[0] != ALGORITHM:
-        raise HashFormatError(f"expected {ALGORITHM}$<iterations>$<salt>$<hash>")
-    _, iterations_text, salt, digest_text = parts
-    if not iterations_text.isdigit() or int(iterations_text) < ITERATIONS_MIN:
-        raise HashFormatError(f"iterations must be a number >= {ITERATIONS_MIN}")
-    if not salt:
-        raise HashFormatError("the salt is empty")
-    try:
-        digest = base64.b64decode(digest_text, validate=True)
-    except ValueError as exc:
-        raise HashFormatError("the hash is not base64") from exc
-    if len(digest) != hashlib.sha256().digest_size:
-        raise HashFormatError("the hash has the wrong length")
-    return int(iterations_text), salt, digest
+    def wait_s(self, user: str) -> float:
+        """Seconds before ``user`` may try again (0: now)."""
+        with self._lock:
+            found = self._failures.get(user)
+        if found is None:
+            return 0.0
+        delay_s = min(math.ldexp(self._delay_base_s, found.count - 1), self._delay_max_s)
+        return max(0.0, found.last_s + delay_s - self._clock())
 
-
-def verify_password(password: str, encoded: str) -> bool:
-    iterations, salt, expected = parse_hash(encoded)
-    return hmac.compare_digest(_derive(password, salt, iterations), expected)
-
-
-def load_credentials(settings: Settings) -> Credentials:
-    user = settings.dashboard_user
-    configured = revealed(settings.dashboard_password_hash)
-    if configured:
+    def attempt(self, user: str, open_key: Callable[[], Ed25519Signer]) -> Ed25519Signer:
+        """``open_key()``'s signer, if ``user`` may try now and it succeeds; ``LoginRefused`` otherwise."""
+        wait_s = self.wait_s(user)
+        if wait_s > 0:
+            raise LoginRefused(f"Too many failed logins as {user}: try again in {math.ceil(wait_s)} s.")
+        if not self._openings.acquire(blocking=False):
+            raise LoginRefused("The console is busy with other logins: try again in a moment.")
         try:
-            parse_hash(configured)
-        except HashFormatError as exc:
-            return Credentials(user, None, refusal=f"GRID_DASHBOARD_PASSWORD_HASH is malformed: {exc}")
-        return Credentials(user, configured, one_time=settings.dashboard_password_one_time)
-    if settings.production:
-        return Credentials(
-            user,
-            None,
-            refusal="Login is disabled: production mode needs GRID_DASHBOARD_PASSWORD_HASH "
-            "(make one with `gridgov dashboard hash-password`).",
-        )
-    password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
-    return Credentials(user, hash_password(password), one_time=True, generated_password=password)
+            signer = open_key()
+        except IdentityError:
+            self._failed(user)
+            raise LoginRefused("Wrong operator name or password.") from None
+        finally:
+            self._openings.release()
+        with self._lock:
+            self._failures.pop(user, None)
+        return signer
+
+    def _failed(self, user: str) -> None:
+        with self._lock:
+            found = self._failures.pop(user, None) or _Failures(0, 0.0)
+            self._failures[user] = _Failures(found.count + 1, self._clock())
+            while len(self._failures) > self._users_max:
+                self._failures.popitem(last=False)
 
 
-def one_time_notice(found: Credentials) -> str:
-    return (
-        f"governance console (development mode): log in as {found.user!r} "
-        f"with the one-time password {found.generated_password}"
-    )
+class OneTimePassword:
+    """The development console's one-time password: its hash, and whether it was used, in one file."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / ONE_TIME_FILE
+
+    def burnt(self) -> bool:
+        return self.path.exists() and bool(orjson.loads(self.path.read_bytes()).get("burnt"))
+
+    def issue(self) -> str | None:
+        """A new password replacing any unused one (None once one was used): printed by the caller, once."""
+        if self.burnt():
+            return None
+        password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+        self._write({"sha256": _digest(password), "burnt": False})
+        return password
+
+    def use(self, password: str) -> bool:
+        """True, once, for the password ``issue`` made; the file then records it burnt."""
+        if not self.path.exists() or self.burnt():
+            return False
+        expected = str(orjson.loads(self.path.read_bytes())["sha256"])
+        # a 96-bit random token: a fast hash suffices, no guess can succeed in a reasonable time
+        if not hmac.compare_digest(_digest(password), expected):
+            return False
+        self._write({"sha256": expected, "burnt": True})
+        return True
+
+    def _write(self, record: dict[str, object]) -> None:
+        self.path.unlink(missing_ok=True)  # write_private never replaces a file
+        write_private(self.path, orjson.dumps(record).decode())
 
 
-def check_login(credentials: Credentials, user: str, password: str) -> bool:
-    if credentials.refusal is not None or credentials.password_hash is None:
-        return False
-    # Both comparisons always run, so the time taken does not reveal whether the user name was right.
-    user_ok = hmac.compare_digest(user.strip().encode(), credentials.user.encode())
-    password_ok = verify_password(password, credentials.password_hash)
-    return user_ok and password_ok
+def _digest(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def issue_development_password(home: Path, user: str, production: bool) -> str | None:
+    """At startup, in development, while ``user`` has no sealed key: a fresh one-time password (None otherwise)."""
+    if production or is_sealed(home, user):
+        return None
+    return OneTimePassword(home).issue()
+
+
+def one_time_notice(user: str, password: str) -> str:
+    return f"governance console (development mode): log in as {user!r} with the one-time password {password}"
+
+
+def open_operator_key(
+    home: Path, user: str, password: str, one_time: OneTimePassword | None, development_user: str
+) -> Ed25519Signer:
+    """The signer ``user`` logs in with: their sealed key opened by ``password``, or, in development, the
+    machine's development key for ``development_user`` with the one-time password. ``IdentityError`` else."""
+    if is_sealed(home, user):
+        return load_operator(home, user, password)
+    if one_time is not None and user == development_user and one_time.use(password):
+        return operator_signer(home, user)
+    raise IdentityError(f"{user!r} has no sealed key")

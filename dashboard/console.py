@@ -1,27 +1,28 @@
 """The governance console's state: who is signed in, and the signed commands this session sent.
 
-Commands go out through ``connectors.governance.send`` (signed as the operator, published to the
+A person logs in by opening their own sealed operator key (``dashboard.auth``); the opened signer lives
+in their browser session only, until they log out or the session's idle or total limit ends it.
+Commands go out through ``connectors.governance.send`` (signed as that person, published to the
 proposals topic), the same path as the CLI; the validator decides them like any proposal, so the
 console shows each command's fate by looking for its proposal id in the ledger or the rejections.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import streamlit as st
 
 from connectors import governance
 from connectors.readmodel import dashboard as queries
-from core.config import Settings, revealed
-from core.identities import operator_signer
+from core.identities import is_sealed
 from dashboard import auth, sources
 
 REASON_LENGTH_MAX = 200  # the law allows 280; the rest is for the "via dashboard" suffix
-SIGNED_IN_KEY = "console_user"
+SESSION_KEY = "console_session"
+ENDED_KEY = "console_session_ended"
 SENT_KEY = "console_sent"
 DECIDED_KEY = "console_decided"
 WAITING = "waiting for the validator…"
@@ -35,42 +36,80 @@ class Sent:
 
 
 @st.cache_resource(show_spinner=False)
-def _credentials(_settings: Settings, login: tuple[str, str, str, bool]) -> auth.Credentials:
-    """Once per process and login configuration (``login``, the cache key: Streamlit does not hash
-    ``_settings``), so a generated development password is made and printed once."""
-    found = auth.load_credentials(_settings)
-    if found.generated_password is not None:
-        print(auth.one_time_notice(found), file=sys.stderr, flush=True)
+def gate() -> auth.LoginGate:
+    """One per process: failures and openings are counted across every browser session."""
+    return auth.LoginGate()
+
+
+def one_time() -> auth.OneTimePassword | None:
+    s = sources.settings()
+    return None if s.production else auth.OneTimePassword(s.home)
+
+
+def login_notice() -> str:
+    """What the login form says about how to log in here."""
+    s = sources.settings()
+    how = (
+        "Log in as your operator with the password your key is sealed under (`gridgov operators add NAME --password`)."
+    )
+    found = one_time()
+    if found is None or is_sealed(s.home, s.dashboard_user):
+        return how
+    if found.burnt():
+        return f"{how} The development one-time password has been used."
+    return f"{how} Development mode: a one-time password for `{s.dashboard_user}` was printed by `gridgov dashboard`."
+
+
+def session() -> auth.Session | None:
+    """The signed-in person, or None; a session past its idle or total limit ends here."""
+    found: auth.Session | None = st.session_state.get(SESSION_KEY)
+    if found is None:
+        return None
+    s, now_s = sources.settings(), time.monotonic()
+    ended = found.expiry(now_s, s.dashboard_idle_timeout_s, s.dashboard_session_max_s)
+    if ended is not None:
+        sign_out()
+        st.session_state[ENDED_KEY] = ended
+        return None
+    st.session_state[SESSION_KEY] = replace(found, seen_s=now_s)
     return found
 
 
-def credentials() -> auth.Credentials:
-    s = sources.settings()
-    login = (s.dashboard_user, revealed(s.dashboard_password_hash) or "", s.mode, s.dashboard_password_one_time)
-    return _credentials(s, login)
-
-
 def signed_in() -> str | None:
-    user: str | None = st.session_state.get(SIGNED_IN_KEY)
-    return user
+    found = session()
+    return None if found is None else found.user
 
 
-def sign_in(user: str, password: str) -> bool:
-    if not auth.check_login(credentials(), user, password):
-        return False
-    st.session_state[SIGNED_IN_KEY] = user.strip()
-    return True
+def ended_notice() -> str | None:
+    """Why the last session ended, once."""
+    found: str | None = st.session_state.pop(ENDED_KEY, None)
+    return found
+
+
+def sign_in(user: str, password: str) -> str | None:
+    """Log ``user`` in by opening their key; None on success, else why not."""
+    s, user = sources.settings(), user.strip()
+    try:
+        signer = gate().attempt(
+            user, lambda: auth.open_operator_key(s.home, user, password, one_time(), s.dashboard_user)
+        )
+    except auth.LoginRefused as exc:
+        return str(exc)
+    now_s = time.monotonic()
+    st.session_state[SESSION_KEY] = auth.Session(user, signer, now_s, now_s)
+    return None
 
 
 def sign_out() -> None:
-    st.session_state.pop(SIGNED_IN_KEY, None)
+    st.session_state.pop(SESSION_KEY, None)
 
 
 def send(body: dict[str, Any], what: str) -> str:
-    """Sign and publish one governance command; remember it so the page can show what became of it."""
-    settings = sources.settings()
-    signer = operator_signer(settings.home, settings.operator)
-    proposal_id = governance.send(settings, body, settings.operator, signer, source="operator")
+    """Sign ``body`` as the signed-in person and publish it; remember it so the page can show its fate."""
+    found = session()
+    if found is None:
+        raise ValueError("the session has ended: log in again")
+    proposal_id = governance.send(sources.settings(), body, found.user, found.signer, source="operator")
     st.session_state.setdefault(SENT_KEY, []).insert(0, Sent(proposal_id, what, time.time()))
     return proposal_id
 

@@ -38,22 +38,18 @@ def status() -> None:
 
 
 def login() -> None:
-    found = console.credentials()
-    if found.refusal is not None:
-        st.error(found.refusal, icon=":material/lock:")
-        return
-    if found.one_time:
-        st.info(
-            "Development mode: a one-time password was printed on the dashboard's stderr at startup.",
-            icon=":material/key:",
-        )
+    ended = console.ended_notice()
+    if ended is not None:
+        st.warning(ended, icon=":material/timer_off:")
+    st.caption(console.login_notice())
     with st.form("login"):
-        user = st.text_input("Operator", value=found.user)
+        user = st.text_input("Operator", value=sources.settings().dashboard_user)
         password = st.text_input("Password", type="password")
         if st.form_submit_button("Log in"):
-            if console.sign_in(user, password):
+            refused = console.sign_in(user, password)
+            if refused is None:
                 st.rerun()
-            st.error("Wrong operator name or password.")
+            st.error(refused, icon=":material/lock:")
 
 
 def send(body: dict[str, object], what: str) -> None:
@@ -149,7 +145,7 @@ def history() -> None:
 
 def actions(user: str) -> None:
     cols = st.columns([4, 1])
-    cols[0].caption(f"Signed in as **{user}**; commands are signed as operator `{sources.settings().operator}`.")
+    cols[0].caption(f"Signed in as **{user}**: your commands are signed with your own key, and the ledger names you.")
     if cols[1].button("Log out", key="logout"):
         console.sign_out()
         st.rerun()

@@ -1,9 +1,8 @@
-"""``gridgov dashboard [--port P] [--address A]``: serve the Streamlit dashboard; ``hash-password`` for logins."""
+"""``gridgov dashboard [run|start|stop] [--port P] [--address A]``: serve the Streamlit dashboard."""
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import subprocess
 import sys
@@ -21,12 +20,12 @@ STOP_TIMEOUT_S = 10.0
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("dashboard", help="serve the dashboard, or hash a console password")
+    parser = subparsers.add_parser("dashboard", help="serve the dashboard and its governance console")
     parser.add_argument(
         "action",
         nargs="?",
         default="run",
-        choices=("run", "start", "stop", "hash-password"),
+        choices=("run", "start", "stop"),
         help="run (foreground, the default), start (in the background, replacing an earlier one), stop",
     )
     # The container sets STREAMLIT_SERVER_* so it can listen on 0.0.0.0; flags given here still win.
@@ -36,8 +35,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def handle(args: argparse.Namespace) -> int:
-    if args.action == "hash-password":
-        return hash_password()
     if args.action == "stop":
         return stop()
     settings = config.load()
@@ -46,35 +43,16 @@ def handle(args: argparse.Namespace) -> int:
     return start(port, address) if args.action == "start" else serve(port, address)
 
 
-def hash_password() -> int:
-    """Read a password (twice on a terminal, once from a pipe) and print its hash for the environment."""
-    if sys.stdin.isatty():
-        password = getpass.getpass("console password: ")
-        if getpass.getpass("again: ") != password:
-            print("the passwords differ", file=sys.stderr)
-            return 1
-    else:
-        password = sys.stdin.readline().rstrip("\n")
-    if len(password) < auth.PASSWORD_LENGTH_MIN:
-        print(f"use at least {auth.PASSWORD_LENGTH_MIN} characters", file=sys.stderr)
-        return 1
-    print(auth.hash_password(password))
-    return 0
-
-
 def app_environment() -> dict[str, str]:
-    """The settings in force, passed on explicitly, plus a console login when none is configured.
+    """The settings in force, passed on explicitly; in development, the console's one-time password.
 
-    In development without a hash the password is generated here, at startup, and printed once; the
-    app receives only its hash. In production without a hash the app refuses every login.
+    That password is generated here, at startup, and printed once on this terminal; the app holds only
+    its hash (``dashboard.auth.OneTimePassword``), and its first use burns it.
     """
     settings = config.load()
-    found = auth.load_credentials(settings)
-    if found.generated_password is not None and found.password_hash is not None:
-        settings = settings.replace(dashboard_password_hash=found.password_hash, dashboard_password_one_time=True)
-        print(auth.one_time_notice(found), file=sys.stderr)
-    elif found.refusal is not None:
-        print(f"governance console: {found.refusal}", file=sys.stderr)
+    password = auth.issue_development_password(settings.home, settings.dashboard_user, settings.production)
+    if password is not None:
+        print(auth.one_time_notice(settings.dashboard_user, password), file=sys.stderr)
     pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, **settings.as_env(), "PYTHONPATH": pythonpath}
 

@@ -29,12 +29,11 @@ from core.config import Settings
 from streams.rehydrate import rehydrate
 from streams.validator import open_validator
 from streams.workload import OPERATOR, Workload, synthetic_operator
-from tests.conftest import grid_settings
+from tests.conftest import grid_settings, own_kafka_env
 from tests.integration.test_dashboard_apptest import (
     GEMINI_PROPOSAL,
     GEMINI_PROVENANCE,
     PASSWORD,
-    PASSWORD_HASH,
     SECRET,
     file_conflicts,
     seed_messages,
@@ -117,9 +116,9 @@ def dashboard(settings: Settings, tmp_path: Path) -> Iterator[str]:
         "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "GRID_TOPIC_PREFIX": settings.topic_prefix,
         "GRID_KEY_SECRET": "",  # the dashboard holds no root secret; the console signs with the operator's key
-        "GRID_HOME": str(operator_home(tmp_path / "home", SECRET)),
-        "GRID_DASHBOARD_PASSWORD_HASH": PASSWORD_HASH,
+        "GRID_HOME": str(operator_home(tmp_path / "home", SECRET, PASSWORD)),
         "PYTHONPATH": str(REPO_ROOT),
+        **own_kafka_env(settings.kafka_bootstrap, "dashboard"),
     }
     env.pop("GRID_DASHBOARD_DATABASE_URL", None)
     log = tmp_path / "streamlit.log"

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 import streamlit as st
@@ -31,14 +32,14 @@ from connectors.migrate import apply_migrations
 from connectors.readmodel import dashboard as queries
 from core.config import Settings
 from core.text import markdown_literal
-from dashboard import auth, fmt, frames, sources
+from dashboard import auth, console, fmt, frames, sources
 from law.policy import DEFAULT_POLICY
 from schemas.codec import encode
 from schemas.envelope import build
 from streams.rehydrate import rehydrate
 from streams.validator import open_validator
-from streams.workload import METER, Workload
-from tests.conftest import grid_settings, temporary_database
+from streams.workload import METER, OPERATOR, Workload
+from tests.conftest import grid_settings, own_kafka_env, temporary_database
 from tests.standins.linear_server import LinearStandIn
 from tests.support.fold import operator_home
 
@@ -46,7 +47,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "dashboard" / "app.py")
 SECRET = bytes(range(32))
 PASSWORD = "correct horse battery staple"
-PASSWORD_HASH = auth.hash_password(PASSWORD, iterations=auth.ITERATIONS_MIN)  # the minimum keeps logins fast here
 GEMINI_PROPOSAL = "gemini-proof-1"
 GEMINI_PROVENANCE = {
     "source": "gemini",
@@ -113,6 +113,7 @@ def file_conflicts(settings: Settings, home: Path) -> None:
             "GRID_LINEAR_URL": linear.url,
             "GRID_SINK_LINGER_S": "0.2",
             "GRID_SINK_BATCH_AGE_MAX_S": "0.5",
+            **own_kafka_env(settings.kafka_bootstrap, "sinks"),
         }
         env.pop("DISCORD_WEBHOOK_URL", None)
         done = subprocess.run(
@@ -140,20 +141,23 @@ def seeded(kafka_bootstrap: str, database_url: str, tmp_path_factory: pytest.Tem
             yield Seeded(settings, workload.agents, [pid for pid, _ in workload.accepted_ids])
         finally:
             st.cache_resource.clear()  # closes the dashboard's pools before the database is dropped
-            delete_topics(kafka_bootstrap, prefix)
+            delete_topics(settings, prefix)
 
 
-def start_app(s: Settings, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+def start_app(s: Settings, monkeypatch: pytest.MonkeyPatch, password: str | None = PASSWORD) -> AppTest:
+    """The app on a GRID_HOME whose operator's key is sealed under ``password`` (unsealed: None)."""
     monkeypatch.setenv("GRID_DATABASE_URL", s.database_url)
     monkeypatch.setenv("GRID_KAFKA_BOOTSTRAP", s.kafka_bootstrap)
     monkeypatch.setenv("GRID_TOPIC_PREFIX", s.topic_prefix)
     # The dashboard holds no root secret; its console signs with the operator's own key.
     monkeypatch.setenv("GRID_KEY_SECRET", "")
-    monkeypatch.setenv("GRID_HOME", str(operator_home(Path(tempfile.mkdtemp()), SECRET)))
-    monkeypatch.setenv("GRID_DASHBOARD_PASSWORD_HASH", PASSWORD_HASH)
+    for name, value in own_kafka_env(s.kafka_bootstrap, "dashboard").items():  # read before GRID_HOME moves
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GRID_HOME", str(operator_home(Path(tempfile.mkdtemp()), SECRET, password)))
     monkeypatch.delenv("GRID_DASHBOARD_DATABASE_URL", raising=False)
     monkeypatch.delenv("GRID_ENV", raising=False)
     st.cache_data.clear()
+    console.gate.clear()  # each test starts with no failed logins remembered
     at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT_S)
     at.run()
     assert not at.exception, at.exception
@@ -370,20 +374,39 @@ def test_console_refuses_a_wrong_password_and_shows_no_actions(app: AppTest) -> 
     assert not [t for t in app.text_input if (t.key or "").startswith("breaker_reason")]
 
 
-def test_console_refuses_every_login_in_production_without_a_hash(
-    seeded: Seeded, monkeypatch: pytest.MonkeyPatch, app: AppTest
-) -> None:
-    monkeypatch.delenv("GRID_DASHBOARD_PASSWORD_HASH")
-    monkeypatch.setenv("GRID_ENV", "production")
-    open_page(app, "governance")
-    assert any("production mode needs GRID_DASHBOARD_PASSWORD_HASH" in e.value for e in app.error)
-    assert not app.text_input  # no login form at all
+def log_in(at: AppTest, password: str, user: str = OPERATOR) -> AppTest:
+    open_page(at, "governance")
+    at.text_input[0].set_value(user)
+    at.text_input[1].input(password)
+    at.button[0].click().run()
+    return at
+
+
+def test_in_production_only_a_sealed_key_logs_in(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = start_app(seeded.settings, monkeypatch, password=None)  # the machine's key is not sealed
+    monkeypatch.setenv("GRID_ENV", "production")  # start_app clears it; each run reads it afresh
+    home = Path(os.environ["GRID_HOME"])
+    assert auth.issue_development_password(home, OPERATOR, production=True) is None
+    log_in(at, "")
+    assert any("Wrong operator name or password" in e.value for e in at.error)
+    assert "one-time" not in texts(at)
+
+
+def test_the_development_one_time_password_logs_in_once(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = start_app(seeded.settings, monkeypatch, password=None)
+    password = auth.issue_development_password(Path(os.environ["GRID_HOME"]), OPERATOR, production=False)
+    assert password is not None
+    assert "one-time password for `operator` was printed" in texts(open_page(at, "governance"))
+    log_in(at, password)
+    assert "Signed in as **operator**" in texts(at)
+    at.button(key="logout").click().run()
+    log_in(at, password)  # no failure before it: the gate lets it through, the burnt password does not
+    assert any("Wrong operator name or password" in e.value for e in at.error)
+    assert "has been used" in texts(at)
 
 
 def test_console_resumes_the_breaker_and_changes_policy_through_signed_commands(app: AppTest, seeded: Seeded) -> None:
-    open_page(app, "governance")
-    app.text_input[1].input(PASSWORD)
-    app.button[0].click().run()
+    log_in(app, PASSWORD)
     assert not app.exception and "Signed in as **operator**" in texts(app)
 
     app.text_input(key="breaker_reason_resume").input("reserve restored")
@@ -401,6 +424,7 @@ def test_console_resumes_the_breaker_and_changes_policy_through_signed_commands(
         ).fetchall()
         breaker_open, policy = conn.execute("SELECT breaker_open, policy_json FROM grid_status").fetchone()
     assert [k for k, _ in rows] == ["breaker_resume", "policy_set"]
+    assert all(orjson.loads(p)["agent"] == OPERATOR for _, p in rows)  # the person who logged in
     assert all('"source":"operator"' in p and "via dashboard, operator" in p for _, p in rows)
     assert not breaker_open and '"carbon_tax_per_kwh":25' in policy
     st.cache_data.clear()

@@ -39,8 +39,9 @@ def fold(raws: list[bytes], secret: bytes, version: str, first_offset: int = 0) 
     return out
 
 
-def operator_home(home: Path, secret: bytes) -> Path:
+def operator_home(home: Path, secret: bytes, password: str | None = None) -> Path:
     """A GRID_HOME whose operator ``operator`` holds the synthetic stream's key, so a console or CLI
-    started on it signs as the operator that stream's genesis registered."""
-    create_operator(home, OPERATOR, seed=synthetic_operator_seed(secret))
+    started on it signs as the operator that stream's genesis registered; sealed under ``password``
+    when given (how a console user's key is kept)."""
+    create_operator(home, OPERATOR, password=password, seed=synthetic_operator_seed(secret))
     return home

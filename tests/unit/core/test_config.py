@@ -26,7 +26,7 @@ SECRETS = {
     "DISCORD_WEBHOOK_URL": "https://discord.example/api/webhooks/1/hook-token",
     "GEMINI_API_KEY": "gemini-secret",
     "GOOGLE_API_KEY": "google-secret",
-    "GRID_DASHBOARD_PASSWORD_HASH": "pbkdf2_sha256$100000$salt$hash",
+    "GRID_KAFKA_PASSWORD": "kafka-secret",
 }
 # The only variables code outside core/config.py may read: they belong to other programs.
 FOREIGN_VARIABLES = {"JAVA_HOME", "PYTHONPATH"}

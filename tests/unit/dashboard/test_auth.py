@@ -1,135 +1,175 @@
-"""The console's login: PBKDF2 hashes from the settings, no default password, production refuses without one."""
+"""Console logins: each person opens their own sealed key; failures are throttled before any work;
+the development one-time password burns for good on its first use."""
 
 from __future__ import annotations
 
-import io
+import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from core import config
-from core.config import Settings
+from core.identities import IdentityError, create_operator, is_sealed, operator_signer
 from dashboard import auth
 from gridgov.commands import dashboard as command
+from schemas.signing import Ed25519Signer
 
-FAST_ITERATIONS = auth.ITERATIONS_MIN  # hashing at the production cost would make these tests slow
-
-
-@pytest.fixture(autouse=True)
-def no_configured_login(settings_file: Path) -> None:
-    """Every test starts from the defaults, whatever login the machine running it configures."""
+PASSWORD = "correct horse battery staple"
 
 
-def login(**fields: Any) -> Settings:
-    return config.load().replace(**fields)
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now_s
 
 
-def child_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The settings a child process started with ``env`` loads."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return config.load()
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
 
 
-def test_a_hash_verifies_its_password_and_nothing_else() -> None:
-    encoded = auth.hash_password("s3cret-enough", iterations=FAST_ITERATIONS)
-    assert encoded.startswith(f"pbkdf2_sha256${FAST_ITERATIONS}$")
-    assert auth.verify_password("s3cret-enough", encoded)
-    assert not auth.verify_password("s3cret-enougH", encoded)
-    assert not auth.verify_password("", encoded)
+@pytest.fixture
+def signer(home: Path) -> Ed25519Signer:
+    return operator_signer(home, "someone-else")  # any opened key: the gate does not look inside
 
 
-def test_the_same_password_hashes_differently_each_time() -> None:
-    assert auth.hash_password("same", iterations=FAST_ITERATIONS) != auth.hash_password(
-        "same", iterations=FAST_ITERATIONS
-    )
+def refusing() -> Ed25519Signer:
+    raise IdentityError("wrong password")
 
 
-def test_the_default_cost_is_the_recommended_one() -> None:
-    iterations, _, _ = auth.parse_hash(auth.hash_password("x"))
-    assert iterations == auth.ITERATIONS_DEFAULT >= 600_000
+def test_each_failure_doubles_the_wait_and_a_refused_attempt_opens_nothing(signer: Ed25519Signer) -> None:
+    clock, opened = Clock(), []
+    gate = auth.LoginGate(clock=clock)
+
+    def counting() -> Ed25519Signer:
+        opened.append(1)
+        raise IdentityError("wrong")
+
+    waits = []
+    for _ in range(4):
+        with pytest.raises(auth.LoginRefused, match="Wrong operator name or password"):
+            gate.attempt("alice", counting)
+        waits.append(gate.wait_s("alice"))
+        with pytest.raises(auth.LoginRefused, match="Too many failed logins as alice"):
+            gate.attempt("alice", lambda: signer)  # even the right password waits: no work is done
+        clock.now_s += waits[-1]
+    assert waits == [1.0, 2.0, 4.0, 8.0] and len(opened) == 4
+    assert gate.wait_s("bob") == 0.0  # one user's failures do not lock out another
 
 
-@pytest.mark.parametrize(
-    "encoded",
-    [
-        "plaintext-password",
-        "md5$100000$salt$AAAA",
-        "pbkdf2_sha256$1000$salt$" + "A" * 44,  # too few iterations
-        "pbkdf2_sha256$many$salt$" + "A" * 44,
-        "pbkdf2_sha256$100000$$" + "A" * 44,
-        "pbkdf2_sha256$100000$salt$not*base64",
-        "pbkdf2_sha256$100000$salt$AAAA",  # wrong length
-    ],
-)
-def test_malformed_hashes_are_refused_with_a_reason(encoded: str) -> None:
-    with pytest.raises(auth.HashFormatError):
-        auth.parse_hash(encoded)
-    found = auth.load_credentials(login(dashboard_password_hash=encoded))
-    assert found.refusal is not None and found.password_hash is None
-    assert not auth.check_login(found, "operator", encoded)
+def test_the_wait_is_capped_and_a_success_clears_it(signer: Ed25519Signer) -> None:
+    clock = Clock()
+    gate = auth.LoginGate(clock=clock)
+    for _ in range(20):
+        clock.now_s += gate.wait_s("alice")
+        with pytest.raises(auth.LoginRefused):
+            gate.attempt("alice", refusing)
+    assert gate.wait_s("alice") == auth.FAILURE_DELAY_MAX_S
+    clock.now_s += auth.FAILURE_DELAY_MAX_S
+    assert gate.attempt("alice", lambda: signer) is signer
+    assert gate.wait_s("alice") == 0.0
 
 
-def test_configured_credentials_log_in_only_with_both_user_and_password() -> None:
-    encoded = auth.hash_password("pw-pw-pw-pw", FAST_ITERATIONS)
-    found = auth.load_credentials(login(dashboard_user="alice", dashboard_password_hash=encoded))
-    assert found.refusal is None and not found.one_time and found.generated_password is None
-    assert auth.check_login(found, "alice", "pw-pw-pw-pw")
-    assert auth.check_login(found, " alice ", "pw-pw-pw-pw")
-    assert not auth.check_login(found, "operator", "pw-pw-pw-pw")
-    assert not auth.check_login(found, "alice", "pw-pw-pw-p")
+def test_only_a_few_key_openings_run_at_once(signer: Ed25519Signer) -> None:
+    gate, release = auth.LoginGate(openings_max=2), threading.Event()
+    started = threading.Barrier(3)
+
+    def slow() -> Ed25519Signer:
+        started.wait()
+        release.wait(10)
+        return signer
+
+    workers = [threading.Thread(target=gate.attempt, args=(f"user{i}", slow)) for i in range(2)]
+    for w in workers:
+        w.start()
+    started.wait()
+    with pytest.raises(auth.LoginRefused, match="busy"):
+        gate.attempt("carol", lambda: signer)
+    release.set()
+    for w in workers:
+        w.join()
+    assert gate.attempt("carol", lambda: signer) is signer  # the openings were released
 
 
-def test_production_without_a_hash_lets_nobody_in() -> None:
-    found = auth.load_credentials(login(mode="production"))
-    assert found.password_hash is None and found.generated_password is None
-    assert "GRID_DASHBOARD_PASSWORD_HASH" in (found.refusal or "")
-    assert not auth.check_login(found, "operator", "")
+def test_the_failures_remembered_are_bounded() -> None:
+    gate = auth.LoginGate(clock=Clock(), users_max=3)
+    for user in ("a", "b", "c", "d"):
+        with pytest.raises(auth.LoginRefused):
+            gate.attempt(user, refusing)
+    assert gate.wait_s("a") == 0.0 and gate.wait_s("d") > 0  # the oldest was forgotten
 
 
-def test_development_without_a_hash_generates_a_one_time_password() -> None:
-    first, second = auth.load_credentials(login()), auth.load_credentials(login())
-    assert first.user == "operator" and first.one_time and first.refusal is None
-    assert first.generated_password and len(first.generated_password) >= 16
-    assert first.generated_password != second.generated_password  # never a fixed default
-    assert auth.check_login(first, "operator", first.generated_password)
-    assert not auth.check_login(first, "operator", "operator")
-    assert first.generated_password in auth.one_time_notice(first)
+def test_a_sealed_key_opens_only_with_its_password(home: Path) -> None:
+    created = create_operator(home, "alice", password=PASSWORD)
+    assert is_sealed(home, "alice")
+    opened = auth.open_operator_key(home, "alice", PASSWORD, None, "operator")
+    assert opened.public_key == created.public_key
+    with pytest.raises(IdentityError):
+        auth.open_operator_key(home, "alice", PASSWORD + "!", None, "operator")
 
 
-def test_the_cli_passes_only_the_hash_of_a_generated_password(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_an_unsealed_or_missing_key_is_no_console_login(home: Path) -> None:
+    operator_signer(home, "operator")  # the machine's development key, unsealed
+    assert not is_sealed(home, "operator") and not is_sealed(home, "nobody") and not is_sealed(home, "../x")
+    for user in ("operator", "nobody"):
+        with pytest.raises(IdentityError):
+            auth.open_operator_key(home, user, "", None, "operator")
+
+
+def test_the_one_time_password_opens_the_development_key_once_ever(home: Path) -> None:
+    development = operator_signer(home, "operator")
+    password = auth.OneTimePassword(home).issue()
+    assert password is not None and len(password) >= 16
+    assert password not in (home / auth.ONE_TIME_FILE).read_text()  # only its hash is stored
+    with pytest.raises(IdentityError):
+        auth.open_operator_key(home, "alice", password, auth.OneTimePassword(home), "operator")
+    opened = auth.open_operator_key(home, "operator", password, auth.OneTimePassword(home), "operator")
+    assert opened.public_key == development.public_key
+    again = auth.OneTimePassword(home)  # a restart reads the same file
+    assert again.burnt() and not again.use(password) and again.issue() is None
+    with pytest.raises(IdentityError):
+        auth.open_operator_key(home, "operator", password, again, "operator")
+
+
+def test_an_unused_one_time_password_is_replaced_at_each_start(home: Path) -> None:
+    first = auth.OneTimePassword(home).issue()
+    second = auth.OneTimePassword(home).issue()
+    assert first and second and first != second
+    assert not auth.OneTimePassword(home).use(first)
+    assert auth.OneTimePassword(home).use(second)
+
+
+def test_no_one_time_password_in_production_or_once_the_user_has_a_sealed_key(home: Path) -> None:
+    assert auth.issue_development_password(home, "operator", production=True) is None
+    create_operator(home, "alice", password=PASSWORD)
+    assert auth.issue_development_password(home, "alice", production=False) is None
+    assert auth.issue_development_password(home, "operator", production=False) is not None
+
+
+def test_a_session_ends_when_idle_or_too_old(signer: Ed25519Signer) -> None:
+    session = auth.Session("alice", signer, started_s=0.0, seen_s=0.0)
+    assert session.expiry(899.0, idle_max_s=900, age_max_s=3600) is None
+    assert "15 min without use" in (session.expiry(901.0, idle_max_s=900, age_max_s=3600) or "")
+    used = auth.Session("alice", signer, started_s=0.0, seen_s=3590.0)
+    assert "1 h" in (used.expiry(3601.0, idle_max_s=900, age_max_s=3600) or "")
+
+
+def test_the_cli_prints_the_one_time_password_and_passes_it_to_nobody(
+    settings_file: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setenv("GRID_HOME", str(home))
     env = command.app_environment()
-    printed = capsys.readouterr().err
-    found = auth.load_credentials(child_settings(env, monkeypatch))
-    assert found.one_time and found.generated_password is None  # the app gets the hash, not the password
-    password = printed.rsplit(" ", 1)[-1].strip()
-    assert auth.check_login(found, "operator", password)
+    password = capsys.readouterr().err.rsplit(" ", 1)[-1].strip()
     assert password not in "".join(env.values())
+    assert auth.OneTimePassword(home).use(password)
 
 
-def test_the_cli_warns_when_production_has_no_hash(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_the_cli_prints_no_password_in_production(
+    settings_file: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setenv("GRID_HOME", str(home))
     monkeypatch.setenv("GRID_ENV", "production")
-    env = command.app_environment()
-    assert "production mode needs GRID_DASHBOARD_PASSWORD_HASH" in capsys.readouterr().err
-    assert auth.load_credentials(child_settings(env, monkeypatch)).refusal is not None
-
-
-def test_hash_password_reads_a_piped_password(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
-    assert command.hash_password() == 0
-    assert auth.verify_password("a long enough password", capsys.readouterr().out.strip())
-
-
-def test_hash_password_refuses_a_short_password(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
-    assert command.hash_password() == 1
-    assert capsys.readouterr().out == ""
+    command.app_environment()
+    assert "one-time" not in capsys.readouterr().err
+    assert not (home / auth.ONE_TIME_FILE).exists()
