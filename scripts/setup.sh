@@ -50,4 +50,10 @@ else
     rm -f "$log"
     touch "$STAMP"
 fi
+# The Go producer example (tested in `make test`) fetches its modules (franz-go) once into Go's cache.
+if command -v go >/dev/null; then
+    (cd "$ROOT/examples/go-producer" && go mod download) || { echo "setup: go mod download failed" >&2; exit 1; }
+else
+    say "no Go toolchain: tests/integration/test_go_producer.py will fail (it builds examples/go-producer)"
+fi
 say "done; next: $VENV/bin/gridgov infra up"
