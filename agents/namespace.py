@@ -31,12 +31,16 @@ def _database_name(run_id: str) -> str:
     return "grid_run_" + run_id.replace("-", "_")
 
 
+def _on_database(url: str, name: str) -> str:
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
 def _recreate_database(server_url: str, name: str) -> str:
     with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
         # FORCE: a dashboard still connected to the previous run must not block the new one.
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return urlsplit(server_url)._replace(path=f"/{name}").geturl()
+    return _on_database(server_url, name)
 
 
 def prepare_namespace(config: SimulationConfig, settings: Settings) -> Namespace:
@@ -50,6 +54,12 @@ def prepare_namespace(config: SimulationConfig, settings: Settings) -> Namespace
         stale = f"{settings.topic_prefix}.{run_id}"
         delete_topics(settings, stale)
         prefix = f"{stale}.{secrets.token_hex(3)}"
-    ns_settings = settings.replace(topic_prefix=prefix, database_url_external=database_url)
+    # a validator URL of its own (compose) is the same role and server, on the run's database
+    validator_url = settings.validator_database_url_external
+    if validator_url:
+        validator_url = _on_database(validator_url, urlsplit(database_url).path.lstrip("/"))
+    ns_settings = settings.replace(
+        topic_prefix=prefix, database_url_external=database_url, validator_database_url_external=validator_url
+    )
     ensure_topics(ns_settings)
     return Namespace(run_id, ns_settings)

@@ -15,6 +15,7 @@ from agents.simulation_config import SimulationConfig
 from agents.wiring import Cast
 from connectors.readmodel.ledger import audit_database
 from connectors.readmodel.summary import BreakerEvent, read_figures
+from core.pg_access import redacted
 from core.tables import format_table
 from law.decide import Keys
 
@@ -129,7 +130,7 @@ def render(s: Summary) -> str:
     parts = [
         f"Simulation {s.run_id}: scenario {s.scenario}, seed {s.seed}, {s.ticks} ticks, {s.mode}, "
         f"{decided} proposals decided in {s.elapsed_s:.1f} s",
-        f"  database {s.database_url}   topics {s.topic_prefix}.*",
+        f"  database {redacted(s.database_url)}   topics {s.topic_prefix}.*",
         _section("Accepted by kind", ("KIND", "COUNT"), sorted(s.accepted_by_kind.items())),
         _section("Rejected by reason", ("REASON", "COUNT"), list(s.rejected_by_reason.items())),
         _section(

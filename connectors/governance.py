@@ -28,12 +28,18 @@ _NONCES: dict[str, Nonces] = {}
 
 
 def send(
-    settings: Settings, body: dict[str, Any], operator: str, signer: Ed25519Signer, source: str = "operator"
+    settings: Settings,
+    body: dict[str, Any],
+    operator: str,
+    signer: Ed25519Signer,
+    source: str = "operator",
+    ledger_url: str | None = None,
 ) -> str:
     """Sign ``body`` as ``operator`` with their key, publish it, wait for the broker's ack; return the
-    proposal id."""
+    proposal id. The tick and nonce are read from the ledger at ``ledger_url`` (default: the owner's
+    URL; the console passes its read-only one)."""
     pid = f"gov-{uuid.uuid4()}"
-    tick, decided = producer_position(settings.database_url, operator)
+    tick, decided = producer_position(ledger_url or settings.database_url, operator)
     nonce = _NONCES.setdefault(operator, Nonces()).next(decided)
     proposal = build(operator, body, tick, GOVERNANCE_TTL_TICKS, signer, pid, nonce, {"source": source})
     send_proposals(settings, [encode(proposal)])

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic.fields import FieldInfo
@@ -27,10 +27,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from core import pg_access
 from core.kafka_access import KafkaAccess, Principal, access
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VALIDATOR_ROLE = "grid_validator"  # created by connectors/migrations/0090_validator_role.sql
 SETTINGS_FILE_NAME = "grid.env"
 DEFAULT, ENVIRONMENT, FILE = "default", "environment", "file"
 
@@ -241,6 +241,11 @@ class Settings(BaseSettings):
         alias="GRID_DASHBOARD_DATABASE_URL",
         description="the dashboard's read-only connection; unset: GRID_DATABASE_URL as role grid_reader",
     )
+    sinks_database_url_external: str | None = Field(
+        default=None,
+        alias="GRID_SINKS_DATABASE_URL",
+        description="the sinks' connection; unset: GRID_DATABASE_URL as role grid_sinks (their tables only)",
+    )
     validator_database_url_external: str | None = Field(
         default=None,
         alias="GRID_VALIDATOR_DATABASE_URL",
@@ -281,14 +286,32 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
+        """The owner's URL: migrations and operators' tools, never a service."""
         if self.database_url_external:
             return self.database_url_external
-        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{self.pg_database}"
+        local = f"postgresql://127.0.0.1:{self.pg_port}/{self.pg_database}"
+        return pg_access.with_role(local, pg_access.OWNER, pg_access.stored_password(self.home, pg_access.OWNER))
 
     @property
     def validator_database_url(self) -> str:
         """The validator writes as ``grid_validator``, which may append to the ledger and nothing more."""
-        return self.validator_database_url_external or role_url(self.database_url, VALIDATOR_ROLE)
+        return self.validator_database_url_external or self.role_database_url(pg_access.VALIDATOR)
+
+    @property
+    def sinks_database_url(self) -> str:
+        return self.sinks_database_url_external or self.role_database_url(pg_access.SINKS)
+
+    @property
+    def reader_database_url(self) -> str:
+        return self.dashboard_database_url or self.role_database_url(pg_access.READER)
+
+    def role_database_url(self, role: str) -> str:
+        """The database of ``database_url`` as ``role``; on the local cluster with its generated password
+        (which is sent nowhere else)."""
+        parts = urlsplit(self.database_url)
+        local = parts.hostname == "127.0.0.1" and parts.port == self.pg_port
+        password = pg_access.stored_password(self.home, role) if local else None
+        return pg_access.with_role(self.database_url, role, password)
 
     @property
     def gemini_key(self) -> SecretStr | None:
@@ -318,13 +341,6 @@ class Settings(BaseSettings):
         which mean unset.
         """
         return {v.name: env_text(getattr(self, v.field)) for v in variables()}
-
-
-def role_url(url: str, role: str) -> str:
-    """``url`` logging in as ``role`` (without the main user's password)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
 
 
 class _BlankMeansDefault(PydanticBaseSettingsSource):

@@ -27,7 +27,7 @@ def sidebar() -> None:
     except sources.SourceError as exc:
         st.error(str(exc), icon=":material/error:")
         st.stop()
-    st.sidebar.caption(f"Postgres as **{target.role}** ({target.note}) · topic `{s.topic('proposals')}`")
+    st.sidebar.caption(f"Postgres as **{target.role}** (read-only) · topic `{s.topic('proposals')}`")
     user = console.signed_in()  # a name a key file has: an identifier, safe in markdown
     st.sidebar.caption(f"Console: signed in as **{user}**" if user else "Console: not signed in")
 

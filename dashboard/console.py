@@ -109,7 +109,8 @@ def send(body: dict[str, Any], what: str) -> str:
     found = session()
     if found is None:
         raise ValueError("the session has ended: log in again")
-    proposal_id = governance.send(sources.settings(), body, found.user, found.signer, source="operator")
+    ledger_url = sources.current_target().url
+    proposal_id = governance.send(sources.settings(), body, found.user, found.signer, "operator", ledger_url)
     st.session_state.setdefault(SENT_KEY, []).insert(0, Sent(proposal_id, what, time.time()))
     return proposal_id
 

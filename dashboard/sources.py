@@ -19,13 +19,12 @@ from psycopg_pool import ConnectionPool
 
 from connectors.readmodel import dashboard as queries
 from core import config
-from core.config import Settings, role_url
+from core.config import Settings
 from core.kafka_access import KafkaAccess
 
 logger = logging.getLogger(__name__)
 
-READER_ROLE = "grid_reader"
-# Sent with every connection: even the fallback role can then not write by accident.
+# Sent with every connection, on top of the role that can write nothing: belt and braces.
 READ_ONLY_OPTIONS = "-c default_transaction_read_only=on"
 CONNECT_TIMEOUT_S = 5
 POOL_SIZE_MAX = 4
@@ -39,22 +38,18 @@ class SourceError(RuntimeError):
     """Postgres cannot be reached or has no ledger schema; the page shows why instead of a traceback."""
 
 
+class StrongerRole(SourceError):
+    """The dashboard was given a role that may change the ledger; it reads through none such."""
+
+
 @dataclass(frozen=True)
 class Target:
     url: str  # carries the read-only option, so code that only takes a URL (verify) is read-only too
     role: str
-    note: str  # shown in the sidebar: how the dashboard reads
 
 
 def settings() -> Settings:
     return config.load()
-
-
-def reader_url(s: Settings) -> str:
-    """GRID_DASHBOARD_DATABASE_URL, else the settings' URL with the user replaced by the reader role."""
-    if s.dashboard_database_url:
-        return s.dashboard_database_url
-    return role_url(s.database_url, READER_ROLE)
 
 
 def _read_only(url: str) -> str:
@@ -62,38 +57,48 @@ def _read_only(url: str) -> str:
     return f"{url}{separator}options={READ_ONLY_OPTIONS.replace(' ', '%20').replace('=', '%3D')}"
 
 
-def _probe(url: str) -> str:
-    """The role ``url`` logs in as, after checking it can read the ledger; raises psycopg.Error otherwise."""
+def _probe(url: str) -> tuple[str, bool]:
+    """The role ``url`` logs in as and whether it may change the ledger, after checking it can read it;
+    raises psycopg.Error otherwise."""
     with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as conn:
         conn.execute("SELECT 1 FROM ledger LIMIT 1")
-        row = conn.execute("SELECT current_user").fetchone()
+        row = conn.execute(
+            "SELECT current_user, has_table_privilege('ledger', 'INSERT, UPDATE, DELETE, TRUNCATE')"
+        ).fetchone()
     assert row is not None
-    return str(row[0])
+    return str(row[0]), bool(row[1])
 
 
-@st.cache_resource(show_spinner=False, ttl=60)
-def target(main_url: str, reader: str) -> Target:
-    """The reader role when it can log in and read; else the main URL, still in read-only transactions.
+def check_reader(reader_url: str) -> Target:
+    """The read-only role of ``reader_url``, or a SourceError saying why the dashboard will not read.
 
-    Cached for a minute only, so a dashboard started before ``gridgov migrate`` created the role
-    switches to it without a restart.
+    Never a stronger role: a URL whose role may write the ledger is refused, not used read-only.
     """
+    host = urlsplit(reader_url).netloc.rsplit("@", 1)[-1]
     try:
-        return Target(_read_only(reader), _probe(_read_only(reader)), "read-only role")
-    except psycopg.Error as exc:
-        logger.warning("reader role unavailable, reading through the main URL: %s", str(exc).strip())
-    try:
-        return Target(_read_only(main_url), _probe(_read_only(main_url)), "main role, read-only transactions")
+        role, can_write = _probe(_read_only(reader_url))
     except psycopg.errors.UndefinedTable as exc:
         raise SourceError("The database has no ledger yet: run `gridgov migrate` (the validator does it too).") from exc
     except psycopg.Error as exc:
-        host = urlsplit(main_url).netloc.rsplit("@", 1)[-1]
-        raise SourceError(f"Postgres at {host} is unreachable: {str(exc).strip()}") from exc
+        raise SourceError(
+            f"The dashboard cannot read Postgres at {host} as its read-only role: {str(exc).strip()} "
+            "(`gridgov infra up` gives the local cluster's roles their passwords; elsewhere set "
+            "GRID_DASHBOARD_DATABASE_URL)"
+        ) from exc
+    if can_write:
+        raise StrongerRole(
+            f"The dashboard refuses to read as {role}, which may change the ledger: give it a read-only role "
+            "(GRID_DASHBOARD_DATABASE_URL, role grid_reader)."
+        )
+    return Target(_read_only(reader_url), role)
+
+
+# Cached for a minute only, so a dashboard started before `gridgov migrate` finds the role without a restart.
+target = st.cache_resource(show_spinner=False, ttl=60)(check_reader)
 
 
 def current_target() -> Target:
-    s = settings()
-    return target(s.database_url, reader_url(s))
+    return target(settings().reader_database_url)
 
 
 @st.cache_resource(show_spinner=False, on_release=lambda pool: pool.close())

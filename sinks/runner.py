@@ -77,7 +77,7 @@ def _outbox(settings: Settings, sink: str) -> OutboxFile:
 def build_sinks(settings: Settings, sink_settings: SinkSettings, waiter: Waiter) -> Sinks:
     """Both sinks, each with its own PostgreSQL connection and HTTP client (each runs in its own thread)."""
     ss = sink_settings
-    linear_conn, discord_conn = connect(settings.database_url), connect(settings.database_url)
+    linear_conn, discord_conn = connect(settings.sinks_database_url), connect(settings.sinks_database_url)
     linear_store, discord_store = DeliveryStore(linear_conn, "linear"), DeliveryStore(discord_conn, "discord")
     # a sink reports its own stall through the other sink's table, on its own connection
     discord_inbox, linear_inbox = DeliveryStore(linear_conn, "discord"), DeliveryStore(discord_conn, "linear")
@@ -126,7 +126,7 @@ def build_sinks(settings: Settings, sink_settings: SinkSettings, waiter: Waiter)
 @contextmanager
 def exclusive(settings: Settings, waiter: Waiter) -> Iterator[None]:
     """Hold the sinks' advisory lock for this topic prefix; wait while another process holds it."""
-    with connect(settings.database_url) as conn:
+    with connect(settings.sinks_database_url) as conn:
         key = f"gridgov-sinks:{settings.topic_prefix}"
         while not _try_lock(conn, key):
             logger.warning("another sinks process delivers for %r; waiting for it to stop", settings.topic_prefix)

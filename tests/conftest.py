@@ -107,7 +107,10 @@ def postgres_container() -> Iterator[str]:
 
 
 def _server(
-    env_var: str, service: str, container: Callable[[], AbstractContextManager[str]], address: str
+    env_var: str,
+    service: str,
+    container: Callable[[], AbstractContextManager[str]],
+    address: Callable[[Settings], str],
 ) -> Iterator[str]:
     """The address of ``service``, resolved in the order the module docstring gives."""
     external = os.environ.get(env_var)
@@ -118,17 +121,18 @@ def _server(
         with container() as found:
             yield found
     else:
-        yield infra.up([service])[service][address]
+        infra.up([service])
+        yield address(config.load())  # after up: the local cluster's passwords exist now
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    yield from _server("GRID_KAFKA_BOOTSTRAP", "kafka", kafka_container, "bootstrap")
+    yield from _server("GRID_KAFKA_BOOTSTRAP", "kafka", kafka_container, lambda s: s.kafka_bootstrap)
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    yield from _server("GRID_DATABASE_URL", "postgres", postgres_container, "url")
+    yield from _server("GRID_DATABASE_URL", "postgres", postgres_container, lambda s: s.database_url)
 
 
 def broker_settings(kafka_bootstrap: str) -> Settings:
@@ -144,12 +148,13 @@ def own_kafka_env(kafka_bootstrap: str, principal: Principal) -> dict[str, str]:
     return {"GRID_KAFKA_USERNAME": own.username, "GRID_KAFKA_PASSWORD": own.password or ""}
 
 
-def with_kafka_credentials(home: Path) -> Path:
-    """``home`` given this machine's Kafka credentials (every principal's), as a GRID_HOME on the broker's
-    host has them: for a test that runs a whole grid (several principals) in a home of its own."""
+def with_credentials(home: Path) -> Path:
+    """``home`` given this machine's Kafka and Postgres credentials (every principal's and role's), as a
+    GRID_HOME on the servers' host has them: for a test that runs a whole grid (several principals) in a
+    home of its own."""
     source, target = credentials_dir(config.load().home), credentials_dir(home)
     target.mkdir(parents=True, exist_ok=True)
-    for found in source.glob("kafka-*"):
+    for found in (*source.glob("kafka-*"), *source.glob("pg-*")):
         shutil.copy2(found, target / found.name)
     return home
 

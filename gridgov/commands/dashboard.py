@@ -38,9 +38,26 @@ def handle(args: argparse.Namespace) -> int:
     if args.action == "stop":
         return stop()
     settings = config.load()
+    if not reads_as_a_reader(settings.reader_database_url):
+        return 2
     port = settings.dashboard_port if args.port is None else args.port
     address = args.address or settings.dashboard_address
     return start(port, address) if args.action == "start" else serve(port, address)
+
+
+def reads_as_a_reader(reader_url: str) -> bool:
+    """False (and why, on stderr) if the dashboard's database role may change the ledger. A database
+    that is not up or not migrated yet is no reason to refuse: the page says so until it is."""
+    from dashboard import sources  # streamlit and Kafka's client: loaded by this command alone
+
+    try:
+        sources.check_reader(reader_url)
+    except sources.StrongerRole as exc:
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return False
+    except sources.SourceError as exc:
+        print(f"dashboard: starting anyway; {exc}", file=sys.stderr)
+    return True
 
 
 def app_environment() -> dict[str, str]:

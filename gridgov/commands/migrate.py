@@ -10,6 +10,7 @@ import psycopg
 
 from connectors.migrate import MigrationError, apply_migrations
 from core import config
+from core.pg_access import redacted
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,7 +25,7 @@ def handle(args: argparse.Namespace) -> int:
     try:
         applied = apply_migrations(url, args.dir)
     except (MigrationError, psycopg.Error) as exc:
-        print(f"migrate failed on {url}: {exc}", file=sys.stderr)
+        print(f"migrate failed on {redacted(url)}: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(f"applied {name}" for name in applied) if applied else f"{url}: up to date")
+    print("\n".join(f"applied {name}" for name in applied) if applied else f"{redacted(url)}: up to date")
     return 0

@@ -10,6 +10,7 @@ import psycopg
 from prometheus_client import start_http_server
 
 from core import config
+from core.pg_access import redacted
 from core.tables import format_table
 from sinks import runner
 from sinks.settings import SinkSettings
@@ -48,14 +49,15 @@ def handle(args: argparse.Namespace) -> int:
 
 def show_status(settings: config.Settings, sink_settings: SinkSettings, as_json: bool) -> int:
     online = {"linear": sink_settings.linear_online, "discord": sink_settings.discord_online}
+    url = settings.sinks_database_url
     try:
-        with connect(settings.database_url) as conn:
+        with connect(url) as conn:
             summaries = [DeliveryStore(conn, sink).summary() for sink in SINKS]
     except psycopg.errors.UndefinedTable:
-        print(f"sinks status: {settings.database_url} has no sink tables; run `gridgov migrate`", file=sys.stderr)
+        print(f"sinks status: {redacted(url)} has no sink tables; run `gridgov migrate`", file=sys.stderr)
         return 1
     except psycopg.Error as exc:
-        print(f"sinks status: {settings.database_url}: {exc}", file=sys.stderr)
+        print(f"sinks status: {redacted(url)}: {exc}", file=sys.stderr)
         return 1
     rows = [
         {

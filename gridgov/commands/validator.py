@@ -20,13 +20,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser("validator", help="decide proposals from Kafka into the Postgres ledger")
     parser.add_argument("--group", default=GROUP_ID_DEFAULT, help="consumer group / position name")
     parser.add_argument("--metrics-port", type=int, default=9464, help="Prometheus port (0 = off)")
+    parser.add_argument(
+        "--migrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="apply pending migrations first, as the owner (GRID_DATABASE_URL); --no-migrate where the "
+        "validator holds only its own role's URL and migrations ran elsewhere (compose's init)",
+    )
     parser.add_argument("--idle-exit-s", type=float, help="exit after this many seconds with nothing to decide")
     parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     settings = config.load()
-    apply_migrations(settings.database_url)
+    if args.migrate:
+        apply_migrations(settings.database_url)
     ensure_topics(settings)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="127.0.0.1")

@@ -2,6 +2,12 @@
 
 Layout under ``<home>/pg``: ``data/`` (initdb'd once, holds postmaster.pid), ``run/`` (socket), ``pg.log``.
 As root, the server runs as the ``postgres`` system user (initdb and postgres refuse root).
+
+Logins (``pg_hba.conf``, rewritten by every ``up``): TCP takes SCRAM-SHA-256 passwords only; each login
+role of ``core.pg_access`` gets one generated into ``GRID_HOME/credentials`` (0600). The owner also
+logs in without one over the socket, whose directory (0700) only the server's system user and root can
+enter: that is how ``up`` sets the passwords, also on a cluster made before it had any (which it
+upgrades in place: passwords first, then the stricter pg_hba.conf, then a reload).
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
+from core import pg_access
 from core.config import Settings
+from core.credentials import generated_secret
 from core.process import InfraError, cmdline, log_tail, pid_alive, poll_until, read_pid
 
 logger = logging.getLogger(__name__)
@@ -34,6 +43,14 @@ PG_CTL_TIMEOUT_S = 60
 READY_TIMEOUT_S = 60.0
 # a Unix socket path is limited to 107 bytes; deep checkouts (CI temp dirs) can exceed it
 SOCKET_PATH_MAX = 100
+HBA_FILE_NAME = "pg_hba.conf"
+# First match wins. The socket line is safe because of the directory's 0700, not because of trust.
+HBA = f"""# written by gridgov infra up (gridgov/infra/postgres.py); changes are overwritten
+local   all   {pg_access.OWNER}   trust
+local   all   all        reject
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+"""
 
 
 def root(s: Settings) -> Path:
@@ -49,8 +66,9 @@ def log_path(s: Settings) -> Path:
 
 
 def admin_url(s: Settings) -> str:
-    """URL of the always-present ``postgres`` database, for readiness checks and CREATE DATABASE."""
-    return f"postgresql://{PG_USER}@127.0.0.1:{s.pg_port}/postgres"
+    """The owner on the always-present ``postgres`` database over the socket: for readiness checks,
+    CREATE DATABASE and setting the roles' passwords."""
+    return make_conninfo(host=str(socket_dir(s)), port=s.pg_port, user=pg_access.OWNER, dbname="postgres")
 
 
 def find_bindir() -> Path | None:
@@ -111,6 +129,7 @@ def socket_dir(s: Settings) -> Path:
 def prepare_dirs(s: Settings) -> None:
     for path in (root(s), socket_dir(s)):
         path.mkdir(parents=True, exist_ok=True)
+    socket_dir(s).chmod(0o700)  # whoever can enter it logs in as the owner without a password
     if os.geteuid() != 0:
         return
     make_traversable(root(s))
@@ -129,7 +148,10 @@ def initdb(s: Settings, bindir: Path) -> float:
         shutil.rmtree(data)
     start = time.monotonic()
     # locale C: independent of the caller's LANG (which may name a locale that is not installed)
-    cmd = [str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", PG_USER, "-E", "UTF8", "--locale=C"]
+    cmd = [
+        str(bindir / "initdb"), "-D", str(data), "--auth-local=trust", "--auth-host=scram-sha-256",
+        "-U", PG_USER, "-E", "UTF8", "--locale=C",
+    ]  # fmt: skip
     done = _run_pg(cmd, INITDB_TIMEOUT_S)
     if done.returncode != 0:
         raise InfraError(f"initdb failed:\n{done.stdout}{done.stderr}")
@@ -206,15 +228,52 @@ def create_database(s: Settings) -> float:
     return time.monotonic() - start
 
 
+def _shown_url(s: Settings) -> str:
+    return pg_access.redacted(s.database_url)
+
+
+def set_passwords(s: Settings) -> None:
+    """Give each login role its generated password (creating the role if the migrations have not yet)."""
+    with psycopg.connect(admin_url(s), autocommit=True, connect_timeout=5) as conn:
+        for role in pg_access.LOGIN_ROLES:
+            password = generated_secret(s.home, pg_access.password_name(role))
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            # PASSWORD takes no bind parameter; sql.Literal quotes it. password_encryption is scram-sha-256.
+            query = sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+            conn.execute(query)
+
+
+def require_passwords(s: Settings) -> bool:
+    """Write the pg_hba.conf above; True if it changed (the server must reload it)."""
+    path = data_dir(s) / HBA_FILE_NAME
+    if path.read_text() == HBA:
+        return False
+    path.write_text(HBA)
+    logger.info("%s now takes passwords on TCP (was: trust)", path)
+    return True
+
+
+def secure(s: Settings) -> None:
+    """Passwords first, then the pg_hba.conf that requires them: no moment locks the services out."""
+    set_passwords(s)
+    if require_passwords(s):
+        with psycopg.connect(admin_url(s), autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SELECT pg_reload_conf()")
+
+
 def up(s: Settings) -> dict[str, Any]:
-    """Install, initdb and start as needed, then ensure the database exists. Harmless when running."""
+    """Install, initdb and start as needed, then secure the logins and ensure the database exists.
+    Harmless when running."""
     if s.database_url_external:
         ready_s = wait_ready(s.database_url_external)
-        return {"state": "external", "url": s.database_url, "timings_s": {"ready_s": ready_s}}
+        return {"state": "external", "url": _shown_url(s), "timings_s": {"ready_s": ready_s}}
     pid = running_pid(s)
     if pid is not None and answers(admin_url(s)):
+        prepare_dirs(s)
+        secure(s)
         create_database(s)
-        return {"state": "already running", "pid": pid, "url": s.database_url, "timings_s": {}}
+        return {"state": "already running", "pid": pid, "url": _shown_url(s), "timings_s": {}}
     bindir, install_s = ensure_installed()
     prepare_dirs(s)
     timings_s = {"install_s": install_s, "initdb_s": initdb(s, bindir)}
@@ -222,9 +281,10 @@ def up(s: Settings) -> dict[str, Any]:
     if pid is None:
         pg_ctl_start(s, bindir)
     wait_ready(admin_url(s))
+    secure(s)
     timings_s["start_s"] = time.monotonic() - start_time
     timings_s["createdb_s"] = create_database(s)
-    return {"state": "started", "pid": running_pid(s), "url": s.database_url, "timings_s": timings_s}
+    return {"state": "started", "pid": running_pid(s), "url": _shown_url(s), "timings_s": timings_s}
 
 
 def down(s: Settings) -> str:
@@ -247,8 +307,8 @@ def down(s: Settings) -> str:
 def status(s: Settings) -> dict[str, Any]:
     if s.database_url_external:
         version = server_version(s.database_url_external)
-        return {"state": "external", "reachable": version is not None, "url": s.database_url, "server_version": version}
+        return {"state": "external", "reachable": version is not None, "url": _shown_url(s), "server_version": version}
     pid = running_pid(s)
     version = server_version(admin_url(s)) if pid is not None else None
     state = "stopped" if pid is None else "running" if version else "not answering"
-    return {"state": state, "pid": pid, "url": s.database_url, "server_version": version}
+    return {"state": state, "pid": pid, "url": _shown_url(s), "server_version": version}

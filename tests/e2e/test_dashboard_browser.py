@@ -26,6 +26,7 @@ from connectors import governance
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import send_proposals
 from core.config import Settings
+from core.pg_access import with_role
 from streams.rehydrate import rehydrate
 from streams.validator import open_validator
 from streams.workload import OPERATOR, Workload, synthetic_operator
@@ -112,7 +113,8 @@ def dashboard(settings: Settings, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
-        "GRID_DATABASE_URL": settings.database_url,
+        "GRID_DASHBOARD_DATABASE_URL": settings.reader_database_url,  # its one role: not the owner's URL
+        "GRID_DATABASE_URL": with_role(settings.database_url, "nobody", None),
         "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "GRID_TOPIC_PREFIX": settings.topic_prefix,
         "GRID_KEY_SECRET": "",  # the dashboard holds no root secret; the console signs with the operator's key
@@ -120,7 +122,6 @@ def dashboard(settings: Settings, tmp_path: Path) -> Iterator[str]:
         "PYTHONPATH": str(REPO_ROOT),
         **own_kafka_env(settings.kafka_bootstrap, "dashboard"),
     }
-    env.pop("GRID_DASHBOARD_DATABASE_URL", None)
     log = tmp_path / "streamlit.log"
     command = [
         sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "dashboard" / "app.py"),

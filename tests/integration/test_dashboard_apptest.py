@@ -31,6 +31,7 @@ from connectors.kafka_io import send_proposals
 from connectors.migrate import apply_migrations
 from connectors.readmodel import dashboard as queries
 from core.config import Settings
+from core.pg_access import with_role
 from core.text import markdown_literal
 from dashboard import auth, console, fmt, frames, sources
 from law.policy import DEFAULT_POLICY
@@ -105,7 +106,7 @@ def file_conflicts(settings: Settings, home: Path) -> None:
         env = {
             **os.environ,
             "GRID_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "GRID_DATABASE_URL": settings.database_url,
+            "GRID_SINKS_DATABASE_URL": settings.sinks_database_url,
             "GRID_TOPIC_PREFIX": settings.topic_prefix,
             "GRID_HOME": str(home),
             "LINEAR_API_KEY": linear.api_key,
@@ -146,7 +147,9 @@ def seeded(kafka_bootstrap: str, database_url: str, tmp_path_factory: pytest.Tem
 
 def start_app(s: Settings, monkeypatch: pytest.MonkeyPatch, password: str | None = PASSWORD) -> AppTest:
     """The app on a GRID_HOME whose operator's key is sealed under ``password`` (unsealed: None)."""
-    monkeypatch.setenv("GRID_DATABASE_URL", s.database_url)
+    # the dashboard's one database role: the owner's URL is not given to it
+    monkeypatch.setenv("GRID_DASHBOARD_DATABASE_URL", s.reader_database_url)
+    monkeypatch.setenv("GRID_DATABASE_URL", with_role(s.database_url, "nobody", None))
     monkeypatch.setenv("GRID_KAFKA_BOOTSTRAP", s.kafka_bootstrap)
     monkeypatch.setenv("GRID_TOPIC_PREFIX", s.topic_prefix)
     # The dashboard holds no root secret; its console signs with the operator's own key.
@@ -154,7 +157,6 @@ def start_app(s: Settings, monkeypatch: pytest.MonkeyPatch, password: str | None
     for name, value in own_kafka_env(s.kafka_bootstrap, "dashboard").items():  # read before GRID_HOME moves
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("GRID_HOME", str(operator_home(Path(tempfile.mkdtemp()), SECRET, password)))
-    monkeypatch.delenv("GRID_DASHBOARD_DATABASE_URL", raising=False)
     monkeypatch.delenv("GRID_ENV", raising=False)
     st.cache_data.clear()
     console.gate.clear()  # each test starts with no failed logins remembered
@@ -433,21 +435,34 @@ def test_console_resumes_the_breaker_and_changes_policy_through_signed_commands(
     assert all(o.startswith("accepted as seq") for o in outcomes), outcomes
 
 
-def test_without_the_reader_role_it_reads_through_the_main_url_read_only(seeded: Seeded) -> None:
-    main = seeded.settings.database_url
-    target = sources.target(main, main.replace("postgres@", "no_such_role@", 1))
-    assert target.role == "postgres" and "read-only" in target.note
-    with psycopg.connect(target.url) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-        conn.execute("INSERT INTO relay_position VALUES ('dashboard', 1)")
+def test_a_role_that_may_write_the_ledger_is_refused_not_used_read_only(seeded: Seeded) -> None:
+    with pytest.raises(sources.StrongerRole, match="refuses to read as postgres"):
+        sources.check_reader(seeded.settings.database_url)
+    env = {**os.environ, **seeded.settings.as_env(), "GRID_DASHBOARD_DATABASE_URL": seeded.settings.database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "gridgov.cli", "dashboard", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "refuses to read as postgres" in done.stderr
+    assert "dashboard: http" not in done.stdout  # it never started
+
+
+def test_without_its_password_the_reader_role_is_a_message_not_a_fallback(seeded: Seeded) -> None:
+    without = with_role(seeded.settings.reader_database_url, "grid_reader", None)
+    with pytest.raises(sources.SourceError, match=r"cannot read Postgres .* as its read-only role"):
+        sources.check_reader(without)
 
 
 def test_an_unreachable_database_is_a_message_not_a_traceback(seeded: Seeded) -> None:
-    with pytest.raises(sources.SourceError, match="unreachable"):
-        sources.target("postgresql://postgres@127.0.0.1:1/grid", "postgresql://grid_reader@127.0.0.1:1/grid")
+    with pytest.raises(sources.SourceError, match=r"cannot read Postgres at 127\.0\.0\.1:1"):
+        sources.check_reader("postgresql://grid_reader@127.0.0.1:1/grid")
 
 
 def test_the_dashboard_role_cannot_write(seeded: Seeded) -> None:
-    reader = seeded.settings.database_url.replace("postgres@", "grid_reader@", 1)
+    reader = seeded.settings.reader_database_url
     with psycopg.connect(reader, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("INSERT INTO relay_position VALUES ('dashboard', 1)")

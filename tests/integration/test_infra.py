@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import time
 import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -16,9 +19,12 @@ from connectors import kafka_admin
 from connectors.kafka_io import proposal_producer, send_all
 from core import config
 from core.config import Settings
+from core.credentials import credentials_dir
 from core.kafka_access import KafkaAccess
+from core.pg_access import LOGIN_ROLES, password_name, stored_password, with_role
 from gridgov import infra
 from gridgov.commands import infra as infra_command
+from gridgov.infra import postgres
 
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 TIMEOUT_S = 30.0
@@ -63,7 +69,10 @@ def test_cli_status_shows_addresses(capsys: pytest.CaptureFixture[str]) -> None:
     assert s.kafka_bootstrap in text
     assert "postgresql://" in text
     assert run_cli("infra", "status", "--json", "--only", "postgres") == 0
-    assert set(json.loads(capsys.readouterr().out)) == {"postgres"}
+    shown = capsys.readouterr().out
+    assert set(json.loads(shown)) == {"postgres"}
+    password = stored_password(s.home, "postgres")
+    assert password and password not in text + shown and ":***@" in text  # URLs are shown masked
 
 
 def test_topics_have_expected_partitions_and_retention(kafka_bootstrap: str, topic_prefix: str) -> None:
@@ -155,3 +164,44 @@ def test_postgres_round_trip(fresh_database: str) -> None:
     with psycopg.connect(fresh_database) as conn:
         row = conn.execute("SELECT body->>'marker' FROM roundtrip").fetchone()
     assert row == (marker,)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def on_postgres(url: str) -> str:
+    """``url`` on the cluster's always-present database (the test makes no other)."""
+    return urlsplit(url)._replace(path="/postgres").geturl()
+
+
+def test_a_cluster_made_with_trust_is_upgraded_in_place_to_passwords(tmp_path: Path) -> None:
+    """A cluster of before (every login trusted) gets its passwords, then the pg_hba.conf that needs
+    them; its data stays and nothing is restarted."""
+    s = config.load().replace(home=tmp_path / "home", pg_port=free_port(), database_url_external=None, pg_fast=True)
+    bindir, _ = postgres.ensure_installed()
+    postgres.prepare_dirs(s)
+    old_initdb = [str(bindir / "initdb"), "-D", str(postgres.data_dir(s)), "--auth=trust", "-U", "postgres"]
+    assert postgres._run_pg([*old_initdb, "-E", "UTF8", "--locale=C"], 120).returncode == 0
+    postgres.pg_ctl_start(s, bindir)
+    try:
+        trusted = on_postgres(with_role(s.database_url, "postgres", None))
+        with psycopg.connect(trusted, autocommit=True) as conn:  # anyone on the port, as the owner
+            conn.execute("CREATE TABLE kept (n int)")
+            conn.execute("INSERT INTO kept VALUES (7)")
+        pid = postgres.running_pid(s)
+        assert postgres.up(s)["state"] == "already running" and postgres.running_pid(s) == pid
+        with pytest.raises(psycopg.OperationalError, match="no password supplied"):
+            psycopg.connect(trusted, connect_timeout=5)
+        owner = on_postgres(s.database_url)
+        with psycopg.connect(owner) as conn:
+            assert conn.execute("SELECT n FROM kept").fetchall() == [(7,)]
+        for role in LOGIN_ROLES:
+            assert (credentials_dir(s.home) / password_name(role)).stat().st_mode & 0o777 == 0o600
+            with psycopg.connect(on_postgres(s.role_database_url(role))) as conn:
+                assert conn.execute("SELECT current_user").fetchone() == (role,)
+        assert postgres.socket_dir(s).stat().st_mode & 0o777 == 0o700
+    finally:
+        postgres.down(s)

@@ -25,7 +25,7 @@ from connectors.gemini import GeminiConfig
 from core import config
 from core.config import Settings
 from core.identities import create_operator
-from tests.conftest import with_kafka_credentials
+from tests.conftest import with_credentials
 from tests.standins.gemini_server import API_KEY_DEFAULT, GeminiStandIn
 from tests.support.attacks import ATTACK_REASONS
 
@@ -44,7 +44,7 @@ def settings(kafka_bootstrap: str, database_url: str, tmp_path: Any, monkeypatch
     # The scenario's operator with a fixed key, so the genesis's signature (and the head) is pinned.
     create_operator(tmp_path, "operator", seed=OPERATOR_SEED)
     return config.load().replace(
-        home=with_kafka_credentials(tmp_path),
+        home=with_credentials(tmp_path),
         kafka_bootstrap_external=kafka_bootstrap,
         database_url_external=database_url,
     )

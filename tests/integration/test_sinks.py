@@ -24,6 +24,7 @@ from confluent_kafka.admin import NewTopic
 
 from connectors.kafka_admin import admin_client, ensure_acls, ensure_topics, namespace_grants
 from connectors.kafka_io import send_proposals
+from core import config
 from core.config import Settings
 from schemas.records import AlertRecord, IncidentRecord, Record, RejectionRecord
 from streams.validator import open_validator
@@ -114,7 +115,12 @@ def sink_env(
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("LINEAR_API_KEY", "LINEAR_TEAM_ID", "DISCORD_WEBHOOK_URL")}
     env.update(FAST_SINK_ENV)
-    env.update(GRID_KAFKA_BOOTSTRAP=kafka, GRID_DATABASE_URL=database, GRID_TOPIC_PREFIX=prefix, GRID_HOME=str(home))
+    # the sinks' one database role, as compose gives it: not the owner's URL
+    sinks_url = config.load().replace(database_url_external=database).sinks_database_url
+    env.pop("GRID_DATABASE_URL", None)
+    env.update(
+        GRID_KAFKA_BOOTSTRAP=kafka, GRID_SINKS_DATABASE_URL=sinks_url, GRID_TOPIC_PREFIX=prefix, GRID_HOME=str(home)
+    )
     env.update(own_kafka_env(kafka, "sinks"))
     if linear is not None:
         env.update(LINEAR_API_KEY=linear.api_key, LINEAR_TEAM_ID=linear.team_id, GRID_LINEAR_URL=linear.url)

@@ -19,7 +19,8 @@ from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import send_proposals
 from connectors.readmodel.ledger import audit_database
 from core import agent_keys
-from core.config import Settings, role_url
+from core.config import Settings
+from core.pg_access import with_role
 from schemas.codec import encode
 from schemas.envelope import build
 from streams.validator import open_validator
@@ -182,13 +183,41 @@ def test_the_validators_role_appends_and_can_do_nothing_more_to_the_history(sett
 def test_the_dashboards_role_cannot_write(settings: Settings, statement: str) -> None:
     send_proposals(settings, [Workload(SECRET, agent_count=3, seed=6).genesis()])
     run_validator(settings)
-    reader = role_url(settings.database_url, "grid_reader")
+    reader = settings.reader_database_url
     with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         conn.execute(statement)  # read-only sessions: refused before privileges are even looked at
     with psycopg.connect(reader, autocommit=True) as conn:
         conn.execute("SET default_transaction_read_only = off")  # and with the sessions' guard off:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT count(*) FROM ledger",
+        "SELECT count(*) FROM rejections",
+        "INSERT INTO relay_position VALUES ('sinks', 1)",
+        "DELETE FROM sink_deliveries",
+        "TRUNCATE sink_records",
+        "ALTER TABLE sink_conflicts ADD COLUMN x int",
+    ],
+)
+def test_the_sinks_role_keeps_its_deliveries_and_touches_nothing_else(settings: Settings, statement: str) -> None:
+    assert urlsplit(settings.sinks_database_url).username == "grid_sinks"
+    with psycopg.connect(settings.sinks_database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM sink_outbox").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+
+
+def test_tcp_logins_take_passwords(settings: Settings) -> None:
+    without = with_role(settings.validator_database_url, "grid_validator", None)
+    with pytest.raises(psycopg.OperationalError, match="no password supplied"):
+        psycopg.connect(without, connect_timeout=5)
+    wrong = settings.validator_database_url.replace("grid_validator:", "grid_validator:0", 1)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(wrong, connect_timeout=5)
 
 
 def cli(settings: Settings, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

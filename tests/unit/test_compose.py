@@ -14,7 +14,7 @@ from core import config
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_COMMANDS = {
-    "validator": ["gridgov", "validator"],
+    "validator": ["gridgov", "validator", "--no-migrate"],
     "agents": ["gridgov", "simulate", "--no-sinks"],
     "sinks": ["gridgov", "sinks"],
     "dashboard": ["gridgov", "dashboard"],
@@ -92,18 +92,8 @@ def test_app_service_command_and_env(services: dict[str, Any], name: str) -> Non
     assert service["build"] == "."
     assert service["command"] == APP_COMMANDS[name]
     assert env["GRID_KAFKA_BOOTSTRAP"] == "kafka:9092"
-    url = urlsplit(env["GRID_DATABASE_URL"])
-    pg_env = services["postgres"]["environment"]
-    assert (url.scheme, url.hostname, url.port, url.path) == (
-        "postgresql",
-        "postgres",
-        5432,
-        f"/{pg_env['POSTGRES_DB']}",
-    )
-    assert url.username == pg_env["POSTGRES_USER"]
-    assert url.password == "${GRID_OWNER_DB_PASSWORD}" and pg_env["POSTGRES_PASSWORD"].startswith(
-        "${GRID_OWNER_DB_PASSWORD:?"
-    )
+    # the owner's URL (migrations) only where a database is created or migrated
+    assert ("GRID_DATABASE_URL" in env) == (name == "agents")
     assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
     # Only the validator and the agents' self-contained run hold the root secret, required there.
     if name in ("validator", "agents"):
@@ -112,10 +102,30 @@ def test_app_service_command_and_env(services: dict[str, Any], name: str) -> Non
         assert "GRID_KEY_SECRET" not in env
 
 
-def test_the_validator_and_the_dashboard_connect_as_their_own_roles(services: dict[str, Any]) -> None:
-    validator = urlsplit(services["validator"]["environment"]["GRID_VALIDATOR_DATABASE_URL"])
-    dashboard = urlsplit(services["dashboard"]["environment"]["GRID_DASHBOARD_DATABASE_URL"])
-    assert (validator.username, dashboard.username) == ("grid_validator", "grid_reader")
+DATABASE_ROLES = {
+    ("init", "GRID_DATABASE_URL"): ("postgres", "GRID_OWNER_DB_PASSWORD"),
+    ("agents", "GRID_DATABASE_URL"): ("postgres", "GRID_OWNER_DB_PASSWORD"),
+    ("agents", "GRID_VALIDATOR_DATABASE_URL"): ("grid_validator", "GRID_VALIDATOR_DB_PASSWORD"),
+    ("validator", "GRID_VALIDATOR_DATABASE_URL"): ("grid_validator", "GRID_VALIDATOR_DB_PASSWORD"),
+    ("sinks", "GRID_SINKS_DATABASE_URL"): ("grid_sinks", "GRID_SINKS_DB_PASSWORD"),
+    ("dashboard", "GRID_DASHBOARD_DATABASE_URL"): ("grid_reader", "GRID_READER_DB_PASSWORD"),
+}
+
+
+@pytest.mark.parametrize(("service", "variable"), sorted(DATABASE_ROLES))
+def test_each_service_connects_as_its_own_database_role(services: dict[str, Any], service: str, variable: str) -> None:
+    role, secret = DATABASE_ROLES[(service, variable)]
+    url = urlsplit(services[service]["environment"][variable])
+    assert (url.scheme, url.hostname, url.port, url.path) == ("postgresql", "postgres", 5432, "/grid")
+    assert (url.username, url.password) == (role, f"${{{secret}}}")
+    pg_env = services["postgres"]["environment"]
+    password_set = f"${{{secret}:?"
+    assert pg_env["POSTGRES_PASSWORD" if role == "postgres" else secret].startswith(password_set)
+    if role != "postgres":  # created with that password when the data directory is
+        assert f"CREATE ROLE {role} LOGIN PASSWORD" in (ROOT / "scripts" / "compose-pg-roles.sh").read_text()
+
+
+def test_the_validator_founds_ledgers_only_for_known_operators(services: dict[str, Any]) -> None:
     assert services["validator"]["environment"]["GRID_FOUNDING_OPERATORS"].startswith("${GRID_FOUNDING_OPERATORS:?")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -14,6 +15,7 @@ from connectors import gemini, linear
 from connectors.retry import RetryPolicy
 from core import config
 from core.config import REPO_ROOT, Settings
+from core.pg_access import stored_password
 from gridgov import cli
 from gridgov.commands import config as command
 from sinks.conflicts import CONFLICT_WINDOW_S
@@ -51,7 +53,9 @@ def test_defaults(settings_file: Path) -> None:
     }
     assert s.home == REPO_ROOT / ".grid"
     assert s.kafka_bootstrap == "127.0.0.1:59092"
-    assert s.database_url == "postgresql://postgres@127.0.0.1:55432/grid"
+    url = urlsplit(s.database_url)  # with the owner's password once `gridgov infra up` generated it
+    assert (url.username, url.hostname, url.port, url.path) == ("postgres", "127.0.0.1", 55432, "/grid")
+    assert url.password == stored_password(s.home, "postgres")
     assert s.topic("proposals") == "grid.proposals"
     assert set(config.origins().values()) == {config.DEFAULT, config.ENVIRONMENT}  # GRID_ENV_FILE, set above
 
