@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from agents.namespace import Namespace, prepare_namespace
@@ -32,6 +31,7 @@ from agents.runner import Outbox
 from agents.simulation_config import SimulationConfig, SimulationError
 from agents.summary import Summary, collect
 from agents.wiring import Cast, adversary_spec, cast_agents, strategy_plan
+from connectors.progress import progress_bar
 from core.config import Settings
 from core.identities import operator_signer
 from core.keyring import Keyring
@@ -102,7 +102,10 @@ def _halt(cast: Cast, stop: threading.Event) -> None:
 
 def _run_ticks(config: SimulationConfig, clock: Clock) -> None:
     ticks = range(1, config.ticks + 1)
-    with logging_redirect_tqdm(), tqdm(ticks, desc=clock.ns.run_id, unit="tick", disable=not config.progress) as bar:
+    with (
+        logging_redirect_tqdm(),
+        progress_bar(ticks, enabled=config.progress, desc=clock.ns.run_id, unit="tick") as bar,
+    ):
         for tick in bar:
             clock.tick(tick)
             bar.set_postfix(breaker="OPEN" if clock.breaker_open_since is not None else "closed", refresh=False)

@@ -58,15 +58,18 @@ def _read_only(url: str) -> str:
 
 
 def _probe(url: str) -> tuple[str, bool]:
-    """The role ``url`` logs in as and whether it may change the ledger, after checking it can read it;
-    raises psycopg.Error otherwise."""
+    """The role ``url`` logs in as and whether it may change the ledger (a superuser may, whether the
+    ledger exists yet or not), after checking it can read it; raises psycopg.Error otherwise."""
     with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as conn:
+        row = conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        assert row is not None
+        role, superuser = str(row[0]), bool(row[1])
+        if superuser:
+            return role, True
         conn.execute("SELECT 1 FROM ledger LIMIT 1")
-        row = conn.execute(
-            "SELECT current_user, has_table_privilege('ledger', 'INSERT, UPDATE, DELETE, TRUNCATE')"
-        ).fetchone()
-    assert row is not None
-    return str(row[0]), bool(row[1])
+        writes = conn.execute("SELECT has_table_privilege('ledger', 'INSERT, UPDATE, DELETE, TRUNCATE')").fetchone()
+    assert writes is not None
+    return role, bool(writes[0])
 
 
 def check_reader(reader_url: str) -> Target:

@@ -1,75 +1,114 @@
-"""``gridgov bench``: the validator's throughput and latency, with its baseline and the machine's ceiling
-measured the same way in the same run (these machines are noisy; ratios are what to compare).
+"""``gridgov bench``: the validator's throughput and latency, with its baseline and the machine's ceilings
+measured the same way in the same run (these machines are noisy; ratios are what to compare). Every
+row's rate is also given as a ratio to the naive baseline and to the lower of the two ceilings.
 
 Rows:
 - ceiling, consume-only: confluent-kafka reads the proposals and does nothing else.
 - ceiling, bulk-insert-only: COPY of ledger-sized rows into Postgres in the validator's batch size.
-- validator: the real loop (auth, law, hash chain, one transaction per batch with its position, relay).
-- naive baseline: the same loop with one transaction per proposal.
+- validator: the real loop (auth, law, hash chain, one transaction per batch with its position, relay),
+  with this process's peak resident memory during the row.
+- rehydrate: ``gridgov rehydrate``'s work from T=0 over the ledger the validator row wrote, every check.
+- replay: ``gridgov replay --into``'s work: the proposals topic re-decided into a fresh database and
+  compared entry by entry with the validator row's ledger.
+- naive baseline: the same loop as the validator row with one transaction per proposal.
 - latency: produce→commit p50/p99 at a fixed offered load.
+- machine: the core count, and the load average before the run against it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import re
 import secrets
 import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
-from tqdm import tqdm
 
 from connectors.kafka_admin import ensure_topics
 from connectors.kafka_io import proposal_producer, send_proposals
 from connectors.migrate import apply_migrations
+from connectors.progress import progress_bar
 from core.config import Settings
 from core.kafka_access import KafkaAccess
+from streams.rehydrate import rehydrate
+from streams.replay import replay
 from streams.validator import BATCH_COUNT_MAX, open_validator
 from streams.workload import Workload, synthetic_operator
 
 SECRET = bytes(range(32))
+VERSION = "bench"  # the stamp of every bench ledger: the replay's must equal the validator row's
 LATENCY_RATE_PER_S = 10_000
 LATENCY_DURATION_S = 12.0
 LATENCY_WARMUP_S = 2.0
 NAIVE_COUNT = 5_000
 STALL_S = 30.0  # no offset decided for this long: the workload did not arrive
+QUIET_LOAD_PER_CORE = 0.5  # a 1-minute load average below this per core before the run: "quiet"
+KIB_PER_MIB = 1024
+
+Kind = Literal["ceiling", "baseline", "measured"]
+
+
+class BenchError(RuntimeError):
+    """The bench cannot stand behind a figure: a measured path failed its checks, or a reading is missing."""
 
 
 @dataclass(frozen=True)
 class Row:
     name: str
     count: int
-    seconds: float
+    elapsed_s: float
     note: str = ""
+    kind: Kind = "measured"
 
     @property
-    def rate(self) -> float:
-        return self.count / self.seconds if self.seconds else 0.0
+    def rate_per_s(self) -> float:
+        return self.count / self.elapsed_s if self.elapsed_s else 0.0
+
+
+def _tag() -> str:
+    return f"bench_{secrets.token_hex(4)}"
+
+
+@contextmanager
+def fresh_database(server_url: str, name: str) -> Iterator[str]:
+    """An empty database ``name`` on ``server_url``'s cluster, dropped afterwards; yields its URL."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextmanager
 def scratch(settings: Settings) -> Iterator[Settings]:
     """A fresh database and topic prefix for one bench run, dropped afterwards."""
-    tag = f"bench_{secrets.token_hex(4)}"
-    server = settings.database_url
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(tag)))
-    url = server.rsplit("/", 1)[0] + f"/{tag}"
-    try:
+    tag = _tag()
+    with fresh_database(settings.database_url, tag) as url:
         apply_migrations(url)
         # The synthetic stream's operator founds the benchmark's ledger.
         founder = synthetic_operator(SECRET).public_key
         s = settings.replace(topic_prefix=tag, database_url_external=url, founding_operators=founder)
         ensure_topics(s)
         yield s
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(tag)))
+
+
+def send_workload(s: Settings, w: Workload, count: int) -> int:
+    """Produce ``w``'s genesis and ``count`` messages to the proposals topic; return how many offsets."""
+    raws = [w.genesis()] + [m.raw for m in w.messages(count)]
+    send_proposals(s, raws, linger_ms=20)
+    return len(raws)
 
 
 def consume_only(s: Settings, count: int) -> Row:
@@ -80,7 +119,7 @@ def consume_only(s: Settings, count: int) -> Row:
         seen += len(consumer.consume(num_messages=BATCH_COUNT_MAX, timeout=1.0))
     elapsed = time.perf_counter() - started
     consumer.close()
-    return Row("ceiling: consume-only", seen, elapsed, "Kafka read, no work")
+    return Row("ceiling: consume-only", seen, elapsed, "Kafka read, no work", "ceiling")
 
 
 def insert_only(s: Settings, count: int) -> Row:
@@ -99,18 +138,78 @@ def insert_only(s: Settings, count: int) -> Row:
                     copy.write_row((i, i, f"p-{i}", *row[3:]))
             conn.commit()
         elapsed = time.perf_counter() - started
-    return Row("ceiling: bulk-insert-only", count, elapsed, f"COPY, {BATCH_COUNT_MAX} rows/tx")
+    return Row("ceiling: bulk-insert-only", count, elapsed, f"COPY, {BATCH_COUNT_MAX} rows/tx", "ceiling")
 
 
 def run_validator(s: Settings, total: int, batch_count: int = BATCH_COUNT_MAX) -> float:
     """Seconds from start until ``total`` offsets are decided and committed."""
-    v = open_validator(s, SECRET, version="bench", batch_count_max=batch_count)
+    v = open_validator(s, SECRET, version=VERSION, batch_count_max=batch_count)
     started = time.perf_counter()
-    with tqdm(total=total, desc="validator", unit="proposal", leave=False) as bar:
+    with progress_bar(total=total, desc="validator", unit="proposal", leave=False) as bar:
         v.run_until(total, STALL_S, progress=lambda done: bar.update(done - bar.n))
     elapsed = time.perf_counter() - started
     v.close()
     return elapsed
+
+
+def validator_row(s: Settings, total: int) -> Row:
+    """The validator over the first ``total`` offsets, and this process's (the validator's) peak RSS meanwhile."""
+    start_kib = reset_peak_rss_kib()
+    elapsed_s = run_validator(s, total)
+    note = f"peak RSS {peak_rss_kib() / KIB_PER_MIB:.0f} MiB ({start_kib / KIB_PER_MIB:.0f} MiB at the row's start)"
+    return Row("validator (auth + law + chain + exactly-once)", total, elapsed_s, note)
+
+
+def reset_peak_rss_kib() -> int:
+    """Reset the kernel's peak-RSS mark of this process to what it holds now (Linux), and return that.
+
+    glibc first gives the OS back the heap it keeps once freed: generating the workload leaves ~4 KiB
+    per proposal there, which the validator would reuse unseen, understating its memory.
+    """
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    return _proc_status_kib("VmRSS")
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory since the last ``reset_peak_rss_kib``."""
+    return _proc_status_kib("VmHWM")
+
+
+def _proc_status_kib(field: str) -> int:
+    found = re.search(rf"^{field}:\s+(\d+) kB$", Path("/proc/self/status").read_text(), re.MULTILINE)
+    if found is None:
+        raise BenchError(f"/proc/self/status has no {field}")
+    return int(found[1])
+
+
+def rehydrate_row(s: Settings) -> Row:
+    """``gridgov rehydrate`` from T=0 over the ledger in ``s``: the run record, the caches, the fold with
+    every entry's and checkpoint's checks, the comparison with the caches; timed end to end."""
+    started = time.perf_counter()
+    report = rehydrate(s)
+    elapsed_s = time.perf_counter() - started
+    if not report.ok:
+        raise BenchError(f"rehydrate found {report.anomaly_count} anomalies, {report.difference_count} differences")
+    note = f"entries; the fold alone {report.entries_per_s:,.0f}/s"
+    return Row("rehydrate from T=0 (every check)", report.entries, elapsed_s, note)
+
+
+def replay_row(s: Settings, to_offset: int) -> Row:
+    """``gridgov replay --into`` of offsets [0, ``to_offset``) into a fresh database, compared with the
+    ledger in ``s`` entry by entry; timed end to end (the target's migrations included)."""
+    with fresh_database(s.database_url, _tag()) as target_url:
+        started = time.perf_counter()
+        result = replay(s, target_url, SECRET, VERSION, to_offset)
+        elapsed_s = time.perf_counter() - started
+    if not result.ok:
+        raise BenchError(f"the replay is not identical to the validator's ledger: {result.comparison}")
+    return Row(
+        "replay into a fresh database (compared)",
+        result.to_offset,
+        elapsed_s,
+        "offsets; migrations, decide, compare: same hashes",
+    )
 
 
 def latency(s: Settings, w: Workload, rate_per_s: int, duration_s: float, offset: int) -> tuple[float, float, int]:
@@ -118,7 +217,7 @@ def latency(s: Settings, w: Workload, rate_per_s: int, duration_s: float, offset
     return p50/p99 produce→commit in ms (Kafka CreateTime to the batch's Postgres commit)."""
     count = int(rate_per_s * duration_s)
     raws = [m.raw for m in w.messages(count)]
-    v = open_validator(s, SECRET, version="bench")
+    v = open_validator(s, SECRET, version=VERSION)
     v.latencies_ms = []
     # A separate process: a producer pacing itself in this interpreter would compete for the GIL.
     producer = multiprocessing.get_context("spawn").Process(
@@ -146,34 +245,58 @@ def paced_produce(kafka: KafkaAccess, topic: str, raws: list[bytes], rate_per_s:
     producer.flush(30)
 
 
+def latency_line(s: Settings, w: Workload, offset: int) -> str:
+    p50, p99, n = latency(s, w, LATENCY_RATE_PER_S, LATENCY_DURATION_S, offset)
+    return (
+        f"latency produce→commit at {LATENCY_RATE_PER_S}/s offered, {n} proposals after a "
+        f"{LATENCY_WARMUP_S:g} s warm-up: p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
+
+
+def naive_row(settings: Settings) -> Row:
+    with scratch(settings) as s:
+        total = send_workload(s, Workload(SECRET, 50, 2, "naive"), NAIVE_COUNT)
+        return Row("naive baseline (1 tx per proposal)", total, run_validator(s, total, batch_count=1), kind="baseline")
+
+
+def machine_line(cores: int, usable_cores: int, load_avg: tuple[float, float, float]) -> str:
+    """The core count and the load average before the run against it: a fact, not a verdict."""
+    per_core = load_avg[0] / cores
+    quiet = "quiet (below" if per_core < QUIET_LOAD_PER_CORE else "busy (at or above"
+    return (
+        f"machine: {cores} cores ({usable_cores} usable by this process); load average before the run "
+        f"{load_avg[0]:.2f} / {load_avg[1]:.2f} / {load_avg[2]:.2f} (1 / 5 / 15 min): {per_core:.2f} per core "
+        f"over the last minute, {quiet} {QUIET_LOAD_PER_CORE:g})"
+    )
+
+
 def run(settings: Settings, count: int) -> list[Row | str]:
+    machine = machine_line(os.cpu_count() or 1, len(os.sched_getaffinity(0)), os.getloadavg())
     w = Workload(SECRET, agent_count=50, seed=1, run_id="bench")
-    raws = [w.genesis()] + [m.raw for m in w.messages(count)]
-    out: list[Row | str] = []
     with scratch(settings) as s:
-        send_proposals(s, raws, linger_ms=20)
-        out.append(consume_only(s, len(raws)))
-        out.append(insert_only(s, len(raws)))
-        out.append(Row("validator (auth + law + chain + exactly-once)", len(raws), run_validator(s, len(raws))))
-        p50, p99, n = latency(s, w, LATENCY_RATE_PER_S, LATENCY_DURATION_S, len(raws))
-        out.append(
-            f"latency produce→commit at {LATENCY_RATE_PER_S}/s offered, {n} proposals after a "
-            f"{LATENCY_WARMUP_S:g} s warm-up: p50 {p50:.1f} ms, p99 {p99:.1f} ms"
-        )
-    with scratch(settings) as s:
-        naive = [w.genesis()] + [m.raw for m in Workload(SECRET, 50, 2, "naive").messages(NAIVE_COUNT)]
-        send_proposals(s, naive, linger_ms=20)
-        out.append(Row("naive baseline (1 tx per proposal)", len(naive), run_validator(s, len(naive), batch_count=1)))
-    return out
+        total = send_workload(s, w, count)
+        out: list[Row | str] = [consume_only(s, total), insert_only(s, total), validator_row(s, total)]
+        out += [rehydrate_row(s), replay_row(s, total), latency_line(s, w, total)]
+    return [*out, naive_row(settings), machine]
 
 
 def render(rows: list[Row | str], fsync: str) -> str:
     table = [r for r in rows if isinstance(r, Row)]
-    validator_rate = next(r.rate for r in table if r.name.startswith("validator"))
-    lines = [f"{'measurement':48} {'count':>9} {'seconds':>8} {'per second':>11} {'× validator':>11}  note"]
+    baseline = next(r for r in table if r.kind == "baseline")
+    ceiling = min((r for r in table if r.kind == "ceiling"), key=lambda r: r.rate_per_s)
+    head = f"{'measurement':48} {'count':>9} {'seconds':>8} {'per second':>11} {'× baseline':>11} {'× ceiling':>10}"
+    lines = [f"{head}  note"]
     for r in table:
-        ratio = r.rate / validator_rate if validator_rate else 0
-        lines.append(f"{r.name:48} {r.count:9d} {r.seconds:8.2f} {r.rate:11,.0f} {ratio:11.2f}  {r.note}")
+        baseline_ratio, ceiling_ratio = _ratio(r, baseline), _ratio(r, ceiling)
+        lines.append(
+            f"{r.name:48} {r.count:9d} {r.elapsed_s:8.2f} {r.rate_per_s:11,.0f} "
+            f"{baseline_ratio:11.2f} {ceiling_ratio:10.2f}  {r.note}"
+        )
     lines += [r for r in rows if isinstance(r, str)]
+    lines.append(f"× ceiling: to the lower of the two, {ceiling.name!r}")
     lines.append(f"postgres fsync={fsync}; Kafka and Postgres on this machine")
     return "\n".join(lines)
+
+
+def _ratio(row: Row, reference: Row) -> float:
+    return row.rate_per_s / reference.rate_per_s if reference.rate_per_s else 0.0

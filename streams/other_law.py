@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from tqdm import tqdm
 
 from connectors.kafka_admin import delete_group_if_any, delete_topics, ensure_topics
 from connectors.kafka_io import produce_with_backpressure, proposal_producer
+from connectors.progress import progress_bar
 from connectors.readmodel.replay import stored_position
 from core.config import REPO_ROOT, Settings
 from core.kafka_access import KafkaAccess
@@ -67,7 +67,7 @@ def mirror_proposals(kafka: KafkaAccess, source: str, dest: str, to_offset: int)
     misplaced: list[str] = []
     expected, last_progress = 0, time.monotonic()
     try:
-        with tqdm(total=to_offset, desc="copy proposals", unit="msg", unit_scale=True) as bar:
+        with progress_bar(total=to_offset, desc="copy proposals", unit="msg", unit_scale=True) as bar:
             while expected < to_offset:
                 if time.monotonic() - last_progress > STALL_S:
                     raise ReplayError(f"{source} ended at offset {expected}, before {to_offset}")
@@ -152,7 +152,7 @@ def _run_validator_process(
 def _watch(proc: subprocess.Popen[bytes], target_url: str, to_offset: int) -> None:
     """Follow the other validator's stored position until it exits; it must have reached the bound."""
     last_progress, position = time.monotonic(), 0
-    with tqdm(total=to_offset, desc="counterfactual", unit="offset", unit_scale=True) as bar:
+    with progress_bar(total=to_offset, desc="counterfactual", unit="offset", unit_scale=True) as bar:
         while proc.poll() is None:
             time.sleep(POLL_EVERY_S)
             now = _target_position(target_url)

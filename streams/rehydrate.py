@@ -27,6 +27,7 @@ import psycopg
 from tqdm import tqdm
 
 from connectors.kafka_io import proposal_producer, send_all
+from connectors.progress import progress_bar
 from connectors.readmodel.ledger import PgLedgerReader
 from core.audit import (
     Caches,
@@ -271,7 +272,7 @@ def rehydrate(settings: Settings, wanted: FromCheckpoint = None, progress: bool 
         validator_key = validator_signer(settings.home).public_key
         report.start = choose(reader, report, wanted, caches.head_seq, validator_key)
         total = caches.head_seq + 1 - report.state.seq_next
-        with tqdm(total=total, desc="rehydrate", unit="entry", unit_scale=True, disable=not progress) as bar:
+        with progress_bar(total=total, enabled=progress, desc="rehydrate", unit="entry", unit_scale=True) as bar:
             fold(reader, report, caches.head_seq, bar, validator_key)
         compare(report, caches)
         finish_run(conn, run_id, report.anomalies, report.anomaly_count, summary(report))

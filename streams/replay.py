@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from tqdm import tqdm
 
 from connectors.kafka_admin import delete_group, delete_topics, ensure_topics, reset_group_offsets, watermarks
 from connectors.migrate import apply_migrations
+from connectors.progress import progress_bar
 from connectors.readmodel.replay import entry_count, policy_version, stored_position
 from core.config import Settings
 from core.kafka_access import KafkaAccess
@@ -89,7 +89,7 @@ def run_same_law(live: Settings, target_url: str, to_offset: int, secret: bytes,
     reset_group_offsets(settings.kafka("admin"), group, live.topic("proposals"), "earliest")
     validator = open_validator(settings, secret, group_id=group, version=version)
     try:
-        with tqdm(total=to_offset, desc="replay", unit="offset", unit_scale=True) as bar:
+        with progress_bar(total=to_offset, desc="replay", unit="offset", unit_scale=True) as bar:
             # Beyond the bound is the live validator's future, not this replay's.
             validator.run_until(to_offset, STALL_S, progress=lambda done: bar.update(done - bar.n))
         validator.relay.flush()

@@ -469,3 +469,8 @@ def test_the_dashboard_role_cannot_write(seeded: Seeded) -> None:
         conn.execute("SET default_transaction_read_only = off")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO relay_position VALUES ('dashboard', 1)")
+
+
+def test_a_superuser_is_refused_even_before_the_ledger_exists(empty_database: str) -> None:
+    with pytest.raises(sources.StrongerRole, match="refuses to read as postgres"):
+        sources.check_reader(empty_database)

@@ -1,0 +1,57 @@
+"""The bench table: every rate against the same run's naive baseline and the lower ceiling; the machine's
+facts; the peak-RSS mark the validator row resets and reads."""
+
+from __future__ import annotations
+
+from streams.bench import Row, machine_line, peak_rss_kib, render, reset_peak_rss_kib
+
+ROWS: list[Row | str] = [
+    Row("ceiling: consume-only", 100_000, 1.0, kind="ceiling"),
+    Row("ceiling: bulk-insert-only", 100_000, 2.0, kind="ceiling"),  # the lower: 50,000/s
+    Row("validator", 100_000, 4.0),  # 25,000/s
+    Row("rehydrate", 150_000, 1.0),
+    Row("naive baseline", 1_000, 1.0, kind="baseline"),
+    "latency line",
+]
+ALLOCATED_BYTES = 64 * 1024 * 1024
+ALLOCATED_KIB = ALLOCATED_BYTES // 1024
+
+
+def _line(text: str, name: str) -> list[str]:
+    return next(line for line in text.splitlines() if line.startswith(name)).split()
+
+
+def test_every_rate_is_a_ratio_to_the_baseline_and_to_the_lower_ceiling() -> None:
+    text = render(ROWS, fsync="on")
+    assert _line(text, "validator")[-2:] == ["25.00", "0.50"]
+    assert _line(text, "rehydrate")[-2:] == ["150.00", "3.00"]
+    assert _line(text, "naive baseline")[-2:] == ["1.00", "0.02"]
+    assert _line(text, "ceiling: bulk-insert-only")[-2:] == ["50.00", "1.00"]
+
+
+def test_the_table_names_the_lower_ceiling_and_keeps_the_text_lines() -> None:
+    text = render(ROWS, fsync="on")
+    assert "× ceiling: to the lower of the two, 'ceiling: bulk-insert-only'" in text
+    assert "latency line" in text.splitlines()
+    assert text.splitlines()[-1].startswith("postgres fsync=on")
+
+
+def test_a_machine_under_half_a_core_of_load_per_core_is_quiet() -> None:
+    line = machine_line(2, 2, (0.4, 0.3, 0.2))
+    assert "2 cores (2 usable by this process)" in line
+    assert "0.40 / 0.30 / 0.20" in line
+    assert "0.20 per core over the last minute, quiet (below 0.5)" in line
+
+
+def test_a_loaded_machine_is_busy() -> None:
+    assert "0.75 per core over the last minute, busy (at or above 0.5)" in machine_line(2, 1, (1.5, 1.0, 0.5))
+
+
+def test_the_peak_rss_mark_forgets_an_older_peak_and_rises_with_an_allocation() -> None:
+    held = b"x" * ALLOCATED_BYTES  # touched, so resident
+    del held
+    start_kib = reset_peak_rss_kib()
+    assert peak_rss_kib() < start_kib + ALLOCATED_KIB // 2
+    held = b"x" * ALLOCATED_BYTES
+    assert peak_rss_kib() >= start_kib + ALLOCATED_KIB * 9 // 10
+    assert len(held) == ALLOCATED_BYTES
