@@ -23,15 +23,18 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from law import book
 from law.bounds import crossing, room_down, room_up
 from law.policy import BPS_DENOMINATOR, PERMILLE_DENOMINATOR, PRICE_QUOTE_UNITS, invalid_param
 from law.state import (
     SYSTEM_CONSUMPTION,
+    SYSTEM_ESCROW,
     SYSTEM_GENESIS,
     SYSTEM_PRODUCTION,
     SYSTEM_TREASURY,
     Accepted,
     AgentInfo,
+    Order,
     Rejected,
     State,
     Telemetry,
@@ -43,6 +46,8 @@ from schemas.proposal import (
     HMAC_ROLES,
     TRADE_KINDS,
     Accept,
+    Ask,
+    Bid,
     BreakerResume,
     BreakerTrip,
     Cancel,
@@ -433,18 +438,84 @@ def _decide_accept(state: State, p: Proposal) -> Decision:
     return _accept(state, p, postings, [{"t": "offer_close", "offer_id": offer.offer_id, "why": "accepted"}])
 
 
+def _decide_order(state: State, p: Proposal) -> Decision:
+    """A bid or an ask: escrow, fills against the book, the remainder resting (``law.book``)."""
+    body = p.body
+    assert isinstance(body, Bid | Ask)
+    value = book.ceil_div(body.quantity * body.price, PRICE_QUOTE_UNITS)
+    escrowed, amount = book.reservation(body.kind, body.resource, body.quantity, body.price)
+    problem = (
+        _owned_account(state, p.agent, body.account, "body.account")
+        or _order_shape_problem(state, p, body)
+        or _cap_problem(state, body.resource, body.quantity, value)
+        or _limit_ceiling_problem(state, body.resource, body.price)
+        or _funds_problem(state, body.account, escrowed, amount, "buyer" if body.kind == "bid" else "seller")
+    )
+    if problem is not None:
+        return problem
+    incoming = Order(
+        order_id=offer_id(p.agent, p.id),
+        agent=p.agent,
+        account=body.account,
+        side=body.kind,
+        resource=body.resource,
+        quantity=body.quantity,
+        price=body.price,
+        open_until_tick=body.open_until_tick,
+        arrival=state.seq_next,
+        reserved=amount,
+    )
+    placed = book.place(state, incoming, price_ceiling(state, body.resource))
+    problem = _postings_problem(state, placed.postings)
+    if problem is not None:
+        return problem
+    return _accept(state, p, placed.postings, placed.effects)
+
+
+def _order_shape_problem(state: State, p: Proposal, body: Bid | Ask) -> Rejected | None:
+    if body.resource == "credits":
+        return Rejected("MALFORMED", "credits are the price, not a tradable good", "body.resource")
+    if body.open_until_tick < state.tick:
+        return Rejected(
+            "EXPIRED", f"order closes at {body.open_until_tick}, before tick {state.tick}", "body.open_until_tick"
+        )
+    if body.open_until_tick > state.tick + OFFER_OPEN_TICKS_MAX:
+        return Rejected("LIMIT_EXCEEDED", f"orders rest at most {OFFER_OPEN_TICKS_MAX} ticks", "body.open_until_tick")
+    order_id = offer_id(p.agent, p.id)
+    if order_id in state.orders or order_id in state.offers:
+        return Rejected("DUPLICATE_OFFER", f"{p.agent!r} already has an open order or offer {p.id!r}", "id")
+    own = state.orders_by_agent.get(p.agent, 0)
+    if own >= book.ORDERS_PER_AGENT_MAX or len(state.orders) >= book.ORDERS_COUNT_MAX:
+        return Rejected("LIMIT_EXCEEDED", f"too many resting orders ({own} own, {len(state.orders)} total)", None)
+    return None
+
+
+def _limit_ceiling_problem(state: State, resource: str, price: int) -> Rejected | None:
+    """An order's limit (already per 1,000 units) above the ceiling could trade above it."""
+    ceiling = price_ceiling(state, resource)
+    if ceiling and price > ceiling:
+        return Rejected(
+            "PRICE_CEILING", f"{price} millicredits per 1000 {resource} above the ceiling {ceiling}", "body.price"
+        )
+    return None
+
+
 def _carbon_tax_postings(state: State, emitter: str, account: str, resource: str, quantity: int) -> Postings:
-    """The carbon tax on ``quantity`` Wh an emitter sells or sends, paid from ``account`` to the treasury
-    in millicredits: rounded up (ceiling), so no split into small trades pays less than the whole."""
-    if resource != "energy" or not state.agents[emitter].emits_carbon:
-        return []
-    tax = -(-quantity * state.policy["carbon_tax_per_kwh"] // PRICE_QUOTE_UNITS)
+    """The carbon tax (``law.book.carbon_tax``) on what an emitter sells or sends, paid from ``account``
+    to the treasury."""
+    tax = book.carbon_tax(state, emitter, resource, quantity)
     return [(account, "credits", -tax), (SYSTEM_TREASURY, "credits", tax)] if tax else []
 
 
 def _decide_cancel(state: State, p: Proposal) -> Decision:
     body = p.body
     assert isinstance(body, Cancel)
+    order = state.orders.get(body.offer_id)
+    if order is not None:
+        if order.agent != p.agent:
+            return Rejected("NOT_OWNER", f"order {body.offer_id!r} belongs to {order.agent!r}", "body.offer_id")
+        released = book.release([order], "cancelled")
+        return _accept(state, p, released.postings, released.effects)
     offer = state.offers.get(body.offer_id)
     if offer is None or offer.open_until_tick < state.tick:
         return Rejected("OFFER_NOT_OPEN", f"offer {body.offer_id!r} is not open", "body.offer_id")
@@ -467,14 +538,19 @@ def _decide_meter(state: State, p: Proposal) -> Decision:
     postings, shortfall, demand = _meter_postings(state, body)
     postings += _interest_postings(state, p.tick, postings)
     telemetry = _telemetry_after(state, postings, shortfall, demand)
-    effects: list[dict[str, Any]] = []
+    # Orders past their last tick close as the clock passes it; their escrow comes back in this entry.
+    expired = book.release([o for o in state.orders.values() if o.open_until_tick < p.tick], "expired")
+    postings += expired.postings
+    effects: list[dict[str, Any]] = expired.effects
     if p.tick > state.tick:
         effects.append({"t": "tick", "tick": p.tick})
     effects.append({"t": "shortfall", "units": [[a, r, u] for (a, r), u in sorted(shortfall.items())]})
     effects.append({"t": "telemetry", "values": telemetry.as_dict()})
     trip = _auto_trip(state, p.tick, telemetry)
     if trip is not None:
-        effects.append(trip)
+        closing = book.release([o for o in state.orders.values() if o.open_until_tick >= p.tick], "breaker")
+        postings += closing.postings
+        effects += [*closing.effects, trip]
     return _accept(state, p, postings, effects)
 
 
@@ -532,8 +608,10 @@ def _interest_postings(state: State, new_tick: int, pending: Postings) -> Postin
 
 
 def _telemetry_after(state: State, postings: Postings, shortfall: dict[tuple[str, str], int], demand: int) -> Telemetry:
-    reserve = sum(v for (a, r), v in state.balances.items() if r == "energy" and a in state.account_owner)
-    reserve += sum(amount for a, r, amount in postings if r == "energy" and a in state.account_owner)
+    # Energy resting asks hold in escrow is still the participants' (theirs or a buyer's): it counts.
+    held = state.account_owner.keys() | {SYSTEM_ESCROW}
+    reserve = sum(v for (a, r), v in state.balances.items() if r == "energy" and a in held)
+    reserve += sum(amount for a, r, amount in postings if r == "energy" and a in held)
     # Critical load is electrical (a hospital's theatres, not its laundry): only energy counts, in Wh.
     critical = sum(
         units
@@ -607,7 +685,9 @@ def _decide_breaker(state: State, p: Proposal) -> Decision:
         "by": p.agent,
         "telemetry": state.telemetry.as_dict(),
     }
-    return _accept(state, p, [], [effect])
+    # A trip halts trading: resting orders close and their escrow comes back, so nothing stays promised.
+    closing = book.release(state.orders.values() if opening else (), "breaker")
+    return _accept(state, p, closing.postings, [*closing.effects, effect])
 
 
 def _decide_participant_add(state: State, p: Proposal, keys: Keys) -> Decision:
@@ -663,13 +743,17 @@ def _decide_participant_suspend(state: State, p: Proposal) -> Decision:
         return Rejected("UNKNOWN_AGENT", f"agent {body.agent!r} is not registered", "body.agent")
     if target.role == "operator":
         return Rejected("UNAUTHORIZED", "operators cannot be suspended by command", "body.agent")
-    return _accept(state, p, [], [{"t": "suspend", "agent": body.agent, "reason": body.reason}])
+    closing = book.release([o for o in state.orders.values() if o.agent == body.agent], "suspended")
+    suspend = {"t": "suspend", "agent": body.agent, "reason": body.reason}
+    return _accept(state, p, closing.postings, [*closing.effects, suspend])
 
 
 _RULES: dict[str, Callable[[State, Proposal], Decision]] = {
     "transfer": _decide_transfer,
     "offer": _decide_offer,
     "accept": _decide_accept,
+    "bid": _decide_order,
+    "ask": _decide_order,
     "cancel": _decide_cancel,
     "meter": _decide_meter,
     "policy_set": _decide_policy_set,

@@ -13,9 +13,11 @@ from typing import Any
 
 import orjson
 
-from law.state import AgentInfo, OpenOffer, State, Telemetry
+from law.state import AgentInfo, OpenOffer, Order, State, Telemetry
 
-SNAPSHOT_FORMAT_VERSION = 2  # 2: nonces and the breaker's trip seq replace remembered ids
+SNAPSHOT_FORMAT_VERSION = 3  # 2: nonces and the breaker's trip seq replace remembered ids; 3: the order book
+# Fields a version-2 snapshot lacks, read as empty: a checkpoint made before the book had no orders.
+_ADDED_IN_3: dict[str, dict[str, Any]] = {"orders": {}, "orders_by_agent": {}}
 
 # A new State field must be added here and below, or every snapshot would silently drop it.
 _STATE_FIELDS = frozenset(
@@ -27,6 +29,8 @@ _STATE_FIELDS = frozenset(
         "agents",
         "offers",
         "offers_by_seller",
+        "orders",
+        "orders_by_agent",
         "nonces",
         "tick_counts",
         "tick_count_total",
@@ -43,6 +47,7 @@ _STATE_FIELDS = frozenset(
 assert {f.name for f in dataclasses.fields(State)} == _STATE_FIELDS, "law/snapshot.py does not cover every State field"
 _AGENT_FIELDS = tuple(f.name for f in dataclasses.fields(AgentInfo))
 _OFFER_FIELDS = tuple(f.name for f in dataclasses.fields(OpenOffer))
+_ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(Order))
 
 
 class SnapshotError(ValueError):
@@ -56,8 +61,10 @@ def to_json(state: State) -> str:
 def from_json(text: str) -> State:
     try:
         plain = orjson.loads(text)
-        if not isinstance(plain, dict) or plain.get("v") != SNAPSHOT_FORMAT_VERSION:
-            raise SnapshotError(f"not a version {SNAPSHOT_FORMAT_VERSION} snapshot")
+        if not isinstance(plain, dict) or plain.get("v") not in (2, SNAPSHOT_FORMAT_VERSION):
+            raise SnapshotError(f"not a version 2 or {SNAPSHOT_FORMAT_VERSION} snapshot")
+        if plain["v"] == 2 and not plain.keys() & _ADDED_IN_3.keys():
+            plain = {**plain, **_ADDED_IN_3}
         if plain.keys() != _STATE_FIELDS | {"v"}:
             raise SnapshotError(f"unexpected fields: {sorted(plain.keys() ^ (_STATE_FIELDS | {'v'}))}")
         return _from_plain(plain)
@@ -75,6 +82,8 @@ def _as_plain(s: State) -> dict[str, Any]:
         "agents": {name: _plain(a, _AGENT_FIELDS) for name, a in s.agents.items()},
         "offers": {offer_id: _plain(o, _OFFER_FIELDS) for offer_id, o in s.offers.items()},
         "offers_by_seller": s.offers_by_seller,
+        "orders": {order_id: _plain(o, _ORDER_FIELDS) for order_id, o in s.orders.items()},
+        "orders_by_agent": s.orders_by_agent,
         "nonces": s.nonces,
         "tick_counts": s.tick_counts,
         "tick_count_total": s.tick_count_total,
@@ -89,7 +98,7 @@ def _as_plain(s: State) -> dict[str, Any]:
     }
 
 
-def _plain(obj: AgentInfo | OpenOffer, names: tuple[str, ...]) -> dict[str, Any]:
+def _plain(obj: AgentInfo | OpenOffer | Order, names: tuple[str, ...]) -> dict[str, Any]:
     # Not dataclasses.asdict: its deep copy is most of a checkpoint's cost with thousands of offers.
     return {name: getattr(obj, name) for name in names}
 
@@ -107,6 +116,8 @@ def _from_plain(p: dict[str, Any]) -> State:
         agents={name: _agent(a) for name, a in p["agents"].items()},
         offers={offer_id: OpenOffer(**o) for offer_id, o in p["offers"].items()},
         offers_by_seller=dict(p["offers_by_seller"]),
+        orders={order_id: Order(**o) for order_id, o in p["orders"].items()},
+        orders_by_agent=dict(p["orders_by_agent"]),
         nonces=dict(p["nonces"]),
         tick_counts=dict(p["tick_counts"]),
         tick_count_total=p["tick_count_total"],

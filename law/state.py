@@ -1,8 +1,9 @@
 """The state the law decides against, and ``apply`` — the fold step.
 
-State grows with participants and open offers, never with history: each agent's last decided nonce
-is one number (a proposal whose nonce is not above it was decided already), and offers leave the
-state when accepted, cancelled, past their last open tick, or when their seller is suspended.
+State grows with participants, open offers and resting orders, never with history: each agent's last
+decided nonce is one number (a proposal whose nonce is not above it was decided already), offers
+leave the state when accepted, cancelled, past their last open tick, or when their seller is
+suspended, and orders when filled, cancelled, expired, their agent suspended or the breaker tripped.
 
 ``apply`` consumes its input for speed (the validator folds tens of thousands of entries a second):
 it mutates and returns the same object. ``decide`` never mutates. Use ``State.copy()`` where a caller
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from law.policy import DEFAULT_POLICY
@@ -22,6 +23,9 @@ SYSTEM_GENESIS = "system:genesis"
 SYSTEM_PRODUCTION = "system:production"
 SYSTEM_CONSUMPTION = "system:consumption"
 SYSTEM_TREASURY = "system:treasury"
+# Holds what resting orders reserve (a bid's credits, an ask's resource) until a fill or a release pays
+# it out: TigerBeetle's pending transfers, as ordinary double-entry postings.
+SYSTEM_ESCROW = "system:escrow"
 
 
 @dataclass(slots=True)
@@ -48,6 +52,23 @@ class OpenOffer:
     quantity: int
     price: int
     open_until_tick: int
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A resting bid or ask of the order book (``law.book``)."""
+
+    order_id: str
+    agent: str
+    account: str
+    side: str  # "bid" or "ask"
+    resource: str
+    quantity: int  # still to fill
+    price: int  # the limit, in millicredits per PRICE_QUOTE_UNITS units
+    open_until_tick: int
+    arrival: int  # the seq of the entry that placed it: time priority among equal prices
+    reserved: int  # still in escrow: credits for a bid, the resource for an ask
+    value_filled: int = 0  # a bid's sum of fill quantity x price, for the rounding of its payments
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +101,9 @@ class State:
     offers: dict[str, OpenOffer] = field(default_factory=dict)
     # Open offers per seller: an index of ``offers`` so the per-agent limit is O(1).
     offers_by_seller: dict[str, int] = field(default_factory=dict)
+    # The order book: resting bids and asks, and their count per agent (for its limit).
+    orders: dict[str, Order] = field(default_factory=dict)
+    orders_by_agent: dict[str, int] = field(default_factory=dict)
     # Agent -> the nonce of its last decided proposal, accepted or rejected once authenticated.
     nonces: dict[str, int] = field(default_factory=dict)
     # Accepted proposals per agent in the current tick, and of all agents (the rate limits count these).
@@ -189,10 +213,24 @@ def _effect_problem(state: State, effect: dict[str, Any]) -> str | None:
         return f"closes offer {effect['offer_id']!r}, which is not open"
     if kind == "offer_open" and effect["offer_id"] in state.offers:
         return f"opens offer {effect['offer_id']!r} twice"
+    if kind in ("order_open", "fill", "order_close"):
+        return _order_effect_problem(state, effect)
     if kind in ("suspend", "rekey") and effect["agent"] not in state.agents:
         return f"{kind} of unknown agent {effect['agent']!r}"
     if kind == "register" and effect["participant"]["agent"] in state.agents:
         return f"registers {effect['participant']['agent']!r} twice"
+    return None
+
+
+def _order_effect_problem(state: State, effect: dict[str, Any]) -> str | None:
+    kind = effect["t"]
+    if kind == "order_open":
+        return f"opens order {effect['order_id']!r} twice" if effect["order_id"] in state.orders else None
+    order = state.orders.get(effect["order_id"] if kind == "order_close" else effect["maker"])
+    if order is None:
+        return f"{kind} of order {effect.get('order_id', effect.get('maker'))!r}, which is not resting"
+    if kind == "fill" and effect["quantity"] > order.quantity:
+        return f"fills {effect['quantity']} of order {order.order_id!r}, which has {order.quantity} left"
     return None
 
 
@@ -261,6 +299,35 @@ def _drop_offer(state: State, offer_id: str) -> None:
         del state.offers_by_seller[seller]
 
 
+def _order_open(state: State, effect: dict[str, Any]) -> None:
+    order = Order(**{k: v for k, v in effect.items() if k != "t"})
+    state.orders[order.order_id] = order
+    state.orders_by_agent[order.agent] = state.orders_by_agent.get(order.agent, 0) + 1
+
+
+def _fill(state: State, effect: dict[str, Any]) -> None:
+    """The maker's side of a fill (the taker rests afterwards, if at all, by its own order_open)."""
+    maker = state.orders[effect["maker"]]
+    quantity = effect["quantity"]
+    paid = effect["payment"] if maker.side == "bid" else quantity
+    value = effect["quantity"] * effect["price"] if maker.side == "bid" else 0
+    state.orders[maker.order_id] = replace(
+        maker,
+        quantity=maker.quantity - quantity,
+        reserved=maker.reserved - paid,
+        value_filled=maker.value_filled + value,
+    )
+
+
+def _order_close(state: State, effect: dict[str, Any]) -> None:
+    agent = state.orders.pop(effect["order_id"]).agent
+    remaining = state.orders_by_agent[agent] - 1
+    if remaining:
+        state.orders_by_agent[agent] = remaining
+    else:
+        del state.orders_by_agent[agent]
+
+
 def _shortfall(state: State, effect: dict[str, Any]) -> None:
     state.shortfall = {(a, r): units for a, r, units in effect["units"]}
 
@@ -290,6 +357,9 @@ _EFFECTS = {
     "rekey": _rekey,
     "offer_open": _offer_open,
     "offer_close": _offer_close,
+    "order_open": _order_open,
+    "fill": _fill,
+    "order_close": _order_close,
     "shortfall": _shortfall,
     "telemetry": _telemetry,
     "policy": _policy,

@@ -82,8 +82,35 @@ class Accept(Strict):
     account: AccountId
 
 
+class Bid(Strict):
+    """Buy up to ``quantity`` of ``resource`` into ``account`` at ``price`` millicredits per 1,000 units
+    or less. It fills at once against resting asks at or below it (best price first, then the earliest),
+    in as many partial fills as it takes; the rest rests in the book until ``open_until_tick``, its
+    credits held in escrow. A policy (``market_mechanism``) may collect it for the tick's clearing instead.
+    """
+
+    kind: Literal["bid"]
+    account: AccountId
+    resource: Resource
+    quantity: Quantity
+    price: Price
+    open_until_tick: Tick
+
+
+class Ask(Strict):
+    """Sell up to ``quantity`` of ``resource`` from ``account`` at ``price`` millicredits per 1,000 units
+    or more; the mirror of ``Bid``, the resource held in escrow while it rests."""
+
+    kind: Literal["ask"]
+    account: AccountId
+    resource: Resource
+    quantity: Quantity
+    price: Price
+    open_until_tick: Tick
+
+
 class Cancel(Strict):
-    """Withdraw one's own open offer."""
+    """Withdraw one's own open offer or resting order (its escrow comes back)."""
 
     kind: Literal["cancel"]
     offer_id: OfferId
@@ -188,6 +215,8 @@ Body = Annotated[
     Transfer
     | Offer
     | Accept
+    | Bid
+    | Ask
     | Cancel
     | Meter
     | Genesis
@@ -200,7 +229,7 @@ Body = Annotated[
     Field(discriminator="kind"),
 ]
 
-TRADE_KINDS = frozenset({"transfer", "offer", "accept", "cancel"})
+TRADE_KINDS = frozenset({"transfer", "offer", "accept", "bid", "ask", "cancel"})
 GOVERNANCE_KINDS = frozenset(
     {"policy_set", "breaker_trip", "breaker_resume", "participant_add", "participant_rekey", "participant_suspend"}
 )

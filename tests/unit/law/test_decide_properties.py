@@ -17,9 +17,23 @@ agents = st.sampled_from(AGENTS)
 quantities = st.integers(min_value=1, max_value=1_500_000)
 
 
+def order(draw: st.DrawFn, side: str, actor: str) -> dict[str, Any]:
+    """A bid or ask priced near the others (so books cross), from the actor's account or another's."""
+    return {
+        "kind": side,
+        "account": account(draw(st.sampled_from([actor] * 5 + [draw(agents)]))),
+        "resource": draw(st.sampled_from(("energy",) * 4 + ("water", "credits"))),
+        "quantity": draw(st.integers(1, 400_000)),
+        "price": draw(st.integers(400, 700)),
+        "open_until_tick": draw(st.integers(0, 12)),
+    }
+
+
 @st.composite
 def actions(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
-    kind = draw(st.sampled_from(["transfer", "offer", "accept", "cancel", "meter", "policy"]))
+    # orders twice as often as the rest: the book needs several to cross
+    kinds = ["transfer", "offer", "accept", "bid", "ask", "bid", "ask", "cancel", "meter", "policy"]
+    kind = draw(st.sampled_from(kinds))
     actor = draw(agents)
     if kind == "transfer":
         src = draw(st.sampled_from([actor, actor, draw(agents)]))  # mostly own account, sometimes not
@@ -39,6 +53,8 @@ def actions(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
             "price": draw(st.integers(0, 2_000_000)),
             "open_until_tick": draw(st.integers(0, 12)),
         }
+    if kind in ("bid", "ask"):
+        return actor, order(draw, kind, actor)
     offer_id = f"{draw(agents)}/p{draw(st.integers(0, 40))}"
     if kind == "accept":
         return actor, {"kind": "accept", "offer_id": offer_id, "account": account(actor)}

@@ -63,3 +63,12 @@ def test_corrupt_snapshots_are_refused(mutate: Any) -> None:
 def test_text_that_is_not_json_is_refused() -> None:
     with pytest.raises(SnapshotError):
         from_json('{"v": 2, ')
+
+
+def test_a_version_2_snapshot_from_before_the_order_book_reads_with_an_empty_book() -> None:
+    plain = orjson.loads(to_json(State(tick=7)))
+    del plain["orders"], plain["orders_by_agent"]
+    restored = from_json(orjson.dumps({**plain, "v": 2}).decode())
+    assert restored == State(tick=7) and restored.orders == {}
+    with pytest.raises(SnapshotError):
+        from_json(orjson.dumps(plain).decode())  # a version-3 snapshot must have them
