@@ -16,7 +16,7 @@ import psycopg
 
 from connectors import checkpoints
 from connectors.readmodel.ledger import PgLedgerReader
-from core.audit import CHECKPOINT_SEQ_ANY, Checkpoint, rebuild_state
+from core.audit import CHECKPOINT_SEQ_ANY, ORDER_COLUMNS, Checkpoint, order_rows, rebuild_state
 from core.outgoing import LEDGER_STREAM, REJECTION_STREAM
 from core.rows import (
     LEDGER_COLUMNS,
@@ -31,6 +31,7 @@ from core.rows import (
 )
 from law import State
 from law.ledger import GENESIS_PREV_HASH, Entry
+from law.state import Order
 from schemas.signing import Ed25519Signer
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class LedgerStore:
         self.reader = PgLedgerReader(self.conn, database_url)
         self.consumer, self.topic, self.partition = consumer, topic, partition
         self._offers_persisted: set[str] = set()
+        self._orders_persisted: dict[str, Order] = {}
         self._agents_persisted = 0
 
     def close(self) -> None:
@@ -92,6 +94,7 @@ class LedgerStore:
         if start.checkpoint_seq is not None:
             logger.info("folded from checkpoint", extra={"seq": start.checkpoint_seq})
         self._offers_persisted = set(state.offers)
+        self._orders_persisted = dict(state.orders)
         self._agents_persisted = _registry_signature(state)
         return state
 
@@ -145,6 +148,7 @@ class LedgerStore:
                 for r in batch.rejections:
                     copy.write_row(r.as_tuple())
         self._sync_offers(cur, state)
+        self._sync_orders(cur, state)
         self._sync_participants(cur, state)
         for stream, position in relay.items():
             cur.execute(
@@ -228,6 +232,19 @@ class LedgerStore:
                         (o.offer_id, o.seller, o.account, o.resource, o.quantity, o.price, o.open_until_tick)
                     )
         self._offers_persisted = current
+
+    def _sync_orders(self, cur: psycopg.Cursor[Any], state: State) -> None:
+        """Resting orders change as they fill (orders are frozen: a changed one is a new object)."""
+        changed = sorted(i for i, o in state.orders.items() if self._orders_persisted.get(i) is not o)
+        stale = sorted((self._orders_persisted.keys() - state.orders.keys()) | set(changed))
+        if stale:
+            cur.execute("DELETE FROM open_orders WHERE order_id = ANY(%s)", (stale,))
+        if changed:
+            rows = order_rows(state)
+            with cur.copy(f"COPY open_orders ({', '.join(ORDER_COLUMNS)}) FROM STDIN") as copy:
+                for order_id in changed:
+                    copy.write_row((order_id, *rows[order_id]))
+        self._orders_persisted = dict(state.orders)
 
     def _sync_participants(self, cur: psycopg.Cursor[Any], state: State) -> None:
         signature = _registry_signature(state)

@@ -16,6 +16,7 @@ from core.audit import (
     EntryLink,
     OffsetStats,
     offer_rows,
+    order_rows,
     participant_rows,
     rebuild_state,
     rebuilt_status,
@@ -34,7 +35,7 @@ class MemoryLedgerStore:
     rejected: list[Rejection] = field(default_factory=list)
     next_offset: int = 0
     relay: dict[str, int] = field(default_factory=dict)
-    cached: Caches = field(default_factory=lambda: Caches(-1, GENESIS_PREV_HASH, {}, {}, {}, None))
+    cached: Caches = field(default_factory=lambda: Caches(-1, GENESIS_PREV_HASH, {}, {}, {}, {}, None))
     locked: bool = False
     closed: bool = False
 
@@ -113,6 +114,7 @@ def _caches_of(state: State, head: Entry) -> Caches:
         head_hash=head.hash,
         balances=dict(state.balances),
         offers=offer_rows(state),
+        orders=order_rows(state),
         participants=participant_rows(state),
         status=rebuilt_status(state, head.seq, head.hash),
     )

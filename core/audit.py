@@ -279,6 +279,7 @@ class Caches:
     head_hash: bytes
     balances: dict[tuple[str, str], int]
     offers: dict[str, tuple[Any, ...]]
+    orders: dict[str, tuple[Any, ...]]
     participants: dict[str, tuple[Any, ...]]
     status: dict[str, Any] | None  # the grid_status row, JSON columns decoded; None before genesis
 
@@ -320,6 +321,17 @@ def offer_rows(state: State) -> dict[str, tuple[Any, ...]]:
     }
 
 
+ORDER_COLUMNS = (
+    "order_id", "agent", "account", "side", "resource", "quantity", "price", "open_until_tick", "arrival",
+    "reserved", "value_filled",
+)  # fmt: skip
+
+
+def order_rows(state: State) -> dict[str, tuple[Any, ...]]:
+    """The open_orders cache as the state implies it: order id -> the row's other columns (ORDER_COLUMNS)."""
+    return {o.order_id: tuple(getattr(o, name) for name in ORDER_COLUMNS[1:]) for o in state.orders.values()}
+
+
 def participant_rows(state: State) -> dict[str, tuple[Any, ...]]:
     """The participants cache as the state implies it: agent -> the row's other columns."""
     return {
@@ -337,6 +349,7 @@ def cache_differences(state: State, head_seq: int, head_hash: bytes, caches: Cac
         missing=0,
     )
     yield from _diff("open_offers", caches.offers, offer_rows(state))
+    yield from _diff("open_orders", caches.orders, order_rows(state))
     yield from _diff("participants", caches.participants, participant_rows(state))
     status = rebuilt_status(state, head_seq, head_hash) if head_seq >= 0 else {}
     yield from _diff("grid_status", caches.status or {}, status)

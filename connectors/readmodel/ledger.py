@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from core.audit import STATUS_KEYS, Caches, Checkpoint, EntryLink, OffsetStats, Report, verify
+from core.audit import ORDER_COLUMNS, STATUS_KEYS, Caches, Checkpoint, EntryLink, OffsetStats, Report, verify
 from core.rows import LEDGER_COLUMN_NAMES, LEDGER_TYPES, ConsumedNonce, entry_from_row
 from law.decide import Keys
 from law.ledger import GENESIS_PREV_HASH, Entry
@@ -75,6 +75,10 @@ class PgLedgerReader:
                     "SELECT offer_id, seller, account, resource, quantity, price, open_until_tick FROM open_offers"
                 )
             }
+            orders = {
+                row[0]: tuple(row[1:])
+                for row in self.conn.execute(f"SELECT {', '.join(ORDER_COLUMNS)} FROM open_orders")
+            }
             participants = {
                 row[0]: (row[1], row[2], tuple(row[3]), *row[4:])
                 for row in self.conn.execute(
@@ -87,6 +91,7 @@ class PgLedgerReader:
             head_hash=bytes(head[1]) if head else GENESIS_PREV_HASH,
             balances=balances,
             offers=offers,
+            orders=orders,
             participants=participants,
             status={key: status[key] for key in STATUS_KEYS} if status else None,
         )

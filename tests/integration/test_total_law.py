@@ -37,9 +37,10 @@ class Grid:
     settings: Settings
     nonces: dict[str, int] = field(default_factory=lambda: {"operator": 1})  # the genesis used 1
     tick: int = 0
+    agents: list[str] = field(default_factory=lambda: list(AGENTS))
 
     def start(self, **policy: int) -> None:
-        raw = orjson.loads(genesis(SECRET, AGENTS, "genesis", policy))
+        raw = orjson.loads(genesis(SECRET, self.agents, "genesis", policy))
         hospital = next(p for p in raw["body"]["participants"] if p["agent"] == "hospital")
         hospital["critical_load"] = True
         signed = build(OPERATOR, raw["body"], 0, 10, stream_signer(SECRET, OPERATOR), "genesis", 1)

@@ -36,6 +36,12 @@ CASES: list[tuple[str, str, int, dict[str, Any], dict[str, Any]]] = [
      {"price": 12_000, "kind": "offer", "account": "solar-1", "resource": "energy", "quantity": 500,
       "open_until_tick": 40}, {}),
     ("accept", "hospital-1", 0, {"offer_id": "solar-1/offer-7", "kind": "accept", "account": "hospital-1"}, {}),
+    ("bid", "hospital-1", 0,
+     {"kind": "bid", "account": "hospital-1", "resource": "energy", "quantity": 400, "price": 600,
+      "open_until_tick": 12}, {}),
+    ("ask", "solar-1", 0,
+     {"kind": "ask", "account": "solar-1", "resource": "energy", "quantity": 1_000, "price": 500,
+      "open_until_tick": 12}, {}),
     ("cancel", "solar-1", 0, {"kind": "cancel", "offer_id": "solar-1/offer-7"}, {}),
     ("meter", "meter", 0,
      {"kind": "meter", "readings": [
