@@ -25,7 +25,14 @@ from typing import Any, Protocol
 
 from law import book
 from law.bounds import crossing, room_down, room_up
-from law.policy import BPS_DENOMINATOR, PERMILLE_DENOMINATOR, PRICE_QUOTE_UNITS, invalid_param
+from law.policy import (
+    BPS_DENOMINATOR,
+    MARKET_CONTINUOUS,
+    PERMILLE_DENOMINATOR,
+    PRICE_QUOTE_UNITS,
+    invalid_param,
+)
+from law.state import EFFECTS as _STATE_EFFECTS
 from law.state import (
     SYSTEM_CONSUMPTION,
     SYSTEM_ESCROW,
@@ -86,6 +93,7 @@ class Keys(Protocol):
 
 
 Decision = Accepted | Rejected
+_ORDER_EFFECTS = {t: _STATE_EFFECTS[t] for t in ("fill", "order_close", "clearing")}
 Postings = list[tuple[str, str, int]]
 
 
@@ -465,7 +473,11 @@ def _decide_order(state: State, p: Proposal) -> Decision:
         arrival=state.seq_next,
         reserved=amount,
     )
-    placed = book.place(state, incoming, price_ceiling(state, body.resource))
+    own = book.self_crossing(state, incoming)
+    if own is not None:
+        return Rejected("SELF_TRADE", f"crosses {p.agent!r}'s own resting order {own.order_id!r}", "body.price")
+    continuous = state.policy["market_mechanism"] == MARKET_CONTINUOUS
+    placed = book.place(state, incoming, price_ceiling(state, body.resource), continuous)
     problem = _postings_problem(state, placed.postings)
     if problem is not None:
         return problem
@@ -538,20 +550,45 @@ def _decide_meter(state: State, p: Proposal) -> Decision:
     postings, shortfall, demand = _meter_postings(state, body)
     postings += _interest_postings(state, p.tick, postings)
     telemetry = _telemetry_after(state, postings, shortfall, demand)
-    # Orders past their last tick close as the clock passes it; their escrow comes back in this entry.
-    expired = book.release([o for o in state.orders.values() if o.open_until_tick < p.tick], "expired")
-    postings += expired.postings
-    effects: list[dict[str, Any]] = expired.effects
+    # The tick's call auction clears as the clock passes it; then orders past their last tick close,
+    # their escrow coming back in this entry.
+    cleared = _clearing(state) if p.tick > state.tick else book.Outcome()
+    after = _after_clearing(state, cleared)
+    expired = book.release([o for o in after.orders.values() if o.open_until_tick < p.tick], "expired")
+    postings += cleared.postings + expired.postings
+    effects: list[dict[str, Any]] = cleared.effects + expired.effects
     if p.tick > state.tick:
         effects.append({"t": "tick", "tick": p.tick})
     effects.append({"t": "shortfall", "units": [[a, r, u] for (a, r), u in sorted(shortfall.items())]})
     effects.append({"t": "telemetry", "values": telemetry.as_dict()})
     trip = _auto_trip(state, p.tick, telemetry)
     if trip is not None:
-        closing = book.release([o for o in state.orders.values() if o.open_until_tick >= p.tick], "breaker")
+        closing = book.release([o for o in after.orders.values() if o.open_until_tick >= p.tick], "breaker")
         postings += closing.postings
         effects += [*closing.effects, trip]
     return _accept(state, p, postings, effects)
+
+
+def _clearing(state: State) -> book.Outcome:
+    """Uniform-price clearing of every resource's book, when that mechanism is in force."""
+    out = book.Outcome()
+    if state.policy["market_mechanism"] == MARKET_CONTINUOUS:
+        return out
+    for resource in sorted({o.resource for o in state.orders.values()}):
+        cleared = book.clear(state, resource, price_ceiling(state, resource))
+        out.postings += cleared.postings
+        out.effects += cleared.effects
+    return out
+
+
+def _after_clearing(state: State, cleared: book.Outcome) -> State:
+    """The book as the clearing leaves it (the state itself is not changed: ``decide`` never mutates)."""
+    if not cleared.effects:
+        return state
+    after = State(orders=dict(state.orders), orders_by_agent=dict(state.orders_by_agent))
+    for effect in cleared.effects:
+        _ORDER_EFFECTS[effect["t"]](after, effect)
+    return after
 
 
 def _meter_postings(state: State, body: Meter) -> tuple[Postings, dict[tuple[str, str], int], int]:
@@ -662,7 +699,11 @@ def _decide_policy_set(state: State, p: Proposal) -> Decision:
     bad = invalid_param(body.params)
     if bad is not None:
         return Rejected("BAD_POLICY", bad[1], f"body.params.{bad[0]}")
-    return _accept(state, p, [], [{"t": "policy", "params": dict(sorted(body.params.items())), "reason": body.reason}])
+    # A change of market mechanism closes the book: no order trades under rules it was not placed under.
+    mechanism = body.params.get("market_mechanism", state.policy["market_mechanism"])
+    closing = book.release(state.orders.values() if mechanism != state.policy["market_mechanism"] else (), "policy")
+    policy = {"t": "policy", "params": dict(sorted(body.params.items())), "reason": body.reason}
+    return _accept(state, p, closing.postings, [*closing.effects, policy])
 
 
 def _decide_breaker(state: State, p: Proposal) -> Decision:

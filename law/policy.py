@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from schemas.types import QUANTITY_MAX
 
 BPS_DENOMINATOR = 10_000
+MARKET_CONTINUOUS, MARKET_UNIFORM_PRICE = 0, 1
 PERMILLE_DENOMINATOR = 1_000
 # Ceilings are quoted per 1,000 units: per kWh for energy, per m³ for water.
 PRICE_QUOTE_UNITS = 1_000
@@ -52,6 +53,10 @@ DEFAULT_POLICY: dict[str, int] = {
     # Rejections within one grid tick above which a critical "rejection spike" alert goes to Discord
     # (0 = off). Telemetry for humans: no rule reads it.
     "rejection_spike_per_tick": 200,
+    # How bids and asks trade (law/book.py): 0 = continuous, each order fills against the resting book
+    # as it arrives; 1 = uniform-price clearing, orders collect during the tick and the meter entry
+    # that ends it clears them at one price per resource (pay-as-clear).
+    "market_mechanism": 0,
 }
 
 POLICY_BOUNDS: dict[str, tuple[int, int]] = {
@@ -71,6 +76,7 @@ POLICY_BOUNDS: dict[str, tuple[int, int]] = {
     "breaker_critical_shortfall_max": (-1, QUANTITY_MAX),
     "breaker_grace_ticks": (0, 10_000),
     "rejection_spike_per_tick": (0, 10**9),
+    "market_mechanism": (0, 1),
 }
 assert POLICY_BOUNDS.keys() == DEFAULT_POLICY.keys()
 

@@ -163,7 +163,7 @@ def apply(state: State, entry: Accepted) -> State:
         key = (account, resource)
         state.balances[key] = state.balances.get(key, 0) + amount
     for effect in entry.effects:
-        _EFFECTS[effect["t"]](state, effect)
+        EFFECTS[effect["t"]](state, effect)
     consume(state, entry.agent, entry.nonce)
     state.tick_counts[entry.agent] = state.tick_counts.get(entry.agent, 0) + 1
     state.tick_count_total += 1
@@ -229,8 +229,10 @@ def _order_effect_problem(state: State, effect: dict[str, Any]) -> str | None:
     order = state.orders.get(effect["order_id"] if kind == "order_close" else effect["maker"])
     if order is None:
         return f"{kind} of order {effect.get('order_id', effect.get('maker'))!r}, which is not resting"
-    if kind == "fill" and effect["quantity"] > order.quantity:
-        return f"fills {effect['quantity']} of order {order.order_id!r}, which has {order.quantity} left"
+    resting = [order] + ([state.orders[effect["taker"]]] if kind == "fill" and effect["taker"] in state.orders else [])
+    short = next((o for o in resting if kind == "fill" and effect["quantity"] > o.quantity), None)
+    if short is not None:
+        return f"fills {effect['quantity']} of order {short.order_id!r}, which has {short.quantity} left"
     return None
 
 
@@ -306,17 +308,21 @@ def _order_open(state: State, effect: dict[str, Any]) -> None:
 
 
 def _fill(state: State, effect: dict[str, Any]) -> None:
-    """The maker's side of a fill (the taker rests afterwards, if at all, by its own order_open)."""
-    maker = state.orders[effect["maker"]]
-    quantity = effect["quantity"]
-    paid = effect["payment"] if maker.side == "bid" else quantity
-    value = effect["quantity"] * effect["price"] if maker.side == "bid" else 0
-    state.orders[maker.order_id] = replace(
-        maker,
-        quantity=maker.quantity - quantity,
-        reserved=maker.reserved - paid,
-        value_filled=maker.value_filled + value,
-    )
+    """A fill's resting sides: the maker, and the taker too when it rests (a uniform-price clearing
+    fills two resting orders; a continuous taker rests afterwards, if at all, by its own order_open)."""
+    for order_id in (effect["maker"], effect["taker"]):
+        order = state.orders.get(order_id)
+        if order is None:
+            continue
+        quantity = effect["quantity"]
+        paid = effect["payment"] if order.side == "bid" else quantity
+        value = quantity * effect["price"] if order.side == "bid" else 0
+        state.orders[order_id] = replace(
+            order,
+            quantity=order.quantity - quantity,
+            reserved=order.reserved - paid,
+            value_filled=order.value_filled + value,
+        )
 
 
 def _order_close(state: State, effect: dict[str, Any]) -> None:
@@ -350,7 +356,7 @@ def _breaker(state: State, effect: dict[str, Any]) -> None:
         state.breaker_grace_until_tick = state.tick + state.policy["breaker_grace_ticks"]
 
 
-_EFFECTS = {
+EFFECTS = {
     "tick": _advance_tick,
     "register": _register,
     "suspend": _suspend,
@@ -360,6 +366,7 @@ _EFFECTS = {
     "order_open": _order_open,
     "fill": _fill,
     "order_close": _order_close,
+    "clearing": lambda state, effect: None,  # a record for readers: the fills beside it change the book
     "shortfall": _shortfall,
     "telemetry": _telemetry,
     "policy": _policy,

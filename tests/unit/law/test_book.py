@@ -81,12 +81,13 @@ def test_a_bid_sweeps_the_best_price_first_then_the_earliest_at_each_resting_pri
     escrow_matches_the_book(world.state)
 
 
-def test_orders_that_do_not_cross_rest_and_an_agent_never_fills_against_itself() -> None:
+def test_orders_that_do_not_cross_rest_and_an_order_crossing_its_own_agent_is_refused() -> None:
     world = World().start()
     place(world, SELLER, ask(100, 500))
     assert not effects(place(world, "battery", bid(100, 499)), "fill")
-    assert not effects(place(world, SELLER, bid(100, 900)), "fill")  # its own ask is passed over
-    assert len(world.state.orders) == 3
+    own = world.submit(SELLER, {**bid(100, 900), "account": account(SELLER)})
+    assert not isinstance(own, Accepted) and own.reason_code == "SELF_TRADE"
+    assert len(world.state.orders) == 2
     escrow_matches_the_book(world.state)
 
 
@@ -164,11 +165,13 @@ def test_escrow_always_holds_exactly_what_the_resting_orders_reserve(sequence: l
 
 @fast
 @given(sequences)
-def test_the_book_is_never_left_crossed_between_different_agents(sequence: list) -> None:
+def test_a_continuous_book_is_never_left_crossed(sequence: list) -> None:
     world, _ = run(sequence)
+    if world.state.policy["market_mechanism"] != 0:
+        return  # a call auction's book crosses until the tick clears it
     orders = list(world.state.orders.values())
     for b in (o for o in orders if o.side == "bid"):
-        for a in (o for o in orders if o.side == "ask" and o.resource == b.resource and o.agent != b.agent):
+        for a in (o for o in orders if o.side == "ask" and o.resource == b.resource):
             assert b.price < a.price, (b, a)
 
 
@@ -190,12 +193,23 @@ def test_fills_are_within_both_limits_in_priority_order_and_sum_to_each_order(se
                 maker = placed[f["maker"]]
                 bid_limit, ask_limit = (body, maker) if body["kind"] == "bid" else (maker, body)
                 assert ask_limit["price"] <= f["price"] <= bid_limit["price"]
-                assert f["price"] == maker["price"]
+                assert f["price"] == maker["price"]  # continuous: at the resting order's price
                 keys.append(f["price"] if body["kind"] == "bid" else -f["price"])
                 filled[f["maker"]] = filled.get(f["maker"], 0) + f["quantity"]
             assert keys == sorted(keys)
             assert sum(f["quantity"] for f in fills) <= body["quantity"]
             filled[taker] = sum(f["quantity"] for f in fills)
+        elif fills:  # a meter entry's uniform-price clearing: two resting orders per fill
+            assert accepted.kind == "meter"
+            prices: dict[str, set[int]] = {}
+            for f in fills:
+                maker, taker = placed[f["maker"]], placed[f["taker"]]
+                bid_body, ask_body = (maker, taker) if maker["kind"] == "bid" else (taker, maker)
+                assert ask_body["price"] <= f["price"] <= bid_body["price"]
+                prices.setdefault(bid_body["resource"], set()).add(f["price"])
+                for order_id in (f["maker"], f["taker"]):
+                    filled[order_id] = filled.get(order_id, 0) + f["quantity"]
+            assert all(len(p) == 1 for p in prices.values()), prices  # one price per resource
     for order_id, order in world.state.orders.items():
         assert filled.get(order_id, 0) + order.quantity == placed[order_id]["quantity"]
 
@@ -203,3 +217,52 @@ def test_fills_are_within_both_limits_in_priority_order_and_sum_to_each_order(se
 def world_body(entry: Entry) -> dict[str, Any]:
     body: dict[str, Any] = orjson.loads(entry.proposal_json)["body"]
     return body
+
+
+def test_uniform_price_clearing_matches_the_supply_and_demand_curves_worked_by_hand() -> None:
+    """Bids and asks of one tick, cleared by its meter entry (market_mechanism 1):
+
+    | order             | side | price | quantity | cumulative at 550 |
+    |-------------------|------|-------|----------|-------------------|
+    | battery/p1        | bid  |   700 |      300 | demand 300        |
+    | hospital/p2       | bid  |   600 |      200 | demand 500        |
+    | datacentre/p3     | bid  |   400 |      200 | (below 550)       |
+    | solar/p4          | ask  |   350 |      250 | supply 250        |
+    | datacentre/p5     | ask  |   550 |      200 | supply 450        |
+
+    Supply meets demand at 450 units; any price in [550, 600] clears them and the rule takes the
+    marginal ask's 550. battery gets 300, hospital 150 of its 200 (the marginal quantity), datacentre's
+    bid at 400 none. Each pays 550 per 1,000: battery 165, hospital ceil(82.5) = 83.
+    """
+    world = World().start(market_mechanism=1)
+    for agent, order in [
+        ("battery", bid(300, 700)), ("hospital", bid(200, 600)), ("datacentre", bid(200, 400)),
+        (SELLER, ask(250, 350)), ("datacentre", ask(200, 550)),
+    ]:  # fmt: skip
+        assert not effects(place(world, agent, order), "fill")  # orders only collect during the tick
+    cleared = world.meter(1, [])
+    assert isinstance(cleared, Accepted)
+    assert effects(cleared, "clearing") == [{"t": "clearing", "resource": "energy", "price": 550, "volume": 450}]
+    assert [(f["maker"], f["taker"], f["quantity"], f["payment"]) for f in effects(cleared, "fill")] == [
+        ("battery/p1", "solar/p4", 250, 138),
+        ("battery/p1", "datacentre/p5", 50, 27),
+        ("hospital/p2", "datacentre/p5", 150, 83),
+    ]
+    state = world.state
+    assert state.balance(account("battery"), "energy") == 1_000_000 + 300
+    assert state.balance(account("battery"), "credits") == 1_000_000 - 165  # its 210 reserved, 45 back
+    assert state.balance(account(SELLER), "credits") == 1_000_000 + 138
+    assert state.balance(account("datacentre"), "credits") == 1_000_000 + 110 - 80  # 80 still reserved
+    assert {i: (o.quantity, o.reserved) for i, o in state.orders.items()} == {
+        "hospital/p2": (50, 120 - 83),
+        "datacentre/p3": (200, 80),
+    }
+    escrow_matches_the_book(state)
+
+
+def test_a_change_of_market_mechanism_closes_the_book() -> None:
+    world = World().start()
+    place(world, "battery", bid(100, 500))
+    changed = world.submit("operator", {"kind": "policy_set", "params": {"market_mechanism": 1}})
+    assert isinstance(changed, Accepted) and [e["why"] for e in effects(changed, "order_close")] == ["policy"]
+    assert world.state.orders == {} and world.state.balance(SYSTEM_ESCROW, "credits") == 0

@@ -61,7 +61,8 @@ def actions(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     if kind == "cancel":
         return actor, {"kind": "cancel", "offer_id": offer_id}
     if kind == "policy":
-        return OPERATOR, {"kind": "policy_set", "params": {"carbon_tax_per_kwh": draw(st.integers(0, 10_000))}}
+        params = {"carbon_tax_per_kwh": draw(st.integers(0, 10_000)), "market_mechanism": draw(st.integers(0, 1))}
+        return OPERATOR, {"kind": "policy_set", "params": params}
     readings = [
         {
             "account": account(a),
