@@ -33,9 +33,10 @@ topics: infra-up ## create the Kafka topics (idempotent) and show them
 migrate: infra-up ## apply pending database migrations
 	@$(GRIDGOV) migrate
 
-run: infra-up ## run the pipeline on the default scenario, then on the heat wave that trips the breaker (TICKS, SEED)
-	@$(GRIDGOV) simulate --scenario $(SCENARIO) --ticks $(TICKS) --seed $(SEED)
-	@$(GRIDGOV) simulate --scenario $(STRESS_SCENARIO) --ticks $(TICKS) --seed $(SEED) --dashboard
+run: infra-up ## run the pipeline on the default scenario and the heat wave, then compare the market mechanisms (TICKS, SEED)
+	@$(GRIDGOV) simulate --scenario $(SCENARIO) --ticks $(TICKS) --seed $(SEED) --market book
+	@$(GRIDGOV) --log-level WARNING compare --scenarios $(SCENARIO),$(STRESS_SCENARIO) --ticks $(TICKS) --seed $(SEED)
+	@$(GRIDGOV) simulate --scenario $(STRESS_SCENARIO) --ticks $(TICKS) --seed $(SEED) --market book --dashboard
 
 stress: infra-up ## run only the heat-wave scenario that trips the circuit breaker
 	@$(GRIDGOV) simulate --scenario $(STRESS_SCENARIO) --ticks $(TICKS) --seed $(SEED)

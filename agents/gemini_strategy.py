@@ -13,9 +13,9 @@ import logging
 from fractions import Fraction
 from typing import Any
 
-from agents.heuristic import REFERENCE_PRICE_PER_1000, HeuristicStrategy
+from agents.heuristic import REFERENCE_PRICE_PER_1000
 from agents.intent import to_body
-from agents.strategy import Decision
+from agents.strategy import Decision, Strategy
 from agents.view import AgentView, OpenOffer
 from connectors.gemini import GeminiClient, GeminiResult
 from schemas.intent import Intent
@@ -127,7 +127,7 @@ def prompt_sha256(system: str, prompt: str) -> str:
 class GeminiStrategy:
     name = "gemini"
 
-    def __init__(self, client: GeminiClient, fallback: HeuristicStrategy) -> None:
+    def __init__(self, client: GeminiClient, fallback: Strategy) -> None:
         self._client = client
         self._fallback = fallback
 

@@ -22,6 +22,15 @@ def to_body(intent: Intent, view: AgentView) -> dict[str, Any] | None:
             "price": intent.price,
             "open_until_tick": view.tick + (intent.open_for_ticks or OFFER_OPEN_TICKS_DEFAULT),
         }
+    if intent.action in ("bid", "ask") and intent.resource and intent.quantity and intent.price is not None:
+        return {
+            "kind": intent.action,
+            "account": view.account,
+            "resource": intent.resource,
+            "quantity": intent.quantity,
+            "price": intent.price,
+            "open_until_tick": view.tick + (intent.open_for_ticks or OFFER_OPEN_TICKS_DEFAULT),
+        }
     if intent.action == "accept" and intent.offer_id:
         return {"kind": "accept", "offer_id": intent.offer_id, "account": view.account}
     if intent.action == "cancel" and intent.offer_id:

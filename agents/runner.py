@@ -45,7 +45,7 @@ from agents.intent import to_body
 from agents.meter import FLOWING, forecast
 from agents.scenario import ParticipantSpec, Scenario
 from agents.strategy import Strategy
-from agents.view import AgentView, OpenOffer, RecentRejection
+from agents.view import AgentView, OpenOffer, RecentRejection, RestingOrder
 from connectors.kafka_io import DeliveryError, proposal_producer
 from connectors.readmodel.agents import grid_tick, read_only_connection, snapshot
 from connectors.readmodel.ledger import last_nonce
@@ -248,6 +248,8 @@ class World:
             breaker_open=grid.breaker_open,
             price_ceiling=_ceilings(grid.policy, Telemetry(**grid.telemetry)),
             trade_quantity_max={r: grid.policy[f"trade_quantity_max_{r}"] for r in FLOWING},
+            own_orders=tuple(RestingOrder(*row) for row in grid.orders),
+            quotes={resource: (best_bid, best_ask) for resource, best_bid, best_ask in grid.quotes},
         )
 
     def last_nonce(self, agent: str) -> int:

@@ -14,6 +14,7 @@ from agents.runner import Sent
 from agents.simulation_config import SimulationConfig
 from agents.wiring import Cast
 from connectors.readmodel.ledger import audit_database
+from connectors.readmodel.market import MarketFigures, market_figures
 from connectors.readmodel.summary import BreakerEvent, read_figures
 from core.pg_access import redacted
 from core.tables import format_table
@@ -37,6 +38,7 @@ class Summary:
     rejected_by_reason: dict[str, int]
     trades: dict[str, tuple[int, int, int]]  # resource -> (trades, units, millicredits)
     offers: dict[str, int]  # opened, accepted, cancelled, expired, still open
+    market: MarketFigures
     balances: dict[str, dict[str, int]]  # agent -> resource -> units
     shortfall_total: dict[str, dict[str, int]]  # agent -> resource -> units unmet over the run
     critical: list[str]
@@ -58,6 +60,7 @@ def collect(ns: Namespace, config: SimulationConfig, clock: Clock, cast: Cast, e
     report = audit_database(url, keys)
     attacked = _attacked(clock.all_sent)
     figures = read_figures(url, list(attacked))
+    market = market_figures(url)
     return Summary(
         run_id=ns.run_id,
         scenario=config.scenario.name,
@@ -73,7 +76,8 @@ def collect(ns: Namespace, config: SimulationConfig, clock: Clock, cast: Cast, e
         accepted_by_kind=figures.accepted_by_kind,
         rejected_by_reason=figures.rejected_by_reason,
         trades=figures.trades,
-        offers=_offers(figures.accepted_by_kind, figures.still_open_offers),
+        offers=_offers(market, figures.still_open_offers),
+        market=market,
         balances=figures.balances,
         shortfall_total=figures.shortfall_total,
         critical=figures.critical,
@@ -87,9 +91,9 @@ def collect(ns: Namespace, config: SimulationConfig, clock: Clock, cast: Cast, e
     )
 
 
-def _offers(accepted_by_kind: dict[str, int], still_open: int) -> dict[str, int]:
-    opened, accepted, cancelled = (accepted_by_kind.get(k, 0) for k in ("offer", "accept", "cancel"))
-    expired = opened - accepted - cancelled - still_open
+def _offers(market: MarketFigures, still_open: int) -> dict[str, int]:
+    opened, accepted, cancelled = (market.offers.get(k, 0) for k in ("opened", "accepted", "cancelled"))
+    expired = opened - accepted - cancelled - still_open  # lapsed, or closed with a suspended seller
     return {"opened": opened, "accepted": accepted, "cancelled": cancelled, "expired": expired, "open": still_open}
 
 
@@ -139,6 +143,11 @@ def render(s: Summary) -> str:
             [(r, *t) for r, t in s.trades.items()],
         ),
         "  offers: " + ", ".join(f"{k} {v}" for k, v in s.offers.items()),
+        _section("Market (offers and the order book; prices in mc per 1000 units)", *_market_table(s.market)),
+        f"  trades {s.market.trades}, surplus "
+        + ("n/a (offers state no buyer's limit)" if s.market.surplus_mc is None else f"{s.market.surplus_mc:,} mc")
+        + "; orders: "
+        + ", ".join(f"{k} {v}" for k, v in s.market.orders.items()),
         _section(
             "Final balances (energy Wh, water l, credits mc)",
             ("AGENT", *(r.upper() for r in resources)),
@@ -162,6 +171,19 @@ def render(s: Summary) -> str:
         parts.append(f"  missed turns: {len(s.missed_turns)}, failed agent turns: {len(s.agent_errors)}")
     parts += ["", f"Ledger head: seq {s.head_seq}, hash {s.head_hash}", _verdicts(s)]
     return "\n".join(parts)
+
+
+def _market_table(m: MarketFigures) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    rows = [
+        (
+            resource,
+            f.volume,
+            "-" if f.price_per_1000 is None else f.price_per_1000,
+            "-" if f.volatility_pct is None else f"{f.volatility_pct:.0f} %",
+        )
+        for resource, f in sorted(m.resources.items())
+    ]
+    return ("RESOURCE", "UNITS TRADED", "AVERAGE PRICE", "VOLATILITY"), rows
 
 
 def _verdicts(s: Summary) -> str:

@@ -18,6 +18,18 @@ class OpenOffer:
 
 
 @dataclass(frozen=True, slots=True)
+class RestingOrder:
+    """One of the agent's own bids or asks resting in the book."""
+
+    order_id: str
+    side: str  # bid | ask
+    resource: str
+    quantity: int  # still to fill
+    price: int  # limit, millicredits per 1,000 units
+    open_until_tick: int
+
+
+@dataclass(frozen=True, slots=True)
 class RecentRejection:
     proposal_id: str
     kind: str
@@ -41,3 +53,6 @@ class AgentView:
     breaker_open: bool = False
     price_ceiling: dict[str, int] = field(default_factory=dict)  # millicredits per 1,000 units
     trade_quantity_max: dict[str, int] = field(default_factory=dict)
+    own_orders: tuple[RestingOrder, ...] = ()
+    # resource -> (best bid, best ask) of the others' resting orders, per 1,000 units (None: none)
+    quotes: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)

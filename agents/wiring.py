@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from agents.adversarial import AdversarialStrategy
+from agents.book_strategy import BookStrategy
 from agents.gemini_strategy import GeminiStrategy
 from agents.heuristic import HeuristicStrategy
 from agents.namespace import Namespace
@@ -77,11 +78,14 @@ def _brain(
     seed = agent_seed(config.seed, spec.agent)
     if name == "adversarial":
         return Adversary(AdversarialStrategy(seed), signer, ns.run_id, _victim(config.scenario))
-    strategy: Strategy = HeuristicStrategy(seed)
+    heuristic: HeuristicStrategy | BookStrategy = (
+        HeuristicStrategy(seed) if config.market == "offers" else BookStrategy()
+    )
+    strategy: Strategy = heuristic
     if name == "gemini" and config.gemini is not None:
         client = GeminiClient(config.gemini)
         cast.clients.append(client)
-        strategy = GeminiStrategy(client, fallback=HeuristicStrategy(seed))
+        strategy = GeminiStrategy(client, fallback=heuristic)
     counted = cast.strategies[spec.agent] = CountingStrategy(strategy)
     return Trader(counted, signer, ns.run_id)
 

@@ -22,6 +22,7 @@ COMMANDS = (
     "verify",
     "bench",
     "simulate",
+    "compare",
     "policy",
     "breaker",
     "participants",

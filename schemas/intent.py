@@ -14,11 +14,13 @@ from schemas.types import QUANTITY_MAX, Resource
 class Intent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["offer", "accept", "cancel", "transfer", "hold"]
+    action: Literal["offer", "accept", "bid", "ask", "cancel", "transfer", "hold"]
     resource: Resource | None = None
     quantity: int | None = Field(default=None, ge=1, le=QUANTITY_MAX)
-    price: int | None = Field(default=None, ge=0, le=QUANTITY_MAX, description="total millicredits")
-    offer_id: str | None = Field(default=None, max_length=129)  # seller/id
+    price: int | None = Field(
+        default=None, ge=0, le=QUANTITY_MAX, description="offer: total millicredits; bid, ask: limit per 1000 units"
+    )
+    offer_id: str | None = Field(default=None, max_length=129)  # seller/id, also of an order to cancel
     to_account: str | None = Field(default=None, max_length=64)
     open_for_ticks: int | None = Field(default=None, ge=1, le=50)
     rationale: str = Field(default="", max_length=500)

@@ -13,6 +13,7 @@ import psycopg
 
 CONNECT_TIMEOUT_S = 10
 OFFER_COLUMNS = "offer_id, seller, account, resource, quantity, price, open_until_tick"
+ORDER_COLUMNS = "order_id, side, resource, quantity, price, open_until_tick"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,8 @@ class GridSnapshot:
     shortfall: list[list[Any]]  # [account, resource, units] of the last meter entry
     balances: dict[str, int]  # resource -> balance of the agent's account
     offers: list[tuple[Any, ...]]  # OFFER_COLUMNS: the agent's own, then the cheapest of the others
+    orders: list[tuple[Any, ...]]  # ORDER_COLUMNS: the agent's own resting bids and asks
+    quotes: list[tuple[str, int | None, int | None]]  # (resource, best bid, best ask) of the others
     rejections: list[tuple[str, str, str, str]]  # (proposal id, kind, reason, detail), newest first
 
 
@@ -58,6 +61,14 @@ def snapshot(
             "ORDER BY price::numeric / quantity, offer_id LIMIT %s",
             (agent, offers_shown_max),
         ).fetchall()
+        orders = conn.execute(
+            f"SELECT {ORDER_COLUMNS} FROM open_orders WHERE agent = %s ORDER BY order_id", (agent,)
+        ).fetchall()
+        quotes = conn.execute(
+            "SELECT resource, max(price) FILTER (WHERE side = 'bid'), min(price) FILTER (WHERE side = 'ask') "
+            "FROM open_orders WHERE agent <> %s GROUP BY resource ORDER BY resource",
+            (agent,),
+        ).fetchall()
         rejections = conn.execute(
             "SELECT coalesce(proposal_id, ''), coalesce(kind, ''), reason_code, detail FROM rejections "
             "WHERE agent = %s ORDER BY source_offset DESC LIMIT %s",
@@ -72,5 +83,7 @@ def snapshot(
         shortfall=orjson.loads(shortfall_json),
         balances=dict(balances),
         offers=own + others,
+        orders=orders,
+        quotes=quotes,
         rejections=rejections,
     )

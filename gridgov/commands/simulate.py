@@ -11,6 +11,8 @@ from agents import scenario as scenarios
 from agents.simulate import run
 from agents.simulation_config import (
     AUTO_RESUME_TICKS_DEFAULT,
+    MARKET_DEFAULT,
+    MARKETS,
     RUN_ID,
     RUN_ID_RULE,
     SEED_DEFAULT,
@@ -18,6 +20,7 @@ from agents.simulation_config import (
     TICKS_DEFAULT,
     SimulationConfig,
     SimulationError,
+    for_market,
 )
 from agents.summary import Summary
 from connectors.gemini import GeminiConfig
@@ -46,6 +49,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=_non_negative,
         default=AUTO_RESUME_TICKS_DEFAULT,
         help="a simulated operator resumes a tripped breaker after this many ticks (0 = never)",
+    )
+    parser.add_argument(
+        "--market",
+        choices=MARKETS,
+        default=MARKET_DEFAULT,
+        help="offers: take-it-or-leave-it offers and accepts; book: bids and asks on the continuous order book; "
+        "clearing: the same orders cleared once per tick at one price",
     )
     parser.add_argument("--heuristic", action="store_true", help="heuristic agents even when GEMINI_API_KEY is set")
     parser.add_argument(
@@ -98,7 +108,8 @@ def handle(args: argparse.Namespace) -> int:
         print(f"simulate: infrastructure failed: {exc}", file=sys.stderr)
         return 1
     run_config = SimulationConfig(
-        scenario=scenario,
+        scenario=for_market(scenario, args.market),
+        market=args.market,
         ticks=args.ticks,
         seed=args.seed,
         run_id=args.run_id,

@@ -18,10 +18,11 @@ import pytest
 from agents import scenario as scenarios
 from agents.scenario import Scenario
 from agents.simulate import run
-from agents.simulation_config import SimulationConfig
+from agents.simulation_config import SimulationConfig, for_market
 from agents.summary import Summary
 from agents.wiring import ADVERSARY
 from connectors.gemini import GeminiConfig
+from connectors.readmodel.market import market_figures
 from core import config
 from core.config import Settings
 from core.identities import create_operator
@@ -294,3 +295,22 @@ PINNED_HEAD_HASH = "974cfd0e301004d720bf9eecf8b3180539743692f70786f3a3210445e4a5
 
 def test_the_default_run_reaches_the_pinned_head(default_run: Summary) -> None:
     assert (default_run.head_hash, default_run.head_seq) == (PINNED_HEAD_HASH, 50)
+
+
+# --- the order book's markets ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("market", ["book", "clearing"])
+def test_the_book_markets_trade_verify_and_reproduce(
+    market: str, settings: Settings, fresh_database: str, empty_database: str, topic_prefix: str
+) -> None:
+    scenario = for_market(load("default"), market)
+    first = simulate(settings, fresh_database, f"{topic_prefix}.a", scenario, market=market, ticks=10)
+    again = simulate(settings, empty_database, f"{topic_prefix}.b", scenario, market=market, ticks=10)
+    assert first.verify_problems == [] and again.head_hash == first.head_hash
+    figures = market_figures(fresh_database)
+    assert figures.trades > 0 and figures.resources["energy"].volume > 0
+    assert figures.surplus_mc is not None and figures.surplus_mc >= 0  # no fill outside a limit
+    assert "OFFER_NOT_OPEN" not in first.rejected_by_reason or first.rejected_by_reason["OFFER_NOT_OPEN"] < 5
+    clearings = [e for m in entries(fresh_database, "meter") for e in m["effects"] if e["t"] == "clearing"]
+    assert bool(clearings) == (market == "clearing")  # only the call auction clears at the meter

@@ -430,7 +430,7 @@ def test_the_response_schema_carries_no_class_docstring(
     [request] = server.requests
     schema = request.body["generationConfig"]["responseSchema"]
     assert "description" not in schema and "Developer note" not in json.dumps(request.body)
-    assert schema["properties"]["price"]["description"] == "total millicredits"  # a field's meaning stays
+    assert schema["properties"]["price"]["description"] == Intent.model_fields["price"].description  # it stays
 
 
 def test_response_schema_drops_nested_class_docstrings_but_keeps_field_descriptions() -> None:
