@@ -20,6 +20,8 @@ from schemas.types import QUANTITY_MAX, RESOURCES
 OVERSPEND_MARGIN_MAX = 1_000  # units above the balance, so the amounts vary run to run
 SMALL_QUANTITY_MAX = 1_000
 SETUP_OFFER_OPEN_TICKS = 10
+SPOOF_PRICE_PER_1000 = 1_000  # 1 mc per unit: the escrow equals the quantity
+SELF_CROSS_PRICE_PER_1000 = 500_000  # far above any honest bid, so nobody else fills the setup ask
 FLOAT_QUANTITY = 12.5
 OVERSIZED_QUANTITY = 2**63  # overflows a Postgres bigint; the codec bounds it first
 # What a chatty model returns instead of the JSON it was asked for.
@@ -74,6 +76,8 @@ class AdversarialStrategy:
             self._oversized_quantity,
             self._bad_signature,
             self._self_trade,
+            self._unfunded_bid,
+            self._self_cross,
         )
 
     def attacks(self, view: AgentView, victim_account: str, replay_nonce: int | None) -> list[Attack]:
@@ -137,3 +141,34 @@ class AdversarialStrategy:
             "open_until_tick": view.tick + SETUP_OFFER_OPEN_TICKS,
         }
         return Attack("self_trade_setup", None, body=setup)
+
+    def _unfunded_bid(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
+        """Spoofing: a bid whose escrow (quantity x price / 1000) it cannot hold."""
+        price = min(view.price_ceiling.get("energy") or SPOOF_PRICE_PER_1000, SPOOF_PRICE_PER_1000)
+        escrow = max(view.balances.get("credits", 0), 0) + 1 + self._rng.randrange(OVERSPEND_MARGIN_MAX)
+        quantity = -(-escrow * 1_000 // price)  # reserves at least ``escrow`` credits
+        if quantity > min(view.trade_quantity_max.get("energy", QUANTITY_MAX), QUANTITY_MAX):
+            return None  # the cap would refuse it first
+        body = _order("bid", view, quantity, price)
+        return Attack("unfunded_bid", "INSUFFICIENT_BALANCE", body=body)
+
+    def _self_cross(self, view: AgentView, victim: str, replay_nonce: int | None) -> Attack | None:
+        """Painting the tape: a bid against its own resting ask (set up first, priced out of reach)."""
+        ask = next((o for o in view.own_orders if o.side == "ask" and o.resource == "energy"), None)
+        if ask is not None:
+            return Attack("self_cross", "SELF_TRADE", body=_order("bid", view, 1, ask.price))
+        if view.balances.get("energy", 0) < 1:
+            return None
+        price = view.price_ceiling.get("energy") or SELF_CROSS_PRICE_PER_1000
+        return Attack("self_cross_setup", None, body=_order("ask", view, 1, price))
+
+
+def _order(side: str, view: AgentView, quantity: int, price: int) -> dict[str, Any]:
+    return {
+        "kind": side,
+        "account": view.account,
+        "resource": "energy",
+        "quantity": quantity,
+        "price": price,
+        "open_until_tick": view.tick + SETUP_OFFER_OPEN_TICKS,
+    }

@@ -196,8 +196,8 @@ def test_every_adversarial_attempt_ends_as_the_right_rejection(
     outcomes = Counter({(attack, actual): n for attack, _, actual, n in summary.attacks})
     assert {attack for attack, _ in outcomes} >= set(ATTACK_REASONS), "every kind of attack was tried"
     for (attack, actual), _ in outcomes.items():
-        if attack == "self_trade_setup":
-            assert actual == "ACCEPTED"  # the genuine offer the self-trade then takes
+        if attack in ("self_trade_setup", "self_cross_setup"):
+            assert actual == "ACCEPTED"  # the genuine offer or ask the self-trade then targets
         elif (attack, actual) == ("self_trade", "OFFER_NOT_OPEN"):
             # A race the adversary can lose: a buyer took its 1-litre offer earlier in the same tick.
             sold = rows(
@@ -209,10 +209,10 @@ def test_every_adversarial_attempt_ends_as_the_right_rejection(
             assert sold[0][0] > 0
         else:
             assert actual == ATTACK_REASONS[attack], attack
-    assert outcomes[("self_trade", "SELF_TRADE")] > 0
+    assert outcomes[("self_trade", "SELF_TRADE")] > 0 and outcomes[("self_cross", "SELF_TRADE")] > 0
     # The same story from the database alone: the adversary's only ledger entries are its setups.
     accepted = rows(fresh_database, "SELECT kind FROM ledger WHERE agent = %s", ADVERSARY)
-    assert {kind for (kind,) in accepted} <= {"offer"}
+    assert {kind for (kind,) in accepted} <= {"offer", "ask"}
     assert summary.verify_problems == []
 
 

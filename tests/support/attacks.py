@@ -12,4 +12,6 @@ ATTACK_REASONS = {
     "llm_oversized_quantity": "LIMIT_EXCEEDED",
     "bad_signature": "BAD_SIGNATURE",
     "self_trade": "SELF_TRADE",
+    "unfunded_bid": "INSUFFICIENT_BALANCE",
+    "self_cross": "SELF_TRADE",
 }

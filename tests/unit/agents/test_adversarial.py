@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agents.adversarial import AdversarialStrategy, Attack
-from agents.view import AgentView, OpenOffer
+from agents.view import AgentView, OpenOffer, RestingOrder
 from schemas import codec
 from schemas.proposal import ENVELOPE_VERSION
 from schemas.signing import HmacSigner, hmac_valid
@@ -22,8 +22,10 @@ REPLAY_NONCE = 41  # the adversary's last decided nonce
 
 def adversary_view(own_offer: bool = True, **balances: int) -> AgentView:
     offers = [OpenOffer("o-other", "wind-2", "wind-2:main", "energy", 1_000, 150, 30)]
+    orders: tuple[RestingOrder, ...] = ()
     if own_offer:
         offers.append(OpenOffer("mallory/o-mine", ME, ACCOUNT, "water", 10, 5, 30))
+        orders = (RestingOrder("mallory/o-ask", "ask", "energy", 1, 500_000, 30),)
     return AgentView(
         agent=ME,
         participant_kind="generic",
@@ -34,6 +36,7 @@ def adversary_view(own_offer: bool = True, **balances: int) -> AgentView:
         expected_consumption={},
         shortfall={},
         open_offers=tuple(offers),
+        own_orders=orders,
     )
 
 
@@ -135,7 +138,8 @@ def test_overspend_is_skipped_when_no_quantity_can_exceed_the_balance() -> None:
 
 def test_cycles_through_the_attacks() -> None:
     strategy = AdversarialStrategy(seed=5)
-    firsts = [strategy.attacks(adversary_view(), VICTIM, REPLAY_NONCE)[0].name for _ in range(8)]
+    count = len(by_name(strategy.attacks(adversary_view(), VICTIM, REPLAY_NONCE)))
+    firsts = [strategy.attacks(adversary_view(), VICTIM, REPLAY_NONCE)[0].name for _ in range(count)]
     assert sorted(firsts) == sorted(by_name(strategy.attacks(adversary_view(), VICTIM, REPLAY_NONCE)))
 
 
@@ -143,3 +147,18 @@ def test_same_seed_same_attacks() -> None:
     a, b = AdversarialStrategy(seed=9), AdversarialStrategy(seed=9)
     for _ in range(5):
         assert a.attacks(adversary_view(), VICTIM, REPLAY_NONCE) == b.attacks(adversary_view(), VICTIM, REPLAY_NONCE)
+
+
+def test_matching_attacks_spoof_an_unfunded_bid_and_cross_their_own_ask(attacks: dict[str, Attack]) -> None:
+    spoof = attacks["unfunded_bid"].body
+    assert spoof is not None and spoof["kind"] == "bid"
+    assert -(-spoof["quantity"] * spoof["price"] // 1_000) > adversary_view().balances["credits"]
+    cross = attacks["self_cross"].body
+    assert cross is not None and (cross["kind"], cross["price"]) == ("bid", 500_000)  # at its own ask
+
+
+def test_without_an_own_ask_it_first_rests_one_out_of_reach() -> None:
+    names = by_name(AdversarialStrategy(seed=3).attacks(adversary_view(own_offer=False), VICTIM, REPLAY_NONCE))
+    setup = names["self_cross_setup"]
+    assert "self_cross" not in names and setup.expected_reason is None
+    assert setup.body is not None and (setup.body["kind"], setup.body["quantity"]) == ("ask", 1)
