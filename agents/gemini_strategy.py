@@ -16,7 +16,7 @@ from typing import Any
 from agents.heuristic import REFERENCE_PRICE_PER_1000
 from agents.intent import to_body
 from agents.strategy import Decision, Strategy
-from agents.view import AgentView, OpenOffer
+from agents.view import AgentView, OpenOffer, RestingOrder
 from connectors.gemini import GeminiClient, GeminiResult
 from schemas.intent import Intent
 from schemas.types import RESOURCES
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MARKET_OFFERS_MAX = 8  # cheapest offers from others shown to the model
 OWN_OFFERS_MAX = 4
+OWN_ORDERS_MAX = 4
 REJECTIONS_MAX = 5
 DETAIL_CHARS_MAX = 120
 PROMPT_CHARS_MAX = 4_000
@@ -47,7 +48,13 @@ Actions (reply with one JSON object, fields not needed for the action omitted):
   Keep enough for your own expected consumption. Never offer credits; credits are money.
 - accept: buy a whole open offer from another participant by offer_id; you pay its price in credits,
   so its price must not exceed your credits. Never accept your own offer.
-- cancel: withdraw one of your own open offers by offer_id (e.g. to re-offer cheaper).
+- bid: buy up to quantity of a resource at price or less, where price is the LIMIT in millicredits per
+  1000 units (not a total). It fills at once against asks at or below it, best price first, possibly
+  in parts; the rest rests in the order book until open_for_ticks pass. It holds quantity * price /
+  1000 credits in escrow meanwhile, so that must not exceed your credits.
+- ask: sell up to quantity at price or more (a limit per 1000 units); the resource is held in escrow
+  while it rests. Never ask against your own resting bid (SELF_TRADE).
+- cancel: withdraw one of your own open offers or resting orders by offer_id (its escrow comes back).
 - transfer: give resource and quantity to to_account. Rarely useful.
 - hold: do nothing this tick. Hold when the circuit breaker is open or you were just rate limited.
 
@@ -67,6 +74,17 @@ def _offer_row(offer: OpenOffer) -> dict[str, Any]:
         "price": offer.price,
         "price_per_1000": _per_1000(offer),
         "open_until_tick": offer.open_until_tick,
+    }
+
+
+def _order_row(order: RestingOrder) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "side": order.side,
+        "resource": order.resource,
+        "quantity": order.quantity,
+        "price_per_1000": order.price,
+        "open_until_tick": order.open_until_tick,
     }
 
 
@@ -101,6 +119,18 @@ def build_prompt(view: AgentView) -> str:
         "trade_quantity_max": _per_resource(view.trade_quantity_max),
         "my_open_offers": own,
         "market_cheapest_offers": market,
+        "my_resting_orders": [
+            {
+                "order_id": o.order_id,
+                "side": o.side,
+                "resource": o.resource,
+                "quantity": o.quantity,
+                "price_per_1000": o.price,
+                "open_until_tick": o.open_until_tick,
+            }
+            for o in view.own_orders[:OWN_ORDERS_MAX]
+        ],
+        "book_best_bid_ask_per_1000": {r: list(q) for r, q in sorted(view.quotes.items()) if r in RESOURCES},
         "my_recent_rejections": [
             {"kind": r.kind, "reason": r.reason_code, "detail": r.detail[:DETAIL_CHARS_MAX]}
             for r in view.recent_rejections[-REJECTIONS_MAX:]

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from agents.gemini_strategy import PROMPT_CHARS_MAX, SYSTEM_INSTRUCTION, GeminiStrategy, build_prompt
 from agents.heuristic import HeuristicStrategy
-from agents.view import AgentView, OpenOffer, RecentRejection
+from agents.view import AgentView, OpenOffer, RecentRejection, RestingOrder
 from connectors import gemini
 from connectors.gemini import GeminiClient, GeminiConfig, response_schema, retry_delay_s
 from core.config import load
@@ -156,6 +156,14 @@ def test_prompt_shows_market_rejections_and_limits_and_stays_bounded() -> None:
         assert fragment in prompt
     assert len(crowded) <= PROMPT_CHARS_MAX
     assert '"o-000"' in crowded  # the cheapest offers survive the trimming
+
+
+def test_prompt_carries_the_agents_resting_orders_and_the_books_best_quotes() -> None:
+    resting = RestingOrder("solar-1/p9", "ask", "energy", 500, 140, 30)
+    prompt = build_prompt(replace(grid_view(), own_orders=(resting,), quotes={"energy": (120, 150)}))
+    assert '"my_resting_orders":[{"open_until_tick":30,"order_id":"solar-1/p9","price_per_1000":140' in prompt
+    assert '"book_best_bid_ask_per_1000":{"energy":[120,150]}' in prompt
+    assert "bid:" in SYSTEM_INSTRUCTION and "LIMIT in millicredits per\n  1000 units" in SYSTEM_INSTRUCTION
 
 
 # --- fallbacks --------------------------------------------------------------------------------------
