@@ -13,6 +13,7 @@ from dashboard import console, sources
 PAGES = (
     ("overview", "Overview", ":material/monitoring:"),
     ("flows", "Flows", ":material/swap_horiz:"),
+    ("market", "Market", ":material/candlestick_chart:"),
     ("rejections", "Rejections", ":material/block:"),
     ("ledger", "Ledger explorer", ":material/manage_search:"),
     ("governance", "Governance console", ":material/gavel:"),

@@ -43,6 +43,7 @@ POLICY_UNITS: dict[str, tuple[str, str]] = {
     "breaker_critical_shortfall_max": ("Wh unmet critical load", "-1 = off"),
     "breaker_grace_ticks": ("ticks after a resume", ""),
     "rejection_spike_per_tick": ("rejections per tick", "0 = off; alerts only"),
+    "market_mechanism": ("mechanism", "0 = continuous book, 1 = uniform-price clearing per tick"),
 }
 
 

@@ -147,9 +147,9 @@ def _fill(
     tax = min(carbon_tax(state, seller.agent, resource, quantity), pay)
     if tax:
         out.postings += [(seller.account, "credits", -tax), (SYSTEM_TREASURY, "credits", tax)]
-    price = maker.price if price is None else price
-    fill = {"maker": maker.order_id, "taker": taker.order_id, "quantity": quantity, "price": price}
-    out.effects.append({"t": "fill", **fill, "payment": pay, "tax": tax})
+    sides = {"maker": maker.order_id, "taker": taker.order_id}
+    terms = {"resource": resource, "quantity": quantity, "price": maker.price if price is None else price}
+    out.effects.append({"t": "fill", **sides, **terms, "payment": pay, "tax": tax})
     if quantity == maker.quantity:
         _close_filled(out, maker, quantity, pay)
 

@@ -461,3 +461,74 @@ def replay_anomalies(conn: Conn, limit: int = ROWS_SHOWN_MAX) -> pd.DataFrame | 
         {"limit": limit},
         ["id", "run_id", "seq", "reason", "detail", "recorded_at"],
     )
+
+
+# --- the market: the order book, escrow and what traded --------------------------------------------
+
+
+def order_book(conn: Conn, limit: int = ROWS_SHOWN_MAX) -> pd.DataFrame:
+    """Columns resource, side, price, quantity, agent, open_until_tick, order_id: the resting orders,
+    best first on each side (bids highest, asks lowest; then the earliest)."""
+    return _frame(
+        conn,
+        "SELECT resource, side, price, quantity, agent, open_until_tick, order_id FROM open_orders "
+        "ORDER BY resource, side, CASE side WHEN 'bid' THEN -price ELSE price END, arrival LIMIT %(n)s",
+        {"n": limit},
+        ["resource", "side", "price", "quantity", "agent", "open_until_tick", "order_id"],
+    )
+
+
+def balances_with_escrow(conn: Conn) -> pd.DataFrame:
+    """Columns participant, resource, available, reserved: each account's balance (what it may spend)
+    and what its resting orders hold in system:escrow (a bid's credits, an ask's resource)."""
+    return _frame(
+        conn,
+        f"""
+        WITH owners AS ({_OWNERS}),
+        reserved AS (
+            SELECT account, CASE side WHEN 'bid' THEN 'credits' ELSE resource END AS resource,
+                   sum(reserved)::bigint AS reserved
+            FROM open_orders GROUP BY 1, 2
+        )
+        SELECT coalesce(o.agent, w.account) AS participant, w.resource, w.balance AS available,
+               coalesce(r.reserved, 0) AS reserved
+        FROM world_state w LEFT JOIN owners o ON o.account = w.account
+        LEFT JOIN reserved r ON r.account = w.account AND r.resource = w.resource
+        WHERE w.account NOT LIKE 'system:%%'
+        ORDER BY participant, w.resource
+        """,
+        None,
+        ["participant", "resource", "available", "reserved"],
+    )
+
+
+def trades_per_tick(conn: Conn, from_seq: int) -> pd.DataFrame:
+    """Columns tick, resource, volume, paid, trades: the book's fills and the accepted offers per tick
+    from ``from_seq`` (paid in millicredits)."""
+    return _frame(
+        conn,
+        """
+        WITH fills AS (
+            SELECT l.tick, e->>'resource' AS resource, (e->>'quantity')::bigint AS volume,
+                   (e->>'payment')::bigint AS paid
+            FROM ledger l, jsonb_array_elements(l.effects_json::jsonb) e
+            WHERE l.seq >= %(from_seq)s AND l.kind IN ('bid', 'ask', 'meter') AND e->>'t' = 'fill'
+        ),
+        accepts AS (  -- an accept's postings: the buyer's account gets the goods and pays the price
+            SELECT l.seq, l.tick, l.proposal_json::jsonb->'body'->>'account' AS buyer
+            FROM ledger l WHERE l.seq >= %(from_seq)s AND l.kind = 'accept'
+        ),
+        accepted AS (
+            SELECT a.tick, max(p.resource) FILTER (WHERE p.resource <> 'credits') AS resource,
+                   sum(p.amount) FILTER (WHERE p.resource <> 'credits')::bigint AS volume,
+                   -sum(p.amount) FILTER (WHERE p.resource = 'credits')::bigint AS paid
+            FROM accepts a JOIN postings p ON p.seq = a.seq AND p.account = a.buyer
+            GROUP BY a.seq, a.tick
+        )
+        SELECT tick, resource, sum(volume)::bigint AS volume, sum(paid)::bigint AS paid, count(*) AS trades
+        FROM (SELECT * FROM fills UNION ALL SELECT * FROM accepted) t
+        GROUP BY tick, resource ORDER BY tick, resource
+        """,
+        {"from_seq": from_seq},
+        ["tick", "resource", "volume", "paid", "trades"],
+    )

@@ -77,6 +77,11 @@ def signed(
     return encode(build(agent, body, tick, 10, w.signer(agent), pid, w.next_nonce(agent), provenance))
 
 
+def order(side: str, agent: str, quantity: int, price: int) -> dict[str, Any]:
+    body = {"kind": side, "account": f"{agent}:main", "resource": "energy", "quantity": quantity, "price": price}
+    return {**body, "open_until_tick": 5}
+
+
 def seed_messages(workload: Workload) -> list[bytes]:
     transfer = {
         "kind": "transfer",
@@ -90,6 +95,10 @@ def seed_messages(workload: Workload) -> list[bytes]:
         workload.genesis(),
         *(m.raw for m in workload.messages(400)),
         signed(workload, "agent001", transfer, 0, GEMINI_PROPOSAL, GEMINI_PROVENANCE),
+        # the book: an ask, a bid that fills part of it at the ask's 150, a bid that rests below it
+        signed(workload, "agent001", order("ask", "agent001", 5_000, 150), 0, "ask-1"),
+        signed(workload, "agent002", order("bid", "agent002", 2_000, 200), 0, "bid-1"),
+        signed(workload, "agent004", order("bid", "agent004", 1_000, 100), 0, "bid-2"),
         signed(workload, METER, {"kind": "meter", "readings": [reading]}, 1, "meter-1", {"source": "meter"}),
         signed(workload, "operator", governance.breaker("trip", "seeded for the dashboard tests"), 1, "trip-1"),
         *(m.raw for m in workload.messages(20)),  # refused while the breaker is open: CIRCUIT_OPEN
@@ -217,6 +226,26 @@ def test_overview_verifies_the_ledger_on_demand(app: AppTest) -> None:
     app.button(key="verify").click().run()
     assert not app.exception
     assert any("chain, conservation, offsets and world_state agree" in s.value for s in app.success)
+
+
+def test_market_page_shows_the_fill_per_tick_and_the_book_the_breaker_emptied(app: AppTest) -> None:
+    open_page(app, "market")
+    assert not app.exception
+    # the trip after the orders closed the resting bid and gave its escrow back
+    assert any("No resting orders" in i.value for i in app.info)
+    assert any("Nothing is held in escrow" in c.value for c in app.caption)
+    charts = [c for c in app.get("plotly_chart")]
+    assert len(charts) == 2  # volume and price per tick of the one fill
+
+
+def test_market_queries_report_the_fill_and_the_accepted_offers(seeded: Seeded) -> None:
+    with psycopg.connect(seeded.settings.reader_database_url) as conn:
+        per_tick = queries.trades_per_tick(conn, 0)
+        book = queries.order_book(conn)
+    energy = per_tick[per_tick["resource"] == "energy"]
+    assert book.empty and not energy.empty
+    fill = 2_000 * 150 // 1_000  # the bid paid the resting ask's price
+    assert energy["paid"].sum() >= fill and energy["volume"].sum() >= 2_000
 
 
 def test_flows_page_draws_sankey_balances_and_unmet_demand(app: AppTest) -> None:
