@@ -47,7 +47,11 @@ Actions (reply with one JSON object, fields not needed for the action omitted):
 - offer: sell part of a resource you hold: resource (energy or water), quantity, price, open_for_ticks.
   Keep enough for your own expected consumption. Never offer credits; credits are money.
 - accept: buy a whole open offer from another participant by offer_id; you pay its price in credits,
-  so its price must not exceed your credits. Never accept your own offer.
+  so its price must not exceed your credits. Never accept your own offer, except a negotiation of
+  yours whose turn is yours (the buyer countered): then accepting sells at the buyer's terms.
+- An offer may name to_agent: only that agent may take it. Such a negotiation alternates turns
+  ("turn" names who moves): on your turn, accept it, reject it (offer_id), or counter (offer_id,
+  quantity, price: your terms, total millicredits); at most 8 counters, until its open_until_tick.
 - bid: buy up to quantity of a resource at price or less, where price is the LIMIT in millicredits per
   1000 units (not a total). It fills at once against asks at or below it, best price first, possibly
   in parts; the rest rests in the order book until open_for_ticks pass. It holds quantity * price /
@@ -74,6 +78,7 @@ def _offer_row(offer: OpenOffer) -> dict[str, Any]:
         "price": offer.price,
         "price_per_1000": _per_1000(offer),
         "open_until_tick": offer.open_until_tick,
+        **({"to_agent": offer.to_agent, "turn": offer.turn} if offer.to_agent else {}),
     }
 
 

@@ -37,6 +37,7 @@ CEILING_MISS_UNDERCUT_STEPS = 4  # rejected for a ceiling the view did not show:
 BUY_LIMIT_SHORTFALL_PCT_MAX = 100  # the buy limit rises with the shortfall, by up to this much
 BUY_FAILURE_STEP_PCT = 10  # and by this much for each failed attempt to buy
 BUY_FAILURES_MAX = 10
+COUNTER_GAP_PCT = 20  # an addressed offer this far above our limit is countered; further, rejected
 SIZE_PCT_FULL = 100
 REMEMBERED_IDS_MAX = 32
 # Only the newest rejections are read: bounded work per tick, and fewer than are remembered, so an
@@ -75,6 +76,7 @@ class HeuristicStrategy:
         self._track_own_offers(view, own)
         intent = (
             self._hold_reason(view)
+            or self._negotiate(view)
             or self._buy(view)
             or self._cancel_stale(view, own)
             or self._sell(view, own)
@@ -184,6 +186,36 @@ class HeuristicStrategy:
             )
         return None
 
+    def _negotiate(self, view: AgentView) -> Intent | None:
+        """An offer addressed to us, on our turn, priced above our limit but within COUNTER_GAP_PCT of it:
+        counter at our limit (alternating offers); further off, reject it; within the limit ``_buy``
+        accepts it."""
+        for offer in view.open_offers:
+            if (
+                offer.turn != view.agent
+                or offer.offer_id in self._tried_offers
+                or offer.resource not in RESOURCES_TRADED
+            ):
+                continue
+            limit = self._buy_limit_per_1000(view, offer.resource, max(_need(view, offer.resource), 1))
+            if offer.price * 1000 <= limit * offer.quantity:
+                continue  # acceptable as it is
+            self._tried_offers.append(offer.offer_id)
+            if offer.price * 1000 * 100 > limit * offer.quantity * (100 + COUNTER_GAP_PCT):
+                return Intent(
+                    action="reject", offer_id=offer.offer_id, rationale=f"{offer.offer_id}: too far above our limit"
+                )
+            price = limit * offer.quantity // 1000
+            return Intent(
+                action="counter",
+                resource=offer.resource,
+                offer_id=offer.offer_id,
+                quantity=offer.quantity,
+                price=price,
+                rationale=f"{offer.offer_id} asks {offer.price} mc; counter at our limit, {price} mc",
+            )
+        return None
+
     def _buy_limit_per_1000(self, view: AgentView, resource: str, need: int) -> int:
         consumption = max(view.expected_consumption.get(resource, 0), 1)
         shortfall_pct = min(need * 100 // consumption, BUY_LIMIT_SHORTFALL_PCT_MAX)
@@ -199,6 +231,7 @@ class HeuristicStrategy:
             and o.seller != view.agent
             and o.account != view.account
             and o.offer_id not in self._tried_offers
+            and o.turn in (None, view.agent)  # a negotiation only on our turn
             and o.open_until_tick >= view.tick
             and o.quantity > 0
             and o.price <= credits

@@ -14,6 +14,7 @@ OFFER_OPEN_TICKS_DEFAULT = 5
 def to_body(intent: Intent, view: AgentView) -> dict[str, Any] | None:
     """Turn an intent into a proposal body for ``view.account``; None for ``hold`` or an incomplete intent."""
     if intent.action == "offer" and intent.resource and intent.quantity and intent.price is not None:
+        addressed = {"to_agent": intent.to_agent} if intent.to_agent else {}
         return {
             "kind": "offer",
             "account": view.account,
@@ -21,7 +22,18 @@ def to_body(intent: Intent, view: AgentView) -> dict[str, Any] | None:
             "quantity": intent.quantity,
             "price": intent.price,
             "open_until_tick": view.tick + (intent.open_for_ticks or OFFER_OPEN_TICKS_DEFAULT),
+            **addressed,
         }
+    if intent.action == "counter" and intent.offer_id and intent.quantity and intent.price is not None:
+        return {
+            "kind": "counter",
+            "offer_id": intent.offer_id,
+            "account": view.account,
+            "quantity": intent.quantity,
+            "price": intent.price,
+        }
+    if intent.action == "reject" and intent.offer_id:
+        return {"kind": "reject", "offer_id": intent.offer_id}
     if intent.action in ("bid", "ask") and intent.resource and intent.quantity and intent.price is not None:
         return {
             "kind": intent.action,

@@ -15,6 +15,8 @@ class OpenOffer:
     quantity: int  # fixed-point units (energy Wh, water litre)
     price: int  # total price in millicredits for the whole quantity
     open_until_tick: int
+    to_agent: str | None = None  # a negotiation addressed to this agent, or None: to anyone
+    turn: str | None = None  # in a negotiation: who moves next
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,14 +9,24 @@ position inside it is what makes redelivery harmless.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import orjson
 import psycopg
+from psycopg import sql
 
 from connectors import checkpoints
 from connectors.readmodel.ledger import PgLedgerReader
-from core.audit import CHECKPOINT_SEQ_ANY, ORDER_COLUMNS, Checkpoint, order_rows, rebuild_state
+from core.audit import (
+    CHECKPOINT_SEQ_ANY,
+    OFFER_COLUMNS,
+    ORDER_COLUMNS,
+    Checkpoint,
+    offer_rows,
+    order_rows,
+    rebuild_state,
+)
 from core.outgoing import LEDGER_STREAM, REJECTION_STREAM
 from core.rows import (
     LEDGER_COLUMNS,
@@ -31,7 +41,7 @@ from core.rows import (
 )
 from law import State
 from law.ledger import GENESIS_PREV_HASH, Entry
-from law.state import Order
+from law.state import OpenOffer, Order
 from schemas.signing import Ed25519Signer
 
 logger = logging.getLogger(__name__)
@@ -59,7 +69,7 @@ class LedgerStore:
         self.conn = psycopg.connect(database_url, autocommit=False)
         self.reader = PgLedgerReader(self.conn, database_url)
         self.consumer, self.topic, self.partition = consumer, topic, partition
-        self._offers_persisted: set[str] = set()
+        self._offers_persisted: dict[str, OpenOffer] = {}
         self._orders_persisted: dict[str, Order] = {}
         self._agents_persisted = 0
 
@@ -93,7 +103,7 @@ class LedgerStore:
         state, start = rebuild_state(self.reader, _log_skipped, self.signer.public_key)
         if start.checkpoint_seq is not None:
             logger.info("folded from checkpoint", extra={"seq": start.checkpoint_seq})
-        self._offers_persisted = set(state.offers)
+        self._offers_persisted = dict(state.offers)
         self._orders_persisted = dict(state.orders)
         self._agents_persisted = _registry_signature(state)
         return state
@@ -218,33 +228,17 @@ class LedgerStore:
         )
 
     def _sync_offers(self, cur: psycopg.Cursor[Any], state: State) -> None:
-        current = set(state.offers)
-        gone, new = self._offers_persisted - current, current - self._offers_persisted
-        if gone:
-            cur.execute("DELETE FROM open_offers WHERE offer_id = ANY(%s)", (sorted(gone),))
-        if new:
-            with cur.copy(
-                "COPY open_offers (offer_id, seller, account, resource, quantity, price, open_until_tick) FROM STDIN"
-            ) as copy:
-                for offer_id in sorted(new):
-                    o = state.offers[offer_id]
-                    copy.write_row(
-                        (o.offer_id, o.seller, o.account, o.resource, o.quantity, o.price, o.open_until_tick)
-                    )
-        self._offers_persisted = current
+        """Offers open and close, and a negotiation's terms change (offers are frozen: a changed one is a
+        new object)."""
+        self._offers_persisted = _sync_rows(
+            cur, "open_offers", OFFER_COLUMNS, state.offers, self._offers_persisted, offer_rows(state)
+        )
 
     def _sync_orders(self, cur: psycopg.Cursor[Any], state: State) -> None:
-        """Resting orders change as they fill (orders are frozen: a changed one is a new object)."""
-        changed = sorted(i for i, o in state.orders.items() if self._orders_persisted.get(i) is not o)
-        stale = sorted((self._orders_persisted.keys() - state.orders.keys()) | set(changed))
-        if stale:
-            cur.execute("DELETE FROM open_orders WHERE order_id = ANY(%s)", (stale,))
-        if changed:
-            rows = order_rows(state)
-            with cur.copy(f"COPY open_orders ({', '.join(ORDER_COLUMNS)}) FROM STDIN") as copy:
-                for order_id in changed:
-                    copy.write_row((order_id, *rows[order_id]))
-        self._orders_persisted = dict(state.orders)
+        """Resting orders change as they fill."""
+        self._orders_persisted = _sync_rows(
+            cur, "open_orders", ORDER_COLUMNS, state.orders, self._orders_persisted, order_rows(state)
+        )
 
     def _sync_participants(self, cur: psycopg.Cursor[Any], state: State) -> None:
         signature = _registry_signature(state)
@@ -257,6 +251,33 @@ class LedgerStore:
             for name, a in sorted(state.agents.items()):
                 copy.write_row((name, a.role, a.kind, list(a.accounts), a.emits_carbon, a.critical_load, a.suspended))
         self._agents_persisted = signature
+
+
+def _sync_rows(
+    cur: psycopg.Cursor[Any],
+    table: str,
+    columns: tuple[str, ...],
+    current: Mapping[str, object],
+    persisted: dict[str, Any],
+    rows: dict[str, tuple[Any, ...]],
+) -> dict[str, Any]:
+    """Bring a cache of frozen state objects up to date: delete what is gone or changed, COPY what is new
+    or changed; return what is now persisted."""
+    changed = sorted(key for key, value in current.items() if persisted.get(key) is not value)
+    stale = sorted((persisted.keys() - current.keys()) | set(changed))
+    if stale:
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(sql.Identifier(table), sql.Identifier(columns[0])),
+            (stale,),
+        )
+    if changed:
+        query = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with cur.copy(query) as copy:
+            for key in changed:
+                copy.write_row((key, *rows[key]))
+    return dict(current)
 
 
 def _registry_signature(state: State) -> int:

@@ -313,12 +313,15 @@ def rebuilt_status(state: State, head_seq: int, head_hash: bytes) -> dict[str, A
     }
 
 
+OFFER_COLUMNS = (
+    "offer_id", "seller", "account", "resource", "quantity", "price", "open_until_tick", "to_agent", "turn",
+    "buyer_account", "rounds",
+)  # fmt: skip
+
+
 def offer_rows(state: State) -> dict[str, tuple[Any, ...]]:
-    """The open_offers cache as the state implies it: offer id -> the row's other columns."""
-    return {
-        o.offer_id: (o.seller, o.account, o.resource, o.quantity, o.price, o.open_until_tick)
-        for o in state.offers.values()
-    }
+    """The open_offers cache as the state implies it: offer id -> the row's other columns (OFFER_COLUMNS)."""
+    return {o.offer_id: tuple(getattr(o, name) for name in OFFER_COLUMNS[1:]) for o in state.offers.values()}
 
 
 ORDER_COLUMNS = (

@@ -41,6 +41,7 @@ from law.state import (
     SYSTEM_TREASURY,
     Accepted,
     AgentInfo,
+    OpenOffer,
     Order,
     Rejected,
     State,
@@ -58,6 +59,7 @@ from schemas.proposal import (
     BreakerResume,
     BreakerTrip,
     Cancel,
+    Counter,
     Genesis,
     Meter,
     Offer,
@@ -67,6 +69,7 @@ from schemas.proposal import (
     ParticipantSuspend,
     PolicySet,
     Proposal,
+    Reject,
     Transfer,
 )
 from schemas.signing import ed25519_valid, hmac_valid
@@ -76,6 +79,7 @@ EXPIRY_WINDOW_TICKS_MAX = 100
 OFFER_OPEN_TICKS_MAX = 100
 OPEN_OFFERS_PER_AGENT_MAX = 16
 OPEN_OFFERS_COUNT_MAX = 10_000
+NEGOTIATION_ROUNDS_MAX = 8  # counters per negotiation: a deadline in steps, besides its last tick
 ROLE_KINDS = {"participant": TRADE_KINDS, "meter": frozenset({"meter"}), "operator": GOVERNANCE_KINDS}
 RESERVE_PERMILLE_HEALTHY = 10**9
 
@@ -370,10 +374,13 @@ def _decide_offer(state: State, p: Proposal) -> Decision:
         or _cap_problem(state, body.resource, body.quantity, body.price)
         or _ceiling_problem(state, body.resource, body.quantity, body.price)
         or _funds_problem(state, body.account, body.resource, body.quantity, "seller")
+        or _addressee_problem(state, p.agent, body.to_agent)
     )
     if problem is not None:
         return problem
+    addressed = {"to_agent": body.to_agent} if body.to_agent is not None else {}
     effect = {
+        **addressed,
         "t": "offer_open",
         "offer_id": offer_id(p.agent, p.id),
         "seller": p.agent,
@@ -384,6 +391,17 @@ def _decide_offer(state: State, p: Proposal) -> Decision:
         "open_until_tick": body.open_until_tick,
     }
     return _accept(state, p, [], [effect])
+
+
+def _addressee_problem(state: State, seller: str, to_agent: str | None) -> Rejected | None:
+    if to_agent is None:
+        return None
+    addressee = state.agents.get(to_agent)
+    if addressee is None or addressee.role != "participant":
+        return Rejected("UNKNOWN_AGENT", f"{to_agent!r} is not a registered participant", "body.to_agent")
+    if to_agent == seller:
+        return Rejected("SELF_TRADE", "an offer addressed to its own seller", "body.to_agent")
+    return None
 
 
 def offer_id(seller: str, proposal_id: str) -> str:
@@ -413,30 +431,34 @@ def _offer_shape_problem(state: State, p: Proposal, body: Offer) -> Rejected | N
 
 
 def _decide_accept(state: State, p: Proposal) -> Decision:
+    """Take an offer whole at its current terms. An offer to anyone: any other agent, as the buyer. A
+    negotiation: whichever of its two parties has the turn; the seller accepts the buyer's counter."""
     body = p.body
     assert isinstance(body, Accept)
     offer = state.offers.get(body.offer_id)
     if offer is None or offer.open_until_tick < state.tick:
         return Rejected("OFFER_NOT_OPEN", f"offer {body.offer_id!r} is not open", "body.offer_id")
+    problem = _owned_account(state, p.agent, body.account, "body.account") or _turn_problem(offer, p.agent)
+    if problem is not None:
+        return problem
+    by_seller = offer.seller == p.agent
+    if by_seller and (offer.to_agent is None or body.account != offer.account):
+        return Rejected("SELF_TRADE", "cannot accept one's own offer", "body.offer_id")
+    buyer_account = offer.buyer_account if by_seller else body.account
+    assert buyer_account is not None, "a seller has the turn only after the buyer countered with its account"
     problem = (
-        _owned_account(state, p.agent, body.account, "body.account")
-        or (
-            Rejected("SELF_TRADE", "cannot accept one's own offer", "body.offer_id")
-            if offer.seller == p.agent
-            else None
-        )
         # The policy may have tightened since the offer was posted: its caps hold at the trade.
-        or _cap_problem(state, offer.resource, offer.quantity, offer.price)
+        _cap_problem(state, offer.resource, offer.quantity, offer.price)
         or _ceiling_problem(state, offer.resource, offer.quantity, offer.price)
-        or _funds_problem(state, body.account, "credits", offer.price, "buyer")
+        or _funds_problem(state, buyer_account, "credits", offer.price, "buyer")
         or _funds_problem(state, offer.account, offer.resource, offer.quantity, "seller")
     )
     if problem is not None:
         return problem
     postings: Postings = [
         (offer.account, offer.resource, -offer.quantity),
-        (body.account, offer.resource, offer.quantity),
-        (body.account, "credits", -offer.price),
+        (buyer_account, offer.resource, offer.quantity),
+        (buyer_account, "credits", -offer.price),
         (offer.account, "credits", offer.price),
     ]
     postings += _carbon_tax_postings(state, offer.seller, offer.account, offer.resource, offer.quantity)
@@ -444,6 +466,71 @@ def _decide_accept(state: State, p: Proposal) -> Decision:
     if problem is not None:
         return problem
     return _accept(state, p, postings, [{"t": "offer_close", "offer_id": offer.offer_id, "why": "accepted"}])
+
+
+def _turn_problem(offer: OpenOffer, agent: str) -> Rejected | None:
+    """In a negotiation only its two parties move, each on its turn."""
+    if offer.to_agent is None:
+        return None
+    if agent not in (offer.seller, offer.to_agent):
+        return Rejected(
+            "NOT_ADDRESSED", f"offer {offer.offer_id!r} is addressed to {offer.to_agent!r}", "body.offer_id"
+        )
+    if agent != offer.turn:
+        return Rejected("NOT_ADDRESSED", f"it is {offer.turn!r}'s turn in {offer.offer_id!r}", "body.offer_id")
+    return None
+
+
+def _decide_counter(state: State, p: Proposal) -> Decision:
+    """New terms for a negotiation, on one's turn; the other party moves next (alternating offers)."""
+    body = p.body
+    assert isinstance(body, Counter)
+    offer = state.offers.get(body.offer_id)
+    if offer is None or offer.open_until_tick < state.tick:
+        return Rejected("OFFER_NOT_OPEN", f"offer {body.offer_id!r} is not open", "body.offer_id")
+    if offer.to_agent is None:
+        return Rejected("NOT_ADDRESSED", f"offer {offer.offer_id!r} is to anyone: accept it or not", "body.offer_id")
+    by_seller = offer.seller == p.agent
+    problem = (
+        _turn_problem(offer, p.agent)
+        or _owned_account(state, p.agent, body.account, "body.account")
+        or (
+            Rejected("NOT_OWNER", f"the seller counters from its offer's account {offer.account!r}", "body.account")
+            if by_seller and body.account != offer.account
+            else None
+        )
+        or (
+            Rejected("LIMIT_EXCEEDED", f"{NEGOTIATION_ROUNDS_MAX} counters already", "body.offer_id")
+            if offer.rounds >= NEGOTIATION_ROUNDS_MAX
+            else None
+        )
+        or _cap_problem(state, offer.resource, body.quantity, body.price)
+        or _ceiling_problem(state, offer.resource, body.quantity, body.price)
+    )
+    if problem is not None:
+        return problem
+    effect = {
+        "t": "offer_counter",
+        "offer_id": offer.offer_id,
+        "quantity": body.quantity,
+        "price": body.price,
+        "turn": offer.to_agent if by_seller else offer.seller,
+        "buyer_account": offer.buyer_account if by_seller else body.account,
+        "rounds": offer.rounds + 1,
+    }
+    return _accept(state, p, [], [effect])
+
+
+def _decide_reject(state: State, p: Proposal) -> Decision:
+    """Either party ends a negotiation, whoever's turn it is."""
+    body = p.body
+    assert isinstance(body, Reject)
+    offer = state.offers.get(body.offer_id)
+    if offer is None or offer.open_until_tick < state.tick:
+        return Rejected("OFFER_NOT_OPEN", f"offer {body.offer_id!r} is not open", "body.offer_id")
+    if offer.to_agent is None or p.agent not in (offer.seller, offer.to_agent):
+        return Rejected("NOT_ADDRESSED", f"{p.agent!r} is not a party to {offer.offer_id!r}", "body.offer_id")
+    return _accept(state, p, [], [{"t": "offer_close", "offer_id": offer.offer_id, "why": "rejected"}])
 
 
 def _decide_order(state: State, p: Proposal) -> Decision:
@@ -793,6 +880,8 @@ _RULES: dict[str, Callable[[State, Proposal], Decision]] = {
     "transfer": _decide_transfer,
     "offer": _decide_offer,
     "accept": _decide_accept,
+    "counter": _decide_counter,
+    "reject": _decide_reject,
     "bid": _decide_order,
     "ask": _decide_order,
     "cancel": _decide_cancel,

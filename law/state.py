@@ -52,6 +52,12 @@ class OpenOffer:
     quantity: int
     price: int
     open_until_tick: int
+    # A negotiation (an offer addressed to one agent): who may move next, the buyer's account once it
+    # countered, and how many counters so far. None/0 on an offer to anyone.
+    to_agent: str | None = None
+    turn: str | None = None
+    buyer_account: str | None = None
+    rounds: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +217,8 @@ def _effect_problem(state: State, effect: dict[str, Any]) -> str | None:
     kind = effect["t"]
     if kind == "offer_close" and effect["offer_id"] not in state.offers:
         return f"closes offer {effect['offer_id']!r}, which is not open"
+    if kind == "offer_counter" and effect["offer_id"] not in state.offers:
+        return f"counters offer {effect['offer_id']!r}, which is not open"
     if kind == "offer_open" and effect["offer_id"] in state.offers:
         return f"opens offer {effect['offer_id']!r} twice"
     if kind in ("order_open", "fill", "order_close"):
@@ -284,8 +292,16 @@ def _offer_open(state: State, effect: dict[str, Any]) -> None:
         quantity=effect["quantity"],
         price=effect["price"],
         open_until_tick=effect["open_until_tick"],
+        to_agent=effect.get("to_agent"),
+        turn=effect.get("to_agent"),  # the addressee moves first
     )
     state.offers_by_seller[effect["seller"]] = state.offers_by_seller.get(effect["seller"], 0) + 1
+
+
+def _offer_counter(state: State, effect: dict[str, Any]) -> None:
+    offer = state.offers[effect["offer_id"]]
+    terms = {k: effect[k] for k in ("quantity", "price", "turn", "buyer_account", "rounds")}
+    state.offers[offer.offer_id] = replace(offer, **terms)
 
 
 def _offer_close(state: State, effect: dict[str, Any]) -> None:
@@ -363,6 +379,7 @@ EFFECTS = {
     "rekey": _rekey,
     "offer_open": _offer_open,
     "offer_close": _offer_close,
+    "offer_counter": _offer_counter,
     "order_open": _order_open,
     "fill": _fill,
     "order_close": _order_close,

@@ -14,7 +14,7 @@ from schemas.types import QUANTITY_MAX, Resource
 class Intent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["offer", "accept", "bid", "ask", "cancel", "transfer", "hold"]
+    action: Literal["offer", "accept", "counter", "reject", "bid", "ask", "cancel", "transfer", "hold"]
     resource: Resource | None = None
     quantity: int | None = Field(default=None, ge=1, le=QUANTITY_MAX)
     price: int | None = Field(
@@ -22,5 +22,6 @@ class Intent(BaseModel):
     )
     offer_id: str | None = Field(default=None, max_length=129)  # seller/id, also of an order to cancel
     to_account: str | None = Field(default=None, max_length=64)
+    to_agent: str | None = Field(default=None, max_length=64, description="offer: the one agent it is addressed to")
     open_for_ticks: int | None = Field(default=None, ge=1, le=50)
     rationale: str = Field(default="", max_length=500)

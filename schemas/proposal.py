@@ -64,7 +64,8 @@ class Transfer(Strict):
 
 
 class Offer(Strict):
-    """Sell ``quantity`` of ``resource`` from ``account`` for ``price`` credits in total."""
+    """Sell ``quantity`` of ``resource`` from ``account`` for ``price`` credits in total; to anyone, or
+    (``to_agent``) to one counterparty only, who may accept, reject or counter (alternating offers)."""
 
     kind: Literal["offer"]
     account: AccountId
@@ -72,6 +73,7 @@ class Offer(Strict):
     quantity: Quantity
     price: Price
     open_until_tick: Tick
+    to_agent: AgentId | None = None
 
 
 class Accept(Strict):
@@ -80,6 +82,24 @@ class Accept(Strict):
     kind: Literal["accept"]
     offer_id: OfferId
     account: AccountId
+
+
+class Counter(Strict):
+    """Answer an addressed offer, on one's turn, with other terms: the other party's turn next. The buyer
+    names the ``account`` it would receive into and pay from; the seller its offer's account."""
+
+    kind: Literal["counter"]
+    offer_id: OfferId
+    account: AccountId
+    quantity: Quantity
+    price: Price
+
+
+class Reject(Strict):
+    """End a negotiation (an addressed offer), as either of its two parties."""
+
+    kind: Literal["reject"]
+    offer_id: OfferId
 
 
 class Bid(Strict):
@@ -215,6 +235,8 @@ Body = Annotated[
     Transfer
     | Offer
     | Accept
+    | Counter
+    | Reject
     | Bid
     | Ask
     | Cancel
@@ -229,7 +251,7 @@ Body = Annotated[
     Field(discriminator="kind"),
 ]
 
-TRADE_KINDS = frozenset({"transfer", "offer", "accept", "bid", "ask", "cancel"})
+TRADE_KINDS = frozenset({"transfer", "offer", "accept", "counter", "reject", "bid", "ask", "cancel"})
 GOVERNANCE_KINDS = frozenset(
     {"policy_set", "breaker_trip", "breaker_resume", "participant_add", "participant_rekey", "participant_suspend"}
 )

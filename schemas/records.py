@@ -28,6 +28,7 @@ ReasonCode = Literal[
     "DUPLICATE_PROPOSAL",
     "EXPIRED",
     "OFFER_NOT_OPEN",
+    "NOT_ADDRESSED",
     "SELF_TRADE",
     "LIMIT_EXCEEDED",
     "GENESIS_REQUIRED",

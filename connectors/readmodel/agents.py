@@ -12,7 +12,7 @@ import orjson
 import psycopg
 
 CONNECT_TIMEOUT_S = 10
-OFFER_COLUMNS = "offer_id, seller, account, resource, quantity, price, open_until_tick"
+OFFER_COLUMNS = "offer_id, seller, account, resource, quantity, price, open_until_tick, to_agent, turn"
 ORDER_COLUMNS = "order_id, side, resource, quantity, price, open_until_tick"
 
 
@@ -57,9 +57,10 @@ def snapshot(
         ).fetchall()
         own = conn.execute(f"SELECT {OFFER_COLUMNS} FROM open_offers WHERE seller = %s", (agent,)).fetchall()
         others = conn.execute(
-            f"SELECT {OFFER_COLUMNS} FROM open_offers WHERE seller <> %s "
+            # offers to anyone, and negotiations addressed to this agent
+            f"SELECT {OFFER_COLUMNS} FROM open_offers WHERE seller <> %s AND (to_agent IS NULL OR to_agent = %s) "
             "ORDER BY price::numeric / quantity, offer_id LIMIT %s",
-            (agent, offers_shown_max),
+            (agent, agent, offers_shown_max),
         ).fetchall()
         orders = conn.execute(
             f"SELECT {ORDER_COLUMNS} FROM open_orders WHERE agent = %s ORDER BY order_id", (agent,)

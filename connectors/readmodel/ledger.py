@@ -15,7 +15,17 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from core.audit import ORDER_COLUMNS, STATUS_KEYS, Caches, Checkpoint, EntryLink, OffsetStats, Report, verify
+from core.audit import (
+    OFFER_COLUMNS,
+    ORDER_COLUMNS,
+    STATUS_KEYS,
+    Caches,
+    Checkpoint,
+    EntryLink,
+    OffsetStats,
+    Report,
+    verify,
+)
 from core.rows import LEDGER_COLUMN_NAMES, LEDGER_TYPES, ConsumedNonce, entry_from_row
 from law.decide import Keys
 from law.ledger import GENESIS_PREV_HASH, Entry
@@ -71,9 +81,7 @@ class PgLedgerReader:
             }
             offers = {
                 row[0]: tuple(row[1:])
-                for row in self.conn.execute(
-                    "SELECT offer_id, seller, account, resource, quantity, price, open_until_tick FROM open_offers"
-                )
+                for row in self.conn.execute(f"SELECT {', '.join(OFFER_COLUMNS)} FROM open_offers")
             }
             orders = {
                 row[0]: tuple(row[1:])

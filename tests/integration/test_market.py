@@ -59,3 +59,23 @@ def test_three_buyers_bidding_for_one_sellers_energy_each_get_a_fill_as_priced(s
     report = audit_database(settings.database_url, workload_keyring(SECRET))
     assert report.ok, report.problems
     assert rehydrate(settings).ok
+
+
+def test_a_negotiation_through_the_validator_alternates_turns_in_the_cache_and_rehydrates(settings: Settings) -> None:
+    grid = Grid(settings, agents=[SELLER, *BUYERS])
+    grid.start()
+    offer = {"kind": "offer", "account": f"{SELLER}:main", "resource": "energy", "quantity": 1_000, "price": 900}
+    assert grid.send(SELLER, {**offer, "open_until_tick": 5, "to_agent": "bob"}, "deal") == "ACCEPTED"
+    assert grid.send("alice", {"kind": "accept", "offer_id": "solar/deal", "account": "alice:main"}, "a") == (
+        "NOT_ADDRESSED"
+    )
+    countered = {"kind": "counter", "offer_id": "solar/deal", "account": "bob:main", "quantity": 800, "price": 600}
+    assert grid.send("bob", countered, "c1") == "ACCEPTED"
+    with psycopg.connect(settings.database_url) as conn:
+        row = conn.execute("SELECT to_agent, turn, buyer_account, quantity, price, rounds FROM open_offers").fetchone()
+    assert row == ("bob", SELLER, "bob:main", 800, 600, 1)
+    assert rehydrate(settings).ok  # the cache of a countered offer matches the fold
+    taken = {"kind": "accept", "offer_id": "solar/deal", "account": f"{SELLER}:main"}
+    assert grid.send(SELLER, taken, "take") == "ACCEPTED"
+    assert grid.balance("bob:main", "energy") == OPENING_UNITS + 800
+    assert audit_database(settings.database_url, workload_keyring(SECRET)).ok

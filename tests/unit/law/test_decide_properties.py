@@ -32,7 +32,20 @@ def order(draw: st.DrawFn, side: str, actor: str) -> dict[str, Any]:
 @st.composite
 def actions(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     # orders twice as often as the rest: the book needs several to cross
-    kinds = ["transfer", "offer", "accept", "bid", "ask", "bid", "ask", "cancel", "meter", "policy"]
+    kinds = [
+        "transfer",
+        "offer",
+        "accept",
+        "counter",
+        "reject",
+        "bid",
+        "ask",
+        "bid",
+        "ask",
+        "cancel",
+        "meter",
+        "policy",
+    ]
     kind = draw(st.sampled_from(kinds))
     actor = draw(agents)
     if kind == "transfer":
@@ -52,6 +65,7 @@ def actions(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
             "quantity": draw(quantities),
             "price": draw(st.integers(0, 2_000_000)),
             "open_until_tick": draw(st.integers(0, 12)),
+            **({"to_agent": draw(agents)} if draw(st.booleans()) else {}),  # a negotiation, half the time
         }
     if kind in ("bid", "ask"):
         return actor, order(draw, kind, actor)
@@ -60,6 +74,11 @@ def actions(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         return actor, {"kind": "accept", "offer_id": offer_id, "account": account(actor)}
     if kind == "cancel":
         return actor, {"kind": "cancel", "offer_id": offer_id}
+    if kind == "counter":
+        terms = {"quantity": draw(quantities), "price": draw(st.integers(0, 2_000_000))}
+        return actor, {"kind": "counter", "offer_id": offer_id, "account": account(actor), **terms}
+    if kind == "reject":
+        return actor, {"kind": "reject", "offer_id": offer_id}
     if kind == "policy":
         params = {"carbon_tax_per_kwh": draw(st.integers(0, 10_000)), "market_mechanism": draw(st.integers(0, 1))}
         return OPERATOR, {"kind": "policy_set", "params": params}
