@@ -10,7 +10,7 @@ SCENARIO ?= agents/scenarios/default.toml
 STRESS_SCENARIO ?= agents/scenarios/heatwave.toml
 BENCH_COUNT ?= 200000
 
-.PHONY: help setup infra-up infra-down status topics migrate run stress test test-unit test-integration test-e2e fuzz lint bench validator sinks dashboard verify clean
+.PHONY: help setup infra-up infra-down status topics migrate run stress test test-unit test-integration test-e2e fuzz lint bench validator sinks dashboard n8n verify clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ sinks: infra-up ## run the Linear and Discord sinks in the foreground
 
 dashboard: infra-up ## serve the Streamlit dashboard
 	@$(GRIDGOV) dashboard
+
+n8n: infra-up ## install (once) and start n8n, import and activate connectors/n8n/*.json, show its state
+	@$(GRIDGOV) n8n up && $(GRIDGOV) n8n status
 
 verify: infra-up ## audit the ledger: chain, conservation, offsets, world_state
 	@$(GRIDGOV) verify

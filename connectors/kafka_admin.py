@@ -106,13 +106,20 @@ _READ = (AclOperation.READ, AclOperation.DESCRIBE)
 _WRITE = (AclOperation.WRITE, AclOperation.DESCRIBE)
 VALIDATOR_OUTPUTS = ("ledger-events", "rejections", "alerts", "incidents")
 SINK_INPUTS = ("rejections", "incidents", "alerts")
+N8N_INPUTS = SINK_INPUTS
 # Consumer groups are not namespaced by topic prefix: the validator's own, and replay's per-run ones.
 VALIDATOR_GROUP_PREFIXES = ("grid-validator", "gridgov-")
+
+
+def n8n_group_prefix(settings: Settings) -> str:
+    """The consumer groups n8n's workflows may join: ``{prefix}-n8n-…``."""
+    return f"{settings.topic_prefix}-n8n-"
 
 
 def namespace_grants(settings: Settings) -> list[Grant]:
     """Who may do what on one namespace's topics: the trust boundary of docs/trust.md, in ACLs."""
     t, sinks_app = settings.topic, f"{settings.topic_prefix}-sinks"
+    n8n_groups = n8n_group_prefix(settings)
     grants = [
         Grant("producer", _TOPIC, t("proposals"), _WRITE),
         Grant("dashboard", _TOPIC, t("proposals"), (AclOperation.WRITE,)),  # the console's commands
@@ -123,6 +130,9 @@ def namespace_grants(settings: Settings) -> list[Grant]:
     ]
     grants += [Grant("validator", _TOPIC, t(name), _WRITE) for name in VALIDATOR_OUTPUTS]
     grants += [Grant("sinks", _TOPIC, t(name), _READ) for name in SINK_INPUTS]
+    # n8n's Kafka triggers: read-only, in consumer groups of its own (one per workflow)
+    grants += [Grant("n8n", _TOPIC, t(name), _READ) for name in N8N_INPUTS]
+    grants.append(Grant("n8n", _GROUP, n8n_groups, (AclOperation.READ,), ResourcePatternType.PREFIXED))
     grants += [Grant("dashboard", _TOPIC, t(spec.name), (AclOperation.DESCRIBE,)) for spec in TOPIC_SPECS]
     return grants
 

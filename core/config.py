@@ -260,6 +260,36 @@ class Settings(BaseSettings):
         description="address the dashboard listens on (`--address` beats it)",
     )
 
+    # --- n8n
+    n8n_enabled: bool = Field(
+        default=False,
+        alias="GRID_N8N",
+        description="1: `gridgov infra up` also starts n8n with its workflows (`gridgov n8n up` does it alone)",
+    )
+    n8n_version: str = Field(
+        default="1.123.50",
+        alias="GRID_N8N_VERSION",
+        description="n8n release installed under GRID_HOME/n8n with npm (1.123.x: the line that runs on Node.js 20)",
+    )
+    n8n_port: int = Field(
+        default=55678,
+        alias="GRID_N8N_PORT",
+        description="port n8n listens on, on 127.0.0.1; its task runners use the next one",
+    )
+    n8n_owner_email: str = Field(
+        default="owner@grid.example",
+        alias="GRID_N8N_OWNER_EMAIL",
+        description="login of n8n's owner account; its password is generated into GRID_HOME/credentials/n8n-owner",
+    )
+    n8n_digest_cron: str = Field(
+        default="0 0 6 * * *",
+        alias="GRID_N8N_DIGEST_CRON",
+        description="when n8n posts the digest of the day's conflicts to Linear (cron with seconds, UTC)",
+    )
+    n8n_start_timeout_s: float = Field(
+        default=180.0, alias="GRID_N8N_START_TIMEOUT_S", description="how long `gridgov n8n up` waits for n8n to answer"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -9,6 +9,8 @@ connects as the one it acts for:
 - ``producer``: agents, the meter and ``gridgov propose``: may write ``proposals`` and nothing else.
 - ``sinks``: reads ``rejections``, ``incidents`` and ``alerts``.
 - ``dashboard``: sees every topic's size; its console writes ``proposals``.
+- ``n8n``: the incident workflows' Kafka triggers read ``alerts``, ``incidents`` and ``rejections``; it
+  writes nothing, so a workflow cannot propose, trip or resume anything.
 
 A process given ``GRID_KAFKA_USERNAME``/``GRID_KAFKA_PASSWORD`` (a compose service) holds that one
 identity whatever it asks for; otherwise the password is read from ``GRID_HOME/credentials``, where
@@ -23,8 +25,8 @@ from typing import Any, Literal
 
 from core.credentials import credentials_dir
 
-Principal = Literal["admin", "validator", "producer", "sinks", "dashboard"]
-PRINCIPALS: tuple[Principal, ...] = ("admin", "validator", "producer", "sinks", "dashboard")
+Principal = Literal["admin", "validator", "producer", "sinks", "dashboard", "n8n"]
+PRINCIPALS: tuple[Principal, ...] = ("admin", "validator", "producer", "sinks", "dashboard", "n8n")
 MECHANISM = "SCRAM-SHA-256"
 SECURITY_PROTOCOL = "SASL_PLAINTEXT"
 

@@ -32,6 +32,7 @@ COMMANDS = (
     "rehydrate",
     "replay",
     "dashboard",
+    "n8n",
 )
 
 

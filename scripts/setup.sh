@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup of a fresh Debian machine for this project; run as root from anywhere.
-# Installs only what is missing (PostgreSQL server, Java 17, Maven, python venv support), then the
-# project into .venv. Kafka's jars are fetched by `gridgov infra up` on first use.
+# Installs only what is missing (PostgreSQL server, Java 17, Maven, Node.js and npm, python venv support), then
+# the project into .venv. Kafka's jars are fetched by `gridgov infra up` on first use, n8n by `gridgov n8n up`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +15,8 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 # the dashboard's end-to-end tests drive Debian's Chromium (browser downloads are not possible here)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+# n8n (`gridgov n8n up`) runs on Node.js 20 and is installed with npm into GRID_HOME on first use
+command -v npm >/dev/null || missing+=(nodejs npm)
 # Debian splits venv's pip bootstrap out of python3 itself
 [[ -d "$VENV" ]] || python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 
@@ -50,6 +52,13 @@ else
     rm -f "$log"
     touch "$STAMP"
 fi
+# n8n 1.123 needs Node.js >= 20.19 (Debian 12's own nodejs is 18: this machine kind brings 20)
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+    echo "setup: n8n needs Node.js >= 20.19, found $(node --version)" >&2
+    exit 1
+fi
+# n8n's npm install (about 4 minutes and 1.7 GB, once) is kept in GRID_HOME; later runs find it there
+"$VENV/bin/gridgov" n8n install || { echo "setup: installing n8n failed" >&2; exit 1; }
 # The Go producer example (tested in `make test`) fetches its modules (franz-go) once into Go's cache.
 if command -v go >/dev/null; then
     (cd "$ROOT/examples/go-producer" && go mod download) || { echo "setup: go mod download failed" >&2; exit 1; }

@@ -21,6 +21,8 @@ STEP_LABELS = {
     "start_s": "start→ready",
     "createdb_s": "createdb",
     "ready_s": "ready",
+    "npm_install_s": "npm install",
+    "provision_s": "owner, key, workflows",
 }
 
 
@@ -63,7 +65,7 @@ def healthy(info: dict[str, Any]) -> bool:
 
 
 def handle(args: argparse.Namespace) -> int:
-    services = [args.only] if args.only else list(infra.SERVICES)
+    services = [args.only] if args.only else None  # all, n8n too when GRID_N8N is set
     settings = config.load()
     try:
         result: dict[str, Any] = getattr(infra, args.action)(services, settings=settings)

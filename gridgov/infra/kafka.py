@@ -344,6 +344,10 @@ def ensure_principals(s: Settings, admin: KafkaAccess) -> float:
     return time.monotonic() - start_time
 
 
+def missing_principals(s: Settings) -> list[str]:
+    return [p for p in PRINCIPALS if not properties_path(s.home, p).exists()]
+
+
 def up(s: Settings) -> dict[str, Any]:
     """Fetch, format, secure and start as needed, then wait until the broker answers. Harmless when running."""
     if s.kafka_bootstrap_external:
@@ -359,7 +363,14 @@ def up(s: Settings) -> dict[str, Any]:
         )
     admin = KafkaAccess(s.kafka_bootstrap, ADMIN, admin_password(s)) if s.kafka_sasl else KafkaAccess(s.kafka_bootstrap)
     if pid is not None and answers(admin):
-        return {"state": "already running", "pid": pid, "bootstrap": s.kafka_bootstrap, "timings_s": {}}
+        # a principal added since the broker was started (n8n) gets its user without a restart
+        users_s = ensure_principals(s, admin) if s.kafka_sasl and missing_principals(s) else 0.0
+        return {
+            "state": "already running",
+            "pid": pid,
+            "bootstrap": s.kafka_bootstrap,
+            "timings_s": {"users_s": users_s},
+        }
     timings_s = {"fetch_s": fetch_jars(s)}
     formatted = (root(s) / "data" / "meta.properties").exists()
     if s.kafka_sasl and formatted and not secured_marker(s).exists():
