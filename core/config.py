@@ -344,6 +344,11 @@ class Settings(BaseSettings):
         return pg_access.with_role(self.database_url, role, password)
 
     @property
+    def n8n_url(self) -> str:
+        """The local n8n (bound to localhost only)."""
+        return f"http://127.0.0.1:{self.n8n_port}"
+
+    @property
     def gemini_key(self) -> SecretStr | None:
         return self.gemini_api_key or self.google_api_key
 

@@ -31,6 +31,8 @@ def sidebar() -> None:
     st.sidebar.caption(f"Postgres as **{target.role}** (read-only) · topic `{s.topic('proposals')}`")
     user = console.signed_in()  # a name a key file has: an identifier, safe in markdown
     st.sidebar.caption(f"Console: signed in as **{user}**" if user else "Console: not signed in")
+    if s.n8n_enabled:  # the URL is the operator's setting, not producer text
+        st.sidebar.caption(f"Incident workflows: [n8n executions]({s.n8n_url}/home/executions)")
 
 
 def main() -> None:

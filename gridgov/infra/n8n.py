@@ -93,7 +93,7 @@ def pid_path(s: Settings) -> Path:
 
 
 def base_url(s: Settings) -> str:
-    return f"http://{HOST}:{s.n8n_port}"
+    return s.n8n_url
 
 
 def entry_point(s: Settings) -> Path:

@@ -503,3 +503,12 @@ def test_the_dashboard_role_cannot_write(seeded: Seeded) -> None:
 def test_a_superuser_is_refused_even_before_the_ledger_exists(empty_database: str) -> None:
     with pytest.raises(sources.StrongerRole, match="refuses to read as postgres"):
         sources.check_reader(empty_database)
+
+
+def test_the_sidebar_links_to_n8n_executions_when_n8n_runs_the_incident_workflows(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRID_N8N", "1")
+    app = start_app(seeded.settings, monkeypatch)
+    links = [c.value for c in app.sidebar.caption if "n8n executions" in c.value]
+    assert links == [f"Incident workflows: [n8n executions]({seeded.settings.n8n_url}/home/executions)"]
