@@ -435,9 +435,9 @@ def _decide_accept(state: State, p: Proposal) -> Decision:
     negotiation: whichever of its two parties has the turn; the seller accepts the buyer's counter."""
     body = p.body
     assert isinstance(body, Accept)
-    offer = state.offers.get(body.offer_id)
-    if offer is None or offer.open_until_tick < state.tick:
-        return Rejected("OFFER_NOT_OPEN", f"offer {body.offer_id!r} is not open", "body.offer_id")
+    offer = _open_offer(state, body.offer_id)
+    if isinstance(offer, Rejected):
+        return offer
     problem = _owned_account(state, p.agent, body.account, "body.account") or _turn_problem(offer, p.agent)
     if problem is not None:
         return problem
@@ -468,6 +468,14 @@ def _decide_accept(state: State, p: Proposal) -> Decision:
     return _accept(state, p, postings, [{"t": "offer_close", "offer_id": offer.offer_id, "why": "accepted"}])
 
 
+def _open_offer(state: State, offer_id: str) -> OpenOffer | Rejected:
+    """The offer ``offer_id`` names, if it is still open."""
+    offer = state.offers.get(offer_id)
+    if offer is None or offer.open_until_tick < state.tick:
+        return Rejected("OFFER_NOT_OPEN", f"offer {offer_id!r} is not open", "body.offer_id")
+    return offer
+
+
 def _turn_problem(offer: OpenOffer, agent: str) -> Rejected | None:
     """In a negotiation only its two parties move, each on its turn."""
     if offer.to_agent is None:
@@ -485,9 +493,9 @@ def _decide_counter(state: State, p: Proposal) -> Decision:
     """New terms for a negotiation, on one's turn; the other party moves next (alternating offers)."""
     body = p.body
     assert isinstance(body, Counter)
-    offer = state.offers.get(body.offer_id)
-    if offer is None or offer.open_until_tick < state.tick:
-        return Rejected("OFFER_NOT_OPEN", f"offer {body.offer_id!r} is not open", "body.offer_id")
+    offer = _open_offer(state, body.offer_id)
+    if isinstance(offer, Rejected):
+        return offer
     if offer.to_agent is None:
         return Rejected("NOT_ADDRESSED", f"offer {offer.offer_id!r} is to anyone: accept it or not", "body.offer_id")
     by_seller = offer.seller == p.agent
@@ -525,9 +533,9 @@ def _decide_reject(state: State, p: Proposal) -> Decision:
     """Either party ends a negotiation, whoever's turn it is."""
     body = p.body
     assert isinstance(body, Reject)
-    offer = state.offers.get(body.offer_id)
-    if offer is None or offer.open_until_tick < state.tick:
-        return Rejected("OFFER_NOT_OPEN", f"offer {body.offer_id!r} is not open", "body.offer_id")
+    offer = _open_offer(state, body.offer_id)
+    if isinstance(offer, Rejected):
+        return offer
     if offer.to_agent is None or p.agent not in (offer.seller, offer.to_agent):
         return Rejected("NOT_ADDRESSED", f"{p.agent!r} is not a party to {offer.offer_id!r}", "body.offer_id")
     return _accept(state, p, [], [{"t": "offer_close", "offer_id": offer.offer_id, "why": "rejected"}])
@@ -615,9 +623,9 @@ def _decide_cancel(state: State, p: Proposal) -> Decision:
             return Rejected("NOT_OWNER", f"order {body.offer_id!r} belongs to {order.agent!r}", "body.offer_id")
         released = book.release([order], "cancelled")
         return _accept(state, p, released.postings, released.effects)
-    offer = state.offers.get(body.offer_id)
-    if offer is None or offer.open_until_tick < state.tick:
-        return Rejected("OFFER_NOT_OPEN", f"offer {body.offer_id!r} is not open", "body.offer_id")
+    offer = _open_offer(state, body.offer_id)
+    if isinstance(offer, Rejected):
+        return offer
     if offer.seller != p.agent:
         return Rejected("NOT_OWNER", f"offer {body.offer_id!r} belongs to {offer.seller!r}", "body.offer_id")
     return _accept(state, p, [], [{"t": "offer_close", "offer_id": offer.offer_id, "why": "cancelled"}])
