@@ -148,6 +148,10 @@ def render(s: Summary) -> str:
         + ("n/a (offers state no buyer's limit)" if s.market.surplus_mc is None else f"{s.market.surplus_mc:,} mc")
         + "; orders: "
         + ", ".join(f"{k} {v}" for k, v in s.market.orders.items()),
+        "  self-sufficiency (demand served from the grid's own production): "
+        + ", ".join(f"{r} {_pct(f.self_sufficiency_pct)}" for r, f in sorted(s.market.resources.items()) if f.demand)
+        + f"; carbon: emitting producers made {s.market.emitted_energy_wh:,} Wh, "
+        f"paid {s.market.carbon_tax_mc:,} mc of carbon tax",
         _section(
             "Final balances (energy Wh, water l, credits mc)",
             ("AGENT", *(r.upper() for r in resources)),
@@ -184,6 +188,10 @@ def _market_table(m: MarketFigures) -> tuple[tuple[str, ...], list[tuple[Any, ..
         for resource, f in sorted(m.resources.items())
     ]
     return ("RESOURCE", "UNITS TRADED", "AVERAGE PRICE", "VOLATILITY"), rows
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} %"
 
 
 def _verdicts(s: Summary) -> str:

@@ -795,7 +795,8 @@ def _decide_policy_set(state: State, p: Proposal) -> Decision:
     if bad is not None:
         return Rejected("BAD_POLICY", bad[1], f"body.params.{bad[0]}")
     # A change of market mechanism closes the book: no order trades under rules it was not placed under.
-    mechanism = body.params.get("market_mechanism", state.policy["market_mechanism"])
+    mechanism = state.policy_pins.get("market_mechanism", body.params.get("market_mechanism"))
+    mechanism = state.policy["market_mechanism"] if mechanism is None else mechanism
     closing = book.release(state.orders.values() if mechanism != state.policy["market_mechanism"] else (), "policy")
     policy = {"t": "policy", "params": dict(sorted(body.params.items())), "reason": body.reason}
     return _accept(state, p, closing.postings, [*closing.effects, policy])

@@ -13,6 +13,8 @@ from schemas.types import QUANTITY_MAX
 
 BPS_DENOMINATOR = 10_000
 MARKET_CONTINUOUS, MARKET_UNIFORM_PRICE = 0, 1
+# The mechanisms by the names the commands use (``simulate --market``, ``replay --mechanism``).
+MARKET_MECHANISMS = {"book": MARKET_CONTINUOUS, "clearing": MARKET_UNIFORM_PRICE}
 PERMILLE_DENOMINATOR = 1_000
 # Ceilings are quoted per 1,000 units: per kWh for energy, per m³ for water.
 PRICE_QUOTE_UNITS = 1_000

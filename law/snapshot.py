@@ -44,7 +44,11 @@ _STATE_FIELDS = frozenset(
         "breaker_trip_seq",
     }
 )
-assert {f.name for f in dataclasses.fields(State)} == _STATE_FIELDS, "law/snapshot.py does not cover every State field"
+# A counterfactual's pins (``State.pinned``) are never part of a ledger's state, so never snapshotted.
+_NOT_SNAPSHOTTED = frozenset({"policy_pins"})
+assert {f.name for f in dataclasses.fields(State)} == _STATE_FIELDS | _NOT_SNAPSHOTTED, (
+    "law/snapshot.py does not cover every State field"
+)
 _AGENT_FIELDS = tuple(f.name for f in dataclasses.fields(AgentInfo))
 _OFFER_FIELDS = tuple(f.name for f in dataclasses.fields(OpenOffer))
 _ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(Order))
@@ -73,6 +77,7 @@ def from_json(text: str) -> State:
 
 
 def _as_plain(s: State) -> dict[str, Any]:
+    assert not s.policy_pins, "a counterfactual's state is never a checkpoint"
     return {
         "v": SNAPSHOT_FORMAT_VERSION,
         "seq_next": s.seq_next,

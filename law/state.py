@@ -125,6 +125,15 @@ class State:
     breaker_grace_until_tick: int = -1
     # The seq of the entry that opened the breaker (-1 when it never opened): a resume must name it.
     breaker_trip_seq: int = -1
+    # Policy parameters held fixed whatever the log sets: only a counterfactual replay sets these
+    # (``streams.counterfactual``), to decide the same proposals under, say, another market mechanism.
+    # Never in a snapshot: a live ledger is decided with none.
+    policy_pins: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def pinned(cls, pins: dict[str, int]) -> State:
+        """An empty state whose ``pins`` hold whatever policy the log sets (a counterfactual's)."""
+        return cls(policy={**DEFAULT_POLICY, **pins}, policy_pins=dict(pins))
 
     def copy(self) -> State:
         return copy.deepcopy(self)
@@ -360,6 +369,7 @@ def _telemetry(state: State, effect: dict[str, Any]) -> None:
 
 def _policy(state: State, effect: dict[str, Any]) -> None:
     state.policy.update(effect["params"])
+    state.policy.update(state.policy_pins)
     state.policy_version += 1
 
 

@@ -79,3 +79,12 @@ def policy_version(url: str) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT policy_version FROM grid_status").fetchone()
     return int(row[0]) if row else 0
+
+
+def head_below(url: str, to_offset: int) -> bytes | None:
+    """The hash of the last entry decided from an offset below ``to_offset``; None before any."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT hash FROM ledger WHERE source_offset < %s ORDER BY seq DESC LIMIT 1", (to_offset,)
+        ).fetchone()
+    return bytes(row[0]) if row else None

@@ -1,37 +1,36 @@
 """``gridgov compare``: the same scenarios and seed under each market mechanism, side by side.
 
-Each column is a full ``simulate`` run (its own database and topics, verified): take-it-or-leave-it
-offers, the continuous order book, and uniform-price clearing once per tick. The rows are what an
-operator compares them on: unmet demand, volume, prices and their volatility, surplus, rejections.
+Each column of the first table is a full ``simulate`` run (its own database and topics, verified):
+take-it-or-leave-it offers, the continuous order book, and uniform-price clearing once per tick. The
+second table keeps the order flow fixed: each scenario's continuous-book log as the validator decided
+it, and the same log re-decided under uniform-price clearing (``streams.counterfactual``), so only the
+matching differs. The rows are what an operator compares them on: unmet demand, self-sufficiency,
+volume, prices and their volatility, surplus, carbon, rejections.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from agents import scenario as scenarios
 from agents.simulate import run
 from agents.simulation_config import MARKETS, SEED_DEFAULT, TICKS_DEFAULT, SimulationConfig, SimulationError, for_market
 from agents.summary import Summary
-from connectors.readmodel.market import MarketFigures, market_figures
+from connectors.readmodel.market import market_figures
+from connectors.readmodel.replay import stored_position
 from core import config
+from core.config import Settings
+from core.identities import operator_signer
 from core.key_secret import key_secret
-from core.tables import format_table
+from core.version import validator_version
 from gridgov import infra
+from gridgov.market_table import MarketColumn, render_markets
+from streams.counterfactual import Counterfactual, counterfactual
+from streams.replay_errors import ReplayError
 
 SCENARIOS_DEFAULT = ("default", "heatwave")
-REASONS_SHOWN_MAX = 3
-
-
-@dataclass(frozen=True)
-class Column:
-    scenario: str
-    market: str
-    summary: Summary
-    market_figures: MarketFigures
+COUNTERFACTUAL_FROM, COUNTERFACTUAL_UNDER = "book", "clearing"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def handle(args: argparse.Namespace) -> int:
     settings = config.load()
     infra.up(settings=settings)
-    columns = []
+    secret = key_secret(settings)
+    runs: list[tuple[str, str, Summary]] = []
+    replays: list[tuple[str, Summary, Counterfactual]] = []
     try:
         for name in args.scenarios.split(","):
             scenario = scenarios.load(scenarios.resolve(name))
@@ -54,76 +55,52 @@ def handle(args: argparse.Namespace) -> int:
                 run_config = SimulationConfig(
                     for_market(scenario, market), args.ticks, args.seed, market=market, progress=False
                 )
-                summary = run(run_config, settings, key_secret(settings))
-                columns.append(Column(scenario.name, market, summary, market_figures(summary.database_url)))
-    except (SimulationError, scenarios.ScenarioError) as exc:
+                summary = run(run_config, settings, secret)
+                runs.append((scenario.name, market, summary))
+                if market == COUNTERFACTUAL_FROM:
+                    founder = operator_signer(settings.home, scenario.operator).public_key
+                    replays.append((scenario.name, summary, replay_under(settings, summary, founder, secret)))
+    except (SimulationError, scenarios.ScenarioError, ReplayError) as exc:
         print(f"compare: {exc}", file=sys.stderr)
         return 1
-    print(render(columns, args.seed, args.ticks))
-    return 1 if any(c.summary.verify_problems for c in columns) else 0
+    print(f"Markets compared: seed {args.seed}, {args.ticks} ticks per run")
+    print(render_markets([run_column(f"{s}/{m}", summary) for s, m, summary in runs]))
+    if replays:
+        print(f"\nThe same order flow, matched two ways: each {COUNTERFACTUAL_FROM} run's log re-decided under "
+              f"{COUNTERFACTUAL_UNDER} (in memory, nothing written)")  # fmt: skip
+        print(render_markets([c for s, summary, cf in replays for c in replay_columns(s, summary, cf)]))
+    faithful = all(cf.as_decided.head_hash.hex() == summary.head_hash for _, summary, cf in replays)
+    return 1 if any(summary.verify_problems for _, _, summary in runs) or not faithful else 0
 
 
-def render(columns: list[Column], seed: int, ticks: int) -> str:
-    header = ("", *(f"{c.scenario}/{c.market}" for c in columns))
-    rows = [(label, *(cell(c) for c in columns)) for label, cell in ROWS]
-    return f"Markets compared: seed {seed}, {ticks} ticks per run\n" + format_table(header, rows)
+def run_column(title: str, summary: Summary) -> MarketColumn:
+    verified = "verified" if not summary.verify_problems else "VERIFY FAILED"
+    footer = f"{summary.head_hash[:12]} {verified}"
+    return MarketColumn(title, market_figures(summary.database_url), summary.rejected_by_reason, footer)
 
 
-def _unmet(resource: str) -> Callable[[Column], str]:
-    return lambda c: f"{sum(by.get(resource, 0) for by in c.summary.shortfall_total.values()):,}"
+def replay_under(settings: Settings, summary: Summary, founder: str, secret: bytes) -> Counterfactual:
+    """The run's whole log re-decided under ``COUNTERFACTUAL_UNDER``, trusting the run's founder."""
+    run_settings = settings.replace(
+        topic_prefix=summary.topic_prefix, database_url_external=summary.database_url, founding_operators=founder
+    )
+    bound = stored_position(summary.database_url, run_settings.topic("proposals")) or 0
+    return counterfactual(run_settings, secret, validator_version(), bound, COUNTERFACTUAL_UNDER)
 
 
-def _critical(c: Column) -> str:
-    return f"{sum(c.summary.shortfall_total.get(a, {}).get('energy', 0) for a in c.summary.critical):,}"
-
-
-def _volume(resource: str) -> Callable[[Column], str]:
-    return lambda c: f"{c.market_figures.resources[resource].volume:,}"
-
-
-def _price(resource: str) -> Callable[[Column], str]:
-    def cell(c: Column) -> str:
-        price = c.market_figures.resources[resource].price_per_1000
-        return "-" if price is None else f"{price:,}"
-
-    return cell
-
-
-def _volatility(resource: str) -> Callable[[Column], str]:
-    def cell(c: Column) -> str:
-        volatility = c.market_figures.resources[resource].volatility_pct
-        return "-" if volatility is None else f"{volatility:.0f} %"
-
-    return cell
-
-
-def _surplus(c: Column) -> str:
-    surplus = c.market_figures.surplus_mc
-    return "n/a" if surplus is None else f"{surplus:,}"
-
-
-def _reasons(c: Column) -> str:
-    top = list(c.summary.rejected_by_reason.items())[:REASONS_SHOWN_MAX]
-    return " ".join(f"{reason} {count}" for reason, count in top) or "none"
-
-
-def _head(c: Column) -> str:
-    verified = "verified" if not c.summary.verify_problems else "VERIFY FAILED"
-    return f"{c.summary.head_hash[:12]} {verified}"
-
-
-ROWS: tuple[tuple[str, Callable[[Column], str]], ...] = (
-    ("unmet energy (Wh)", _unmet("energy")),
-    ("unmet water (l)", _unmet("water")),
-    ("unmet critical energy (Wh)", _critical),
-    ("energy traded (Wh)", _volume("energy")),
-    ("water traded (l)", _volume("water")),
-    ("energy price (mc/kWh)", _price("energy")),
-    ("water price (mc/m3)", _price("water")),
-    ("energy price volatility", _volatility("energy")),
-    ("water price volatility", _volatility("water")),
-    ("trades", lambda c: f"{c.market_figures.trades:,}"),
-    ("surplus (mc)", _surplus),
-    ("rejections (top)", _reasons),
-    ("head", _head),
-)
+def replay_columns(scenario: str, summary: Summary, cf: Counterfactual) -> list[MarketColumn]:
+    matches = cf.as_decided.head_hash.hex() == summary.head_hash
+    return [
+        MarketColumn(
+            f"{scenario}/{COUNTERFACTUAL_FROM} log",
+            cf.as_decided.figures,
+            dict(cf.as_decided.rejected_by_reason),
+            f"{cf.as_decided.head_hash.hex()[:12]} {'= live head' if matches else 'DIFFERS FROM LIVE'}",
+        ),
+        MarketColumn(
+            f"same log, {cf.mechanism}",
+            cf.pinned.figures,
+            dict(cf.pinned.rejected_by_reason),
+            f"{cf.pinned.entries:,} entries in {cf.seconds:.1f} s",
+        ),
+    ]

@@ -11,10 +11,14 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from connectors.kafka_admin import reset_group_offsets
+from connectors.readmodel.replay import head_below
 from core import config
 from core.key_secret import key_secret
 from core.version import validator_version
-from streams.replay import ReplayResult, replay
+from gridgov.market_table import MarketColumn, render_markets
+from law.policy import MARKET_MECHANISMS
+from streams.counterfactual import counterfactual
+from streams.replay import ReplayResult, live_position, replay
 from streams.replay_compare import LawDiff, Outcome
 from streams.replay_errors import ReplayError
 
@@ -30,6 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--into", metavar="URL", help="fresh database (or schema) to rebuild the ledger into")
     what.add_argument("--reset-group", metavar="GROUP", help="only reset GROUP's offsets on the proposals topic")
+    what.add_argument(
+        "--mechanism",
+        choices=sorted(MARKET_MECHANISMS),
+        help="re-decide the log in memory under this market mechanism and compare the markets (writes nothing)",
+    )
     parser.add_argument("--to-offset", type=int, metavar="N", help="stop before offset N (default: the live position)")
     parser.add_argument("--to-earliest", action="store_true", help="with --reset-group: to the log start (default)")
     parser.add_argument("--law", metavar="REV", help="git revision of the law to replay under (its own process)")
@@ -43,6 +52,8 @@ def handle(args: argparse.Namespace) -> int:
         settings = settings.replace(database_url_external=args.database_url)
     if args.reset_group:
         return _reset(settings, args)
+    if args.mechanism:
+        return _mechanism(settings, args)
     try:
         result = replay(settings, args.into, key_secret(settings), validator_version(), args.to_offset, args.law)
     except (ReplayError, psycopg.OperationalError) as exc:
@@ -71,6 +82,29 @@ def _reset(settings: config.Settings, args: argparse.Namespace) -> int:
         print(f"group {args.reset_group} on {topic}[{partition}] now at offset {offset}")
     print("a validator still decides from its database position; see docs/replay.md")
     return 0
+
+
+def _mechanism(settings: config.Settings, args: argparse.Namespace) -> int:
+    try:
+        bound = args.to_offset
+        if bound is None:
+            bound = live_position(settings.database_url, settings.topic("proposals"))
+        cf = counterfactual(settings, key_secret(settings), validator_version(), bound, args.mechanism)
+        live_head = head_below(settings.database_url, bound)
+    except (ReplayError, psycopg.OperationalError) as exc:
+        print(f"replay failed: {exc}", file=sys.stderr)
+        return 2
+    faithful = live_head == cf.as_decided.head_hash
+    print(f"offsets [0, {bound}) decided twice in memory in {cf.seconds:.1f} s: as the log says, and under "
+          f"{cf.mechanism}")  # fmt: skip
+    as_decided = "= live head" if faithful else "DIFFERS FROM LIVE (another law or version decided the live ledger)"
+    print(render_markets([
+        MarketColumn("as decided", cf.as_decided.figures, dict(cf.as_decided.rejected_by_reason),
+                     f"{cf.as_decided.head_hash.hex()[:12]} {as_decided}"),
+        MarketColumn(f"under {cf.mechanism}", cf.pinned.figures, dict(cf.pinned.rejected_by_reason),
+                     f"{cf.pinned.entries:,} entries"),
+    ]))  # fmt: skip
+    return 0 if faithful else 1
 
 
 def _dbname(url: str) -> str:

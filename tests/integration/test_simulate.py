@@ -25,7 +25,8 @@ from connectors.gemini import GeminiConfig
 from connectors.readmodel.market import market_figures
 from core import config
 from core.config import Settings
-from core.identities import create_operator
+from core.identities import create_operator, operator_signer
+from gridgov.commands.compare import replay_under
 from tests.conftest import with_credentials
 from tests.standins.gemini_server import API_KEY_DEFAULT, GeminiStandIn
 from tests.support.attacks import ATTACK_REASONS
@@ -314,3 +315,9 @@ def test_the_book_markets_trade_verify_and_reproduce(
     assert "OFFER_NOT_OPEN" not in first.rejected_by_reason or first.rejected_by_reason["OFFER_NOT_OPEN"] < 5
     clearings = [e for m in entries(fresh_database, "meter") for e in m["effects"] if e["t"] == "clearing"]
     assert bool(clearings) == (market == "clearing")  # only the call auction clears at the meter
+    if market == "book":  # the same log re-decided in memory, as it was and under uniform-price clearing
+        cf = replay_under(settings, first, operator_signer(settings.home, scenario.operator).public_key, SECRET)
+        assert cf.as_decided.head_hash.hex() == first.head_hash and cf.as_decided.entries == first.head_seq + 1
+        assert cf.as_decided.figures.resources["energy"].volume == figures.resources["energy"].volume
+        cleared = cf.pinned.figures.resources["energy"]
+        assert cleared.volume > 0 and set(cleared.per_tick) <= set(range(1, 11))  # traded at meter ticks only
