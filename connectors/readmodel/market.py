@@ -122,21 +122,21 @@ def market_figures(database_url: str) -> MarketFigures:
 
 
 def _rows(conn: psycopg.Connection[Any]) -> Iterator[LedgerRow]:
-    entries = conn.cursor(name="market_entries")
-    entries.itersize = FETCH_COUNT
-    entries.execute("SELECT seq, tick, kind, agent, proposal_id, effects_json, proposal_json FROM ledger ORDER BY seq")
-    postings = conn.cursor(name="market_postings")
-    postings.itersize = FETCH_COUNT
-    postings.execute("SELECT seq, account, resource, amount FROM postings ORDER BY seq, idx")
-    by_seq = groupby(postings, key=lambda row: row[0])
-    pending = next(by_seq, None)
-    for seq, tick, kind, agent, proposal_id, effects_json, proposal_json in entries:
-        own: tuple[tuple[str, str, int], ...] = ()
-        if pending is not None and pending[0] == seq:
-            own = tuple((a, r, amount) for _, a, r, amount in pending[1])
-            pending = next(by_seq, None)
-        body = orjson.loads(proposal_json)["body"]
-        yield LedgerRow(seq, tick, kind, agent, proposal_id, orjson.loads(effects_json), body, own)
+    with conn.cursor(name="market_entries") as entries, conn.cursor(name="market_postings") as postings:
+        entries.itersize = postings.itersize = FETCH_COUNT
+        entries.execute(
+            "SELECT seq, tick, kind, agent, proposal_id, effects_json, proposal_json FROM ledger ORDER BY seq"
+        )
+        postings.execute("SELECT seq, account, resource, amount FROM postings ORDER BY seq, idx")
+        by_seq = groupby(postings, key=lambda row: row[0])
+        pending = next(by_seq, None)
+        for seq, tick, kind, agent, proposal_id, effects_json, proposal_json in entries:
+            own: tuple[tuple[str, str, int], ...] = ()
+            if pending is not None and pending[0] == seq:
+                own = tuple((a, r, amount) for _, a, r, amount in pending[1])
+                pending = next(by_seq, None)
+            body = orjson.loads(proposal_json)["body"]
+            yield LedgerRow(seq, tick, kind, agent, proposal_id, orjson.loads(effects_json), body, own)
 
 
 def fold_market(rows: Iterable[LedgerRow]) -> MarketFigures:
