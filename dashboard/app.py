@@ -2,9 +2,16 @@
 
 Every page reads Postgres through a read-only role and refreshes its live sections in place; the
 governance console acts only by publishing signed commands, exactly like the CLI.
+
+Every page has its own address (``/overview``, ``/live``, ``/ledger?seq=42``…), which is what Linear
+issues and Discord alerts link to (``sinks.payloads``). Streamlit serves its default page at ``/`` and
+at no other path, so the default is a hidden page that forwards to the overview; it also forwards
+the older links, ``/?view=ledger&offset=…``, to the page they name.
 """
 
 from __future__ import annotations
+
+import functools
 
 import streamlit as st
 
@@ -12,6 +19,7 @@ from dashboard import console, sources
 
 PAGES = (
     ("overview", "Overview", ":material/monitoring:"),
+    ("live", "Live grid", ":material/sensors:"),
     ("flows", "Flows", ":material/swap_horiz:"),
     ("market", "Market", ":material/candlestick_chart:"),
     ("rejections", "Rejections", ":material/block:"),
@@ -19,6 +27,9 @@ PAGES = (
     ("governance", "Governance console", ":material/gavel:"),
     ("replay", "Replay & anomalies", ":material/history:"),
 )
+HOME = "overview"
+# Other names a page answers to: the console is the governance page.
+ALIASES = {"console": "governance"}
 
 
 def sidebar() -> None:
@@ -35,14 +46,25 @@ def sidebar() -> None:
         st.sidebar.caption(f"Incident workflows: [n8n executions]({s.n8n_url}/home/executions)")
 
 
+def forward(pages: dict[str, st.Page], key: str | None) -> None:
+    """Open page ``key`` (the ``view`` parameter when None, else the overview) with the other parameters."""
+    params = {k: v for k, v in st.query_params.items() if k != "view"}
+    target = key or st.query_params.get("view", HOME)
+    st.switch_page(pages.get(target, pages[HOME]), query_params=params)
+
+
 def main() -> None:
     st.set_page_config(page_title="Grid Governance", page_icon=":material/bolt:", layout="wide")
     pages = {key: st.Page(f"views/{key}.py", title=title, icon=icon, url_path=key) for key, title, icon in PAGES}
-    page = st.navigation(list(pages.values()))
-    # Links from Linear issues and alerts open /?view=ledger&offset=…: forward them to that page.
-    view = st.query_params.get("view")
-    if view in pages and page.url_path != view:
-        st.switch_page(pages[view], query_params={k: v for k, v in st.query_params.items() if k != "view"})
+    home = functools.partial(forward, pages, None)
+    forwards = [
+        st.Page(home, title="Grid Governance", url_path="home", default=True, visibility="hidden"),
+        *(
+            st.Page(functools.partial(forward, pages, key), title=alias, url_path=alias, visibility="hidden")
+            for alias, key in ALIASES.items()
+        ),
+    ]
+    page = st.navigation([*forwards, *pages.values()])
     sidebar()
     page.run()
 

@@ -6,6 +6,7 @@ millicredits. The dashboard shows energy and water with SI prefixes and credits 
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 from law.policy import PRICE_QUOTE_UNITS
@@ -69,3 +70,9 @@ def energy(stored_wh: int | float) -> str:
 
 def rate(per_s: float) -> str:
     return f"{per_s:,.1f}/s"
+
+
+def plot_text(text: str) -> str:
+    """``text`` as a chart label that shows it verbatim: plotly renders tags such as <a href> and <b> in
+    labels, legends and hover text, and decodes entities, so the markup characters go in as entities."""
+    return html.escape(text, quote=False)

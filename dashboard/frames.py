@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 LINKS_SHOWN_MAX = 40
@@ -91,9 +92,31 @@ def sankey(flows: pd.DataFrame, links_max: int = LINKS_SHOWN_MAX) -> Sankey:
     )
 
 
-def bin_seconds(span_s: int, bins: int = 60) -> int:
-    """A round bucket width that splits ``span_s`` into about ``bins`` bars."""
-    for width in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600):
-        if span_s / width <= bins:
-            return width
-    return 3600 * max(1, span_s // (3600 * bins))
+def wall_times(at: pd.Series) -> pd.Series:
+    """``14:03:07 UTC`` for each timestamp: the wall-clock time shown beside a tick, never on an axis."""
+    return pd.to_datetime(at, utc=True).dt.strftime("%H:%M:%S UTC")
+
+
+def grid_ticks(seqs: pd.Series, starts: pd.DataFrame) -> pd.Series:
+    """The grid tick each ledger seq was decided in: that of the last tick start (``starts``: columns
+    tick and seq, oldest first) at or before it. Every seq must be at or after the first start."""
+    position = np.searchsorted(starts["seq"].to_numpy(), seqs.to_numpy(), side="right") - 1
+    assert (position >= 0).all(), "a seq before the first tick start has no tick in this window"
+    return pd.Series(starts["tick"].to_numpy()[position], index=seqs.index)
+
+
+def tick_end_changes(history: pd.DataFrame, starts: pd.DataFrame) -> pd.DataFrame:
+    """Columns tick, at, participant, balance, change: each participant's balance at the end of every
+    tick of ``starts``, and its change since the balance before the first of them.
+
+    ``history`` is ``balance_history`` from the first start's seq: its row just before that seq is the
+    baseline, and the last entry of each tick gives that tick's balance.
+    """
+    if history.empty:
+        return pd.DataFrame(columns=["tick", "at", "participant", "balance", "change"])
+    changed = with_change(history)
+    inside = changed[changed["seq"] >= starts["seq"].iloc[0]]
+    inside = inside.assign(tick=grid_ticks(inside["seq"], starts))
+    ends = inside.sort_values("seq").groupby(["participant", "tick"], as_index=False).last()
+    ends = ends.merge(starts[["tick", "at"]], on="tick", how="left")
+    return ends[["tick", "at", "participant", "balance", "change"]].sort_values(["tick", "participant"])

@@ -6,6 +6,7 @@ are cached for a second (``st.cache_data``) so many open tabs cost one query per
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,8 +120,8 @@ def _pool(url: str) -> ConnectionPool:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _cached(url: str, name: str, args: tuple[Any, ...]) -> Any:
-    query: Callable[..., Any] = getattr(queries, name)
+def _cached(url: str, module: str, name: str, args: tuple[Any, ...]) -> Any:
+    query: Callable[..., Any] = getattr(importlib.import_module(module), name)
     try:
         with _pool(url).connection() as conn:
             return query(conn, *args)
@@ -134,8 +135,11 @@ def forget_cached() -> None:
 
 
 def fetch(query: Callable[..., R], *args: Any) -> R:
-    """Run a function of ``dashboard.queries`` on the read-only pool, cached for QUERY_TTL_S."""
-    result: R = _cached(current_target().url, query.__name__, args)
+    """Run a query function of ``connectors.readmodel`` on the read-only pool, cached for QUERY_TTL_S.
+
+    The cache is keyed by the function's module and name (a function object is not a stable key).
+    """
+    result: R = _cached(current_target().url, query.__module__, query.__name__, args)
     return result
 
 

@@ -23,7 +23,8 @@ from connectors.discord import DiscordWebhook
 from schemas.records import AlertRecord
 from sinks import metrics, payloads
 from sinks.batching import BatchingSink, Message
-from sinks.store import Delivery, DeliveryStore, PlannedDelivery, Receipt
+from sinks.delivery import Deliverer
+from sinks.store import Delivery, DeliveryStore, OutboxFile, PlannedDelivery, Receipt
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,18 @@ def plan_failure_report(store: DeliveryStore, failed: Delivery, error: str, offl
 class DiscordSink(BatchingSink):
     name = "discord"
 
+    def __init__(
+        self,
+        store: DeliveryStore,
+        deliverer: Deliverer | None,
+        outbox: OutboxFile,
+        dashboard_url: str,
+        linger_s: float,
+        batch_age_max_s: float,
+    ) -> None:
+        super().__init__(store, deliverer, outbox, linger_s, batch_age_max_s)
+        self._dashboard_url = dashboard_url  # alerts link to its pages
+
     def _plan(self, batch: Sequence[Message]) -> list[PlannedDelivery]:
         alerts = self._decode(batch)
         unseen = self._store.unseen([f"alert:{a.alert_id}" for a, _ in alerts])
@@ -64,7 +77,7 @@ class DiscordSink(BatchingSink):
         if not fresh:
             return []
         digest = hashlib.sha256("\n".join(sorted(fresh)).encode()).hexdigest()[:16]
-        message = payloads.alerts_message(list(fresh.values()))
+        message = payloads.alerts_message(list(fresh.values()), self._dashboard_url)
         return [PlannedDelivery(f"discord:alerts:{digest}", "message", message, list(fresh))]
 
     def _decode(self, batch: Sequence[Message]) -> list[tuple[AlertRecord, float]]:

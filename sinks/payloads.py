@@ -58,9 +58,21 @@ class IssueDraft:
     attachment_url: str  # stable: finds the issue again after a crash
 
 
-def ledger_url(dashboard_url: str, **params: str | int) -> str:
-    """A link into the dashboard's ledger explorer, filtered by ``params``."""
-    return f"{dashboard_url.rstrip('/')}/?{urlencode({'view': 'ledger', **params})}"
+def page_url(dashboard_url: str, page: str, **params: str | int) -> str:
+    """The address of one dashboard page (``dashboard.app`` gives each its own path), ``params`` selecting
+    the item on it: ``/rejections?offset=12``, ``/ledger?seq=42``, ``/governance``."""
+    query = f"?{urlencode(params)}" if params else ""
+    return f"{dashboard_url.rstrip('/')}/{page}{query}"
+
+
+# The page that shows each alert's and incident's subject.
+PAGE_BY_KIND = {
+    "breaker_trip": "governance",
+    "breaker_resume": "governance",
+    "rejection_spike": "rejections",
+    "replay_anomaly": "replay",
+    "sink_failure": "overview",
+}
 
 
 def _fenced(text: str) -> str:
@@ -73,7 +85,7 @@ def fit_markdown(header: str, optional: Sequence[str], length_max: int, omitted_
     used = len(parts[0])
     for index, section in enumerate(optional):
         left_out = len(optional) - index
-        note = f"\n\n_{left_out} more {omitted_noun} not shown; see the ledger explorer._"
+        note = f"\n\n_{left_out} more {omitted_noun} not shown; see the dashboard._"
         if used + 2 + len(section) + len(note) > length_max:
             if used + len(note) <= length_max:
                 parts.append(note.strip())
@@ -88,9 +100,10 @@ def _example(rejection: Rejection, dashboard_url: str) -> str:
     provenance = record.provenance
     source = provenance.source if provenance else "unknown"
     model = f" · model {md(provenance.model)}" if provenance and provenance.model else ""
+    link = page_url(dashboard_url, "rejections", offset=record.source_offset)
     lines = [
         f"**Proposal {md(record.proposal_id or '?')}** · tick {record.tick if record.tick is not None else '?'}"
-        f" · [source offset {record.source_offset}]({ledger_url(dashboard_url, offset=record.source_offset)})"
+        f" · [source offset {record.source_offset}]({link})"
         f" · from {source}{model}",
         f"Field {md(record.field or '-')}: {md(truncate(record.detail, DETAIL_EXCERPT_LENGTH_MAX))}",
     ]
@@ -113,7 +126,7 @@ def _versions(rejection: Rejection) -> str:
 
 def conflict_issue(conflict: Conflict, totals: ConflictTotals, dashboard_url: str) -> IssueDraft:
     key = conflict.key
-    explorer = ledger_url(dashboard_url, conflict=conflict.conflict_id)
+    explorer = page_url(dashboard_url, "rejections", conflict=conflict.conflict_id)
     header = "\n".join(
         [
             f"The validator rejected **{totals.occurrences}** proposal(s) of kind {md(key.kind)} from "
@@ -122,7 +135,7 @@ def conflict_issue(conflict: Conflict, totals: ConflictTotals, dashboard_url: st
             f"- Source offsets: {totals.first_source_offset} … {totals.last_source_offset}",
             f"- Window: {conflict.window_start.isoformat()} (one issue per conflict per window)",
             f"- Law: {_versions(conflict.rejections[-1])}",
-            f"- Ledger explorer: [{conflict.conflict_id}]({explorer})",
+            f"- Dashboard: [conflict {conflict.conflict_id}]({explorer})",
             "",
             "Later occurrences are added as comments with updated counts.",
             "",
@@ -160,17 +173,18 @@ def conflict_comment(conflict: Conflict, totals: ConflictTotals, delivery_id: st
 
 
 def incident_issue(incident: IncidentRecord, dashboard_url: str) -> IssueDraft:
-    at_seq = {"seq": incident.seq} if incident.seq is not None else {}
-    explorer = ledger_url(dashboard_url, incident=incident.incident_id, **at_seq)
+    # The incident id keeps the address unique: it is the attachment that finds this issue again.
+    page = page_url(dashboard_url, PAGE_BY_KIND[incident.kind], incident=incident.incident_id)
+    entry = page_url(dashboard_url, "ledger", seq=incident.seq) if incident.seq is not None else None
     telemetry = "\n".join(f"| {name} | {value} |" for name, value in sorted(incident.telemetry.items()))
     header = "\n".join(
         [
             f"**{md(incident.kind)}**: {md(incident.detail, one_line=False)}",
             "",
             f"- Incident: `{incident.incident_id}`"
-            + (f" at ledger seq {incident.seq}" if incident.seq is not None else ""),
+            + (f" at ledger seq [{incident.seq}]({entry})" if entry is not None else ""),
             f"- Law: validator `{incident.validator_version}` · policy v{incident.policy_version}",
-            f"- Ledger explorer: {explorer}",
+            f"- Dashboard: {page}",
         ]
     )
     table = "| telemetry | value |\n| --- | --- |\n" + telemetry if telemetry else ""
@@ -178,7 +192,7 @@ def incident_issue(incident: IncidentRecord, dashboard_url: str) -> IssueDraft:
         title=truncate(f"[{incident.kind}] {incident.title}", LINEAR_TITLE_LENGTH_MAX),
         description=fit_markdown(header, [table] if table else [], LINEAR_DESCRIPTION_LENGTH_MAX, "table(s)"),
         priority=PRIORITY_URGENT,
-        attachment_url=explorer,
+        attachment_url=page,
     )
 
 
@@ -191,7 +205,7 @@ def failure_issue(failed_sink: str, delivery_id: str, error: str, dashboard_url:
             "nothing after it is delivered until it succeeds.\n\nLast error:\n" + _fenced(truncate(error, 2_000))
         ),
         priority=PRIORITY_URGENT,
-        attachment_url=ledger_url(dashboard_url, sink_failure=delivery_id),
+        attachment_url=page_url(dashboard_url, PAGE_BY_KIND["sink_failure"], sink_failure=delivery_id),
     )
 
 
@@ -199,28 +213,30 @@ def _iso(timestamp_s: float) -> str:
     return datetime.fromtimestamp(timestamp_s, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-def _alert_line(alert: AlertRecord) -> dict[str, Any]:
+def _alert_line(alert: AlertRecord, dashboard_url: str) -> dict[str, Any]:
     where = [f"`{alert.alert_id}`"]
     if alert.seq is not None:
-        where.append(f"seq {alert.seq}")
+        where.append(f"[seq {alert.seq}]({page_url(dashboard_url, 'ledger', seq=alert.seq)})")
     if alert.source_offset is not None:
-        where.append(f"offset {alert.source_offset}")
+        offset = page_url(dashboard_url, "ledger", offset=alert.source_offset)  # an entry or a rejection
+        where.append(f"[offset {alert.source_offset}]({offset})")
     telemetry = ", ".join(f"{k}={v}" for k, v in sorted(alert.telemetry.items()))
     value = " · ".join(where) + (f"\n{telemetry}" if telemetry else "")
     return {"name": md(alert.title), "value": value, "inline": False}
 
 
-def _kind_embed(alerts: Sequence[tuple[AlertRecord, float]]) -> dict[str, Any]:
+def _kind_embed(alerts: Sequence[tuple[AlertRecord, float]], dashboard_url: str) -> dict[str, Any]:
     worst = min((a for a, _ in alerts), key=lambda a: SEVERITY_RANK[a.severity])
     latest, latest_at_s = alerts[-1]
     listed = alerts[-ALERTS_LISTED_PER_EMBED_COUNT_MAX:]
-    fields = [_alert_line(a) for a, _ in listed]
+    fields = [_alert_line(a, dashboard_url) for a, _ in listed]
     if len(alerts) > len(listed):
         fields.append({"name": "…", "value": f"{len(alerts) - len(listed)} earlier alert(s) not listed"})
     footer = f"validator {latest.validator_version} · policy v{latest.policy_version}"
     count = f" ×{len(alerts)}" if len(alerts) > 1 else ""
     return {
         "title": f"{latest.kind}{count}: {md(latest.title)}",
+        "url": page_url(dashboard_url, PAGE_BY_KIND[latest.kind]),  # the title links to the kind's page
         "description": md(truncate(latest.detail, ALERT_DETAIL_EXCERPT_LENGTH_MAX), one_line=False),
         "color": COLOR_BY_SEVERITY[worst.severity],
         "timestamp": _iso(latest_at_s),
@@ -229,14 +245,15 @@ def _kind_embed(alerts: Sequence[tuple[AlertRecord, float]]) -> dict[str, Any]:
     }
 
 
-def alerts_message(alerts: Sequence[tuple[AlertRecord, float]]) -> dict[str, Any]:
+def alerts_message(alerts: Sequence[tuple[AlertRecord, float]], dashboard_url: str) -> dict[str, Any]:
     """One Discord message for a burst: an embed per alert kind (five kinds, within the ten allowed),
-    coloured by the worst severity in it, most severe first, with counts."""
+    coloured by the worst severity in it, most severe first, with counts; each embed's title links to
+    the dashboard page of its kind, and each alert to its ledger entry."""
     by_kind: dict[str, list[tuple[AlertRecord, float]]] = {}
     for alert, at_s in alerts:
         by_kind.setdefault(alert.kind, []).append((alert, at_s))
     groups = sorted(by_kind.values(), key=lambda group: min(SEVERITY_RANK[a.severity] for a, _ in group))
-    embeds = [_kind_embed(group) for group in groups]
+    embeds = [_kind_embed(group, dashboard_url) for group in groups]
     severities = [a.severity for a, _ in alerts]
     counts = ", ".join(f"{severities.count(s)} {s}" for s in SEVERITY_RANK if s in severities)
     content = f"**{len(alerts)} alerts** ({counts})" if len(alerts) > 1 else ""

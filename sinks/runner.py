@@ -109,8 +109,9 @@ def build_sinks(settings: Settings, sink_settings: SinkSettings, waiter: Waiter)
         ss.linger_s,
         ss.batch_age_max_s,
     )
+    discord_outbox = _outbox(settings, "discord")
     discord = DiscordSink(
-        discord_store, discord_deliverer, _outbox(settings, "discord"), ss.linger_s, ss.batch_age_max_s
+        discord_store, discord_deliverer, discord_outbox, ss.dashboard_url, ss.linger_s, ss.batch_age_max_s
     )
     for sink, credentials in ((linear, "LINEAR_API_KEY and LINEAR_TEAM_ID"), (discord, "DISCORD_WEBHOOK_URL")):
         if not sink.online:

@@ -94,18 +94,6 @@ def decisions_per_s(conn: Conn, window_s: int) -> dict[str, float]:
     return {outcome: counts.get(outcome, 0) / window_s for outcome in ("accepted", "rejected")}
 
 
-def decisions_over_time(conn: Conn, span_s: int, bin_s: int) -> pd.DataFrame:
-    """Columns at, outcome, count: decisions per ``bin_s`` bucket over the last ``span_s`` seconds."""
-    return _frame(
-        conn,
-        "SELECT date_bin(make_interval(secs => %(bin_s)s), recorded_at, timestamptz '2000-01-01') AS at, "
-        f"outcome, count(*) AS count FROM ({_RECENT}) recent "
-        "WHERE recorded_at > now() - make_interval(secs => %(span_s)s) GROUP BY 1, 2 ORDER BY 1",
-        {"tail": TAIL_ROWS_MAX, "span_s": span_s, "bin_s": bin_s},
-        ["at", "outcome", "count"],
-    )
-
-
 def consumer_next_offset(conn: Conn, topic: str) -> int | None:
     """The next proposal offset the validator will decide (its position is stored with its effects)."""
     row = _one(conn, "SELECT max(next_offset) AS next_offset FROM consumer_position WHERE topic = %(t)s", {"t": topic})
@@ -193,14 +181,14 @@ def operators(conn: Conn) -> list[str]:
 
 
 def meter_history(conn: Conn, limit: int) -> pd.DataFrame:
-    """Columns seq, tick, and the telemetry fields: grid health after each of the last ``limit`` meter entries.
+    """Columns seq, tick, at, and the telemetry fields: grid health after each of the last ``limit`` meter entries.
 
     Meter readings are signed by the meter principals, so the (agent, seq) index finds them without a scan.
     """
     meters = [r["agent"] for r in _rows(conn, "SELECT agent FROM participants WHERE role = 'meter'")]
     rows = _rows(
         conn,
-        "SELECT seq, tick, effects_json FROM ledger WHERE agent = ANY(%(meters)s) AND kind = 'meter' "
+        "SELECT seq, tick, recorded_at, effects_json FROM ledger WHERE agent = ANY(%(meters)s) AND kind = 'meter' "
         "ORDER BY seq DESC LIMIT %(n)s",
         {"meters": meters, "n": limit},
     )
@@ -208,7 +196,7 @@ def meter_history(conn: Conn, limit: int) -> pd.DataFrame:
     for row in reversed(rows):
         effects: list[dict[str, Any]] = orjson.loads(row["effects_json"])
         telemetry: dict[str, int] = next((e["values"] for e in effects if e["t"] == "telemetry"), {})
-        records.append({"seq": row["seq"], "tick": row["tick"], **telemetry})
+        records.append({"seq": row["seq"], "tick": row["tick"], "at": row["recorded_at"], **telemetry})
     return pd.DataFrame(records)
 
 
@@ -222,22 +210,6 @@ def shortfall_now(conn: Conn) -> pd.DataFrame:
 
 
 # --- rejections --------------------------------------------------------------------------------------
-
-
-def rejections_over_time(conn: Conn, span_s: int, bin_s: int) -> pd.DataFrame:
-    """Columns at, reason_code, agent, count over the last ``span_s`` seconds, in ``bin_s`` buckets."""
-    return _frame(
-        conn,
-        """
-        SELECT date_bin(make_interval(secs => %(bin_s)s), recorded_at, timestamptz '2000-01-01') AS at,
-               reason_code, coalesce(agent, '(unknown)') AS agent, count(*) AS count
-        FROM (SELECT recorded_at, reason_code, agent FROM rejections ORDER BY source_offset DESC LIMIT %(tail)s) r
-        WHERE recorded_at > now() - make_interval(secs => %(span_s)s)
-        GROUP BY 1, 2, 3 ORDER BY 1
-        """,
-        {"tail": TAIL_ROWS_MAX, "span_s": span_s, "bin_s": bin_s},
-        ["at", "reason_code", "agent", "count"],
-    )
 
 
 _REJECTION_COLUMNS = [
@@ -463,7 +435,7 @@ def replay_anomalies(conn: Conn, limit: int = ROWS_SHOWN_MAX) -> pd.DataFrame | 
     )
 
 
-# --- the market: the order book, escrow and what traded --------------------------------------------
+# --- the market: the order book and escrow (what traded per tick: readmodel.ticks) ---------------
 
 
 def order_book(conn: Conn, limit: int = ROWS_SHOWN_MAX) -> pd.DataFrame:
@@ -499,36 +471,4 @@ def balances_with_escrow(conn: Conn) -> pd.DataFrame:
         """,
         None,
         ["participant", "resource", "available", "reserved"],
-    )
-
-
-def trades_per_tick(conn: Conn, from_seq: int) -> pd.DataFrame:
-    """Columns tick, resource, volume, paid, trades: the book's fills and the accepted offers per tick
-    from ``from_seq`` (paid in millicredits)."""
-    return _frame(
-        conn,
-        """
-        WITH fills AS (
-            SELECT l.tick, e->>'resource' AS resource, (e->>'quantity')::bigint AS volume,
-                   (e->>'payment')::bigint AS paid
-            FROM ledger l, jsonb_array_elements(l.effects_json::jsonb) e
-            WHERE l.seq >= %(from_seq)s AND l.kind IN ('bid', 'ask', 'meter') AND e->>'t' = 'fill'
-        ),
-        accepts AS (  -- an accept's postings: the buyer's account gets the goods and pays the price
-            SELECT l.seq, l.tick, l.proposal_json::jsonb->'body'->>'account' AS buyer
-            FROM ledger l WHERE l.seq >= %(from_seq)s AND l.kind = 'accept'
-        ),
-        accepted AS (
-            SELECT a.tick, max(p.resource) FILTER (WHERE p.resource <> 'credits') AS resource,
-                   sum(p.amount) FILTER (WHERE p.resource <> 'credits')::bigint AS volume,
-                   -sum(p.amount) FILTER (WHERE p.resource = 'credits')::bigint AS paid
-            FROM accepts a JOIN postings p ON p.seq = a.seq AND p.account = a.buyer
-            GROUP BY a.seq, a.tick
-        )
-        SELECT tick, resource, sum(volume)::bigint AS volume, sum(paid)::bigint AS paid, count(*) AS trades
-        FROM (SELECT * FROM fills UNION ALL SELECT * FROM accepted) t
-        GROUP BY tick, resource ORDER BY tick, resource
-        """,
-        {"from_seq": from_seq},
-        ["tick", "resource", "volume", "paid", "trades"],
     )

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from connectors.readmodel import dashboard as queries
-from dashboard import fmt, frames, sources, ui
+from connectors.readmodel import ticks
+from dashboard import charts, fmt, frames, sources, ui
 from schemas.types import RESOURCES
 
-WINDOWS = {"last 100 entries": 100, "last 1,000 entries": 1_000, "last 10,000 entries": 10_000}
-BALANCE_POINTS_MAX = 400
+WINDOWS = {"last 10 ticks": 10, "last 48 ticks": 48, "last 240 ticks": 240}
+# Entries read at most, whatever the window: a busy tick can hold many thousands.
+ENTRIES_MAX = 10_000
 PARTICIPANTS_SHOWN = 8
-SYSTEM = "system:"
 
 
 def controls() -> tuple[str, int, bool, bool]:
@@ -27,65 +28,44 @@ def controls() -> tuple[str, int, bool, bool]:
     return resource, WINDOWS[window], system, genesis
 
 
-def window_caption(window: dict[str, Any]) -> None:
+def window_caption(starts: pd.DataFrame, from_seq: int, head: dict[str, Any]) -> None:
+    first, last = starts.iloc[0], starts.iloc[-1]
+    capped = f" (the last {ENTRIES_MAX:,} entries)" if from_seq > first["seq"] else ""
     st.caption(
-        f"Entries seq {window['first_seq']:,}–{window['last_seq']:,} · ticks {window['first_tick']:,}–"
-        f"{window['last_tick']:,} · {window['first_at']:%H:%M:%S}–{window['last_at']:%H:%M:%S}"
+        f"Ticks {first['tick']:,}–{last['tick']:,} · entries seq {from_seq:,}–{head['seq']:,}{capped} · "
+        f"{frames.wall_times(starts['at']).iloc[0]} onwards"
     )
 
 
-def sankey(resource: str, from_seq: int, system: bool) -> None:
-    flows = sources.fetch(queries.flows, resource, from_seq)
-    if not system:
-        # Metering moves far more than trades (a whole tick's consumption): left out, trades stay visible.
-        flows = flows[~flows["source"].str.startswith(SYSTEM) & ~flows["target"].str.startswith(SYSTEM)]
-    unit = fmt.DISPLAY_UNITS[resource]
-    if flows.empty:
-        ui.empty(f"No {resource} moved between participants in this window.")
-        return
-    shape = frames.sankey(flows.assign(amount=flows["amount"].map(lambda a: fmt.display_value(resource, a))))
-    fig = go.Figure(
-        go.Sankey(
-            valueformat=",.4~s" if unit.si_prefixes else ",.3f",
-            valuesuffix=f" {unit.symbol}",
-            node={"label": shape.labels, "pad": 12, "thickness": 14},
-            link={"source": shape.sources, "target": shape.targets, "value": shape.values},
-        )
-    )
-    fig.update_layout(title=f"{resource.capitalize()} flows: senders → receivers ({unit.symbol})")
-    ui.plot(fig, height_px=max(320, 22 * len(shape.labels) // 2))
-    if shape.hidden_links:
-        st.caption(f"{shape.hidden_links:,} smaller pairs are folded into “others”.")
-
-
-def balances(resource: str, from_seq: int) -> None:
+def balances(resource: str, from_seq: int, starts: pd.DataFrame) -> None:
     history = frames.balance_history(
         sources.fetch(queries.balances_now, resource),
         sources.fetch(queries.balance_changes, resource, from_seq),
-        BALANCE_POINTS_MAX,
+        ENTRIES_MAX,
     )
-    if history.empty:
+    shown = frames.most_active(history, PARTICIPANTS_SHOWN)
+    ends = frames.tick_end_changes(history[history["participant"].isin(shown)], starts)
+    if ends.empty:
         ui.empty(f"No {resource} balance changed in this window.")
         return
-    shown = frames.most_active(history, PARTICIPANTS_SHOWN)
-    history = frames.with_change(history[history["participant"].isin(shown)])
     unit = fmt.DISPLAY_UNITS[resource]
     # Changes, not absolute balances: a move of a few kWh on a balance of 1 TWh would be a flat line.
     fig = px.line(
-        history.assign(
-            change=history["change"].map(lambda b: fmt.display_value(resource, b)),
-            balance=history["balance"].map(lambda b: fmt.quantity(resource, b)),
+        charts.with_wall_time(ends).assign(
+            change=ends["change"].map(lambda b: fmt.display_value(resource, b)),
+            balance=ends["balance"].map(lambda b: fmt.quantity(resource, b)),
         ),
-        x="seq",
+        x="tick",
         y="change",
         color="participant",
         line_shape="hv",
-        hover_data=["tick", "balance"],
+        markers=True,
+        hover_data=["wall_time", "balance"],
         title=f"{resource.capitalize()} balance change of the {len(shown)} most active participants ({unit.symbol})",
-        labels={"seq": "ledger seq", "change": f"change since seq {history['seq'].min():,} ({unit.symbol})"},
+        labels={**charts.TICK_LABELS, "change": f"change since the window began ({unit.symbol})"},
     )
     fig.update_layout(yaxis_tickformat="~s" if unit.si_prefixes else ",.3~f")
-    ui.plot(fig)
+    ui.plot(charts.on_tick_axis(fig, ends["tick"]))
 
 
 def unmet_demand() -> None:
@@ -106,18 +86,21 @@ def unmet_demand() -> None:
     ui.plot(fig, height_px=260)
 
 
-def live_flows(resource: str, entries: int, system: bool, genesis: bool) -> None:
-    window = sources.fetch(queries.seq_window, entries)
-    if window is None:
+def live_flows(resource: str, window_ticks: int, system: bool, genesis: bool) -> None:
+    starts = sources.fetch(ticks.tick_starts, window_ticks)
+    head = sources.fetch(queries.ledger_head)
+    if starts.empty or head is None:
         ui.empty("The ledger is empty: flows appear once entries are recorded.")
         return
-    window_caption(window)
-    from_seq = window["first_seq"] if genesis else max(1, window["first_seq"])  # seq 0 is the genesis
+    from_seq = max(int(starts["seq"].iloc[0]), head["seq"] - ENTRIES_MAX + 1)
+    if not genesis:
+        from_seq = max(1, from_seq)  # seq 0 is the genesis
+    window_caption(starts, from_seq, head)
     left, right = st.columns(2)
     with left:
-        sankey(resource, from_seq, system or genesis)
+        charts.flows_sankey(resource, from_seq, system or genesis, "this window")
     with right:
-        balances(resource, from_seq)
+        balances(resource, from_seq, starts)
     st.subheader("Unmet demand")
     unmet_demand()
 

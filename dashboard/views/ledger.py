@@ -1,7 +1,8 @@
 """Ledger explorer: find an entry by proposal id, agent, seq or source offset, and show all it records.
 
 Deep links use query parameters: ``?q=<proposal id|agent|seq>``, ``?seq=N``, ``?offset=N`` (entry or
-rejection at that proposals-topic offset), ``?agent=A`` and ``?conflict=<id>`` (as the Linear issues link).
+rejection at that proposals-topic offset), ``?agent=A`` and ``?conflict=<id>`` (older Linear issues link
+to these; newer ones link a rejection or a conflict to the rejections page).
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from connectors.readmodel import dashboard as queries
-from core.rows import was_authenticated
 from core.text import markdown_literal as md
-from dashboard import fmt, sources, ui
+from dashboard import details, fmt, sources, ui
 
 SEARCH_KEYS = ("q", "seq", "offset", "agent", "conflict")
 
@@ -41,7 +41,7 @@ def show_query() -> None:
     elif "offset" in params and params["offset"].isdigit():
         show_offset(int(params["offset"]))
     elif "conflict" in params:
-        show_conflict(params["conflict"])
+        details.conflict(params["conflict"])
     elif "agent" in params:
         show_agent(params["agent"])
     else:
@@ -58,7 +58,7 @@ def show_text(text: str) -> None:
         return
     rejected = sources.fetch(queries.rejection, text, None)
     if rejected is not None:
-        show_rejection(rejected)
+        details.rejection(rejected)
         return
     show_agent(text)
 
@@ -72,7 +72,7 @@ def show_offset(offset: int) -> None:
     if rejected is None:
         ui.empty(f"Nothing decided at proposals offset {offset:,} yet.")
     else:
-        show_rejection(rejected)
+        details.rejection(rejected)
 
 
 def show_agent(agent: str) -> None:
@@ -94,15 +94,6 @@ def show_agent(agent: str) -> None:
         show_entry(sources.fetch(queries.entry_by_seq, int(entries.iloc[rows[0]]["seq"])), "selected")
 
 
-def show_conflict(conflict_id: str) -> None:
-    found = sources.fetch(queries.conflict_rejections, conflict_id)
-    if found.empty:
-        ui.empty(f"No rejections recorded for conflict {conflict_id} (yet).")
-        return
-    st.subheader(f"Rejections in conflict {conflict_id}")
-    ui.table(found[["source_offset", "recorded_at", "proposal_id", "agent", "kind", "reason_code", "detail", "ticket"]])
-
-
 def show_entry(entry: dict[str, Any] | None, what: str) -> None:
     if entry is None:
         st.warning(f"No ledger entry for {what}.", icon=":material/search_off:")
@@ -118,7 +109,7 @@ def show_entry(entry: dict[str, Any] | None, what: str) -> None:
     st.caption(f"Proposal {md(entry['proposal_id'])} · recorded {entry['recorded_at']:%Y-%m-%d %H:%M:%S %Z}")
     hashes(entry)
     postings(entry["postings"])
-    provenance(entry["proposal"].get("provenance"))
+    details.provenance(entry["proposal"].get("provenance"))
     with st.expander("Proposal and effects (canonical JSON)"):
         st.json({"proposal": entry["proposal"], "effects": entry["effects"]}, expanded=2)
     neighbours(entry["seq"])
@@ -144,24 +135,6 @@ def postings(frame: pd.DataFrame) -> None:
     )
 
 
-def provenance(found: dict[str, Any] | None) -> None:
-    if not found:
-        st.caption("No provenance recorded for this proposal.")
-        return
-    model = f" · model {md(found['model'])}" if found.get("model") else ""
-    st.markdown(f"**Provenance**: {md(found['source'])}{model}")
-    if any(k in found for k in ("prompt_tokens", "output_tokens", "latency_ms")):
-        cols = st.columns(3)
-        cols[0].metric("Prompt tokens", f"{found.get('prompt_tokens', 0):,}")
-        cols[1].metric("Output tokens", f"{found.get('output_tokens', 0):,}")
-        cols[2].metric("Model latency", f"{found.get('latency_ms', 0):,} ms")
-    if found.get("rationale"):  # the model's own words: plain text, never markdown
-        st.caption("The agent's rationale, as it wrote it:")
-        st.text(found["rationale"])
-    if found.get("fallback"):
-        st.caption(f"Fallback: {md(found['fallback'])}")
-
-
 def neighbours(seq: int) -> None:
     left, right = st.columns(2)
     if seq > 0 and left.button("← previous entry", key="ledger_previous"):
@@ -172,26 +145,6 @@ def neighbours(seq: int) -> None:
         st.query_params.clear()
         st.query_params["seq"] = str(seq + 1)
         st.rerun()
-
-
-def show_rejection(found: dict[str, Any]) -> None:
-    st.subheader(f"Rejected: {found['reason_code']}")
-    st.warning(md(found["detail"]), icon=":material/block:")
-    authenticated = was_authenticated(found["nonce"], found["reason_code"])
-    facts = {
-        "proposal": found["proposal_id"],
-        # What an unauthenticated sender claimed is evidence, not an identity.
-        "agent": found["agent"] if authenticated else f"unauthenticated (claimed {found['agent']!r})",
-        "kind": found["kind"],
-        "field": found["field"],
-        "tick": found["tick"],
-        "source offset": found["source_offset"],
-        "policy version": found["policy_version"],
-        "validator": found["validator_version"],
-        "recorded": f"{found['recorded_at']:%Y-%m-%d %H:%M:%S %Z}",
-    }
-    ui.table(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}))
-    provenance(found.get("provenance"))
 
 
 st.title("Ledger explorer")

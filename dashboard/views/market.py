@@ -7,10 +7,10 @@ import plotly.express as px
 import streamlit as st
 
 from connectors.readmodel import dashboard as queries
-from dashboard import fmt, sources, ui
-from law.policy import PRICE_QUOTE_UNITS
+from connectors.readmodel import ticks
+from dashboard import charts, fmt, sources, ui
 
-WINDOW_ENTRIES = 10_000
+WINDOW_TICKS = 240
 
 
 def book() -> None:
@@ -32,24 +32,28 @@ def escrow() -> None:
 
 
 def trades(resource: str) -> None:
-    window = sources.fetch(queries.seq_window, WINDOW_ENTRIES)
-    if window is None:
-        ui.empty("The ledger is empty.")
-        return
-    per_tick = sources.fetch(queries.trades_per_tick, window["first_seq"])
-    per_tick = per_tick[per_tick["resource"] == resource] if not per_tick.empty else per_tick
+    per_tick = sources.fetch(ticks.trades_per_tick, WINDOW_TICKS)
+    per_tick = per_tick[per_tick["resource"] == resource]
     if per_tick.empty:
-        ui.empty(f"No {resource} traded in the last {WINDOW_ENTRIES:,} entries.")
+        ui.empty(f"No {resource} traded in the last {WINDOW_TICKS:,} ticks.")
         return
-    per_tick = per_tick.assign(price=per_tick["paid"] * PRICE_QUOTE_UNITS // per_tick["volume"])
     unit = fmt.DISPLAY_UNITS[resource]
     left, right = st.columns(2)
     with left:
-        volume = per_tick.assign(volume=per_tick["volume"].map(lambda v: fmt.display_value(resource, v)))
-        ui.plot(px.bar(volume, x="tick", y="volume", title=f"{resource.capitalize()} traded per tick ({unit.symbol})"))
+        volume = charts.with_wall_time(per_tick).assign(
+            volume=per_tick["volume"].map(lambda v: fmt.display_value(resource, v))
+        )
+        fig = px.bar(
+            volume,
+            x="tick",
+            y="volume",
+            hover_data=["wall_time", "trades"],
+            title=f"{resource.capitalize()} traded per tick ({unit.symbol})",
+            labels=charts.TICK_LABELS,
+        )
+        ui.plot(charts.on_tick_axis(fig, per_tick["tick"]))
     with right:
-        title = f"Average {resource} price per tick (millicredits per 1000 units)"
-        ui.plot(px.line(per_tick, x="tick", y="price", markers=True, hover_data=["trades"], title=title))
+        ui.plot(charts.prices(per_tick, f"{resource.capitalize()} price per tick (average of its trades)"))
 
 
 def live_market(resource: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -11,17 +11,16 @@ import plotly.express as px
 import streamlit as st
 
 from connectors.readmodel import dashboard as queries
+from connectors.readmodel import ticks
 from connectors.readmodel.ledger import audit_database, grid_status
 from core.text import markdown_literal as md
-from dashboard import fmt, sources, ui
+from dashboard import charts, fmt, sources, ui
 from law.policy import DEFAULT_POLICY
 
 THROUGHPUT_WINDOW_S = 60
-ACTIVITY_SPAN_S = 300
-ACTIVITY_BIN_S = 5
+DECISION_TICKS = 48
 METER_POINTS_MAX = 200
 VERIFICATION_KEY = "overview_verification"
-OUTCOME_COLORS = {"accepted": "#2e7d32", "rejected": "#c62828"}
 
 
 def activity() -> None:
@@ -45,23 +44,11 @@ def activity() -> None:
 
 
 def decisions_chart() -> None:
-    frame = sources.fetch(queries.decisions_over_time, ACTIVITY_SPAN_S, ACTIVITY_BIN_S)
+    frame = sources.fetch(ticks.decisions_per_tick, DECISION_TICKS)
     if frame.empty:
-        st.caption("No decisions in the last 5 minutes.")
+        st.caption("No decisions yet.")
         return
-    fig = px.bar(
-        frame.assign(per_s=frame["count"] / ACTIVITY_BIN_S),
-        x="at",
-        y="per_s",
-        color="outcome",
-        color_discrete_map=OUTCOME_COLORS,
-        title="Accepted vs rejected, last 5 minutes",
-        labels={"at": "", "per_s": "decisions per second"},
-    )
-    # A fixed five-minute axis: a burst shows as one thin bar at its time, not one bar across the chart.
-    now = datetime.now(tz=frame["at"].iloc[-1].tzinfo)
-    fig.update_xaxes(range=[now - timedelta(seconds=ACTIVITY_SPAN_S), now + timedelta(seconds=ACTIVITY_BIN_S)])
-    ui.plot(fig, height_px=260)
+    ui.plot(charts.decisions(frame, f"Accepted vs rejected per grid tick, last {DECISION_TICKS} ticks"), height_px=260)
 
 
 def breaker() -> None:
@@ -104,19 +91,39 @@ def telemetry_charts(policy: dict[str, int]) -> None:
     if history.empty:
         st.caption("No meter readings yet: telemetry starts with the meter's first entry.")
         return
+    history = charts.with_wall_time(history)
     left, right = st.columns(2)
     with left:
-        fig = px.line(history, x="tick", y="reserve_permille", markers=True, title="Reserve / demand per tick (‰)")
+        fig = px.line(
+            history,
+            x="tick",
+            y="reserve_permille",
+            markers=True,
+            hover_data=["wall_time"],
+            title="Reserve / demand per tick (‰)",
+            labels=charts.TICK_LABELS,
+        )
         if policy["breaker_reserve_min_permille"]:
             fig.add_hline(policy["breaker_reserve_min_permille"], line_dash="dot", annotation_text="trip below")
         fig.update_layout(yaxis_title="‰ of demand")
-        ui.plot(fig, height_px=240)
+        ui.plot(charts.on_tick_axis(fig, history["tick"]), height_px=240)
     with right:
-        unmet = history.melt(id_vars="tick", value_vars=["total_shortfall", "critical_shortfall"], var_name="load")
+        unmet = history.melt(
+            id_vars=["tick", "wall_time"], value_vars=["total_shortfall", "critical_shortfall"], var_name="load"
+        )
         unmet["load"] = unmet["load"].map({"total_shortfall": "all load", "critical_shortfall": "critical load"})
-        fig = px.line(unmet, x="tick", y="value", color="load", markers=True, title="Unmet demand per tick (Wh)")
+        fig = px.line(
+            unmet,
+            x="tick",
+            y="value",
+            color="load",
+            markers=True,
+            hover_data=["wall_time"],
+            title="Unmet demand per tick (Wh)",
+            labels=charts.TICK_LABELS,
+        )
         fig.update_layout(yaxis_title="Wh", yaxis_tickformat="~s")
-        ui.plot(fig, height_px=240)
+        ui.plot(charts.on_tick_axis(fig, history["tick"]), height_px=240)
 
 
 def policy() -> None:

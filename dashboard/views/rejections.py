@@ -1,4 +1,8 @@
-"""Rejections: by reason and by agent over time, and the Linear ticket each conflict became."""
+"""Rejections: by reason and by agent per grid tick, and the Linear ticket each conflict became.
+
+Deep links (Linear issues and Discord alerts carry them): ``?offset=N`` shows the rejection of the
+proposal at that offset, ``?conflict=<id>`` the rejections grouped into that conflict.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import plotly.express as px
 import streamlit as st
 
 from connectors.readmodel import dashboard as queries
-from dashboard import frames, sources, ui
+from connectors.readmodel import ticks
+from dashboard import charts, details, fmt, sources, ui
 
-SPANS_S = {"last 5 minutes": 300, "last hour": 3_600, "last 24 hours": 86_400}
+WINDOWS = {"last 12 ticks": 12, "last 48 ticks": 48, "last 240 ticks": 240}
 AGENTS_SHOWN = 10
 OTHERS = "others"
 TICKET_COLUMN = st.column_config.LinkColumn("Linear ticket", display_text=r"/issue/([A-Za-z0-9]+-\d+)")
@@ -17,9 +22,28 @@ TICKET_COLUMN = st.column_config.LinkColumn("Linear ticket", display_text=r"/iss
 
 def controls() -> tuple[int, str]:
     cols = st.columns([2, 3])
-    span = cols[0].selectbox("Window", list(SPANS_S), index=1, key="rejections_span")
+    window = cols[0].selectbox("Window", list(WINDOWS), index=1, key="rejections_window")
     by = cols[1].radio("Colour by", ["reason", "agent"], horizontal=True, key="rejections_by")
-    return SPANS_S[span], by
+    return WINDOWS[window], by
+
+
+def linked() -> None:
+    """The item a deep link names, above the charts, with a way back to the whole page."""
+    offset, conflict = st.query_params.get("offset", ""), st.query_params.get("conflict")
+    if not offset.isdigit() and conflict is None:
+        return
+    with st.container(border=True):
+        if offset.isdigit():
+            found = sources.fetch(queries.rejection, None, int(offset))
+            if found is None:
+                ui.empty(f"No rejection at proposals offset {int(offset):,}: it was accepted or is not decided yet.")
+            else:
+                details.rejection(found)
+        else:
+            details.conflict(str(conflict))
+        if st.button("Show all rejections", key="rejections_all"):
+            st.query_params.clear()
+            st.rerun()
 
 
 def top_agents(frame: pd.DataFrame) -> pd.DataFrame:
@@ -28,25 +52,26 @@ def top_agents(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(agent=frame["agent"].where(frame["agent"].isin(busiest), OTHERS))
 
 
-def over_time(span_s: int, by: str) -> pd.DataFrame | None:
-    bin_s = frames.bin_seconds(span_s)
-    frame = sources.fetch(queries.rejections_over_time, span_s, bin_s)
+def per_tick(window_ticks: int, by: str) -> pd.DataFrame | None:
+    frame = sources.fetch(ticks.rejections_per_tick, window_ticks)
     if frame.empty:
         ui.empty("No rejections in this window.")
         return None
-    frame = top_agents(frame)
+    # A rejected sender's claimed name is untrusted: plotly would render markup in it.
+    frame = top_agents(frame).assign(agent=lambda f: f["agent"].map(fmt.plot_text))
     column = "reason_code" if by == "reason" else "agent"
-    series = frame.groupby(["at", column], as_index=False)["count"].sum()
+    series = frame.groupby(["tick", "at", column], as_index=False)["count"].sum()
     fig = px.bar(
-        series,
-        x="at",
+        charts.with_wall_time(series),
+        x="tick",
         y="count",
         color=column,
         color_discrete_map=ui.color_map(series[column]),
-        title=f"Rejections per {bin_s} s, by {by}",
-        labels={"at": "", "count": f"rejections per {bin_s} s", "reason_code": "reason"},
+        hover_data=["wall_time"],
+        title=f"Rejections per grid tick, by {by}",
+        labels={**charts.TICK_LABELS, "count": "rejections per tick", "reason_code": "reason"},
     )
-    ui.plot(fig)
+    ui.plot(charts.on_tick_axis(fig, series["tick"]))
     return frame
 
 
@@ -103,8 +128,8 @@ def recent() -> None:
     )
 
 
-def live_rejections(span_s: int, by: str) -> None:
-    frame = over_time(span_s, by)
+def live_rejections(window_ticks: int, by: str) -> None:
+    frame = per_tick(window_ticks, by)
     if frame is not None:
         by_agent(frame)
     st.subheader("Conflicts and their Linear tickets")
@@ -114,5 +139,6 @@ def live_rejections(span_s: int, by: str) -> None:
 
 
 st.title("Rejections")
+ui.guarded(linked)
 chosen = controls()
 ui.live(lambda: live_rejections(*chosen))()

@@ -1,5 +1,6 @@
-"""The dashboard in headless Chromium: live metrics while proposals flow, the ledger explorer, and an
-operator resuming a tripped breaker from the console, with the resume checked in the ledger.
+"""The dashboard in headless Chromium: live metrics while proposals flow, the ledger explorer, an
+operator resuming a tripped breaker from the console, with the resume checked in the ledger, and
+every page opened by its own address while the grid's tick advances.
 
 Real everything: Kafka, Postgres, a validator deciding in the background, ``streamlit run`` as a
 subprocess, and Debian's Chromium driven by Playwright. Screenshots of every page are saved under
@@ -29,7 +30,7 @@ from core.config import Settings
 from core.pg_access import with_role
 from streams.rehydrate import rehydrate
 from streams.validator import open_validator
-from streams.workload import OPERATOR, Workload, synthetic_operator
+from streams.workload import METER, OPERATOR, Workload, synthetic_operator
 from tests.conftest import grid_settings, own_kafka_env
 from tests.integration.test_dashboard_apptest import (
     GEMINI_PROPOSAL,
@@ -38,6 +39,7 @@ from tests.integration.test_dashboard_apptest import (
     SECRET,
     file_conflicts,
     seed_messages,
+    signed,
 )
 from tests.support.fold import operator_home
 
@@ -59,6 +61,21 @@ WAIT_TIMEOUT_S = 20
 POLL_INTERVAL_S = 0.2
 STOP_TIMEOUT_S = 10
 VIEWPORT = {"width": 1440, "height": 1000}
+TICK_INTERVAL_S = 0.5  # how often the background meter moves the grid's clock on
+PROPOSALS_PER_TICK = 15
+# Every page by its address, with the heading it shows; / and /console forward to a page of their own.
+PAGE_HEADINGS = {
+    "": "Overview",
+    "overview": "Overview",
+    "live": "Live grid",
+    "flows": "Flows",
+    "market": "Market",
+    "rejections": "Rejections",
+    "ledger": "Ledger explorer",
+    "governance": "Governance console",
+    "console": "Governance console",
+    "replay": "Replay & anomalies",
+}
 CONTENT_HEIGHT_JS = "() => Math.ceil(document.querySelector('[data-testid=stMainBlockContainer]').scrollHeight + 80)"
 IDLE_APP = "[data-testid='stApp'][data-test-script-state='notRunning']"
 
@@ -148,6 +165,35 @@ def healthy(url: str) -> bool:
         return httpx.get(f"{url}/_stcore/health", timeout=1.0).text == "ok"
     except httpx.HTTPError:
         return False
+
+
+@pytest.fixture
+def ticking(settings: Settings, validator: None) -> Iterator[Callable[[], int]]:
+    """A grid whose clock the meter moves on every TICK_INTERVAL_S, trades flowing in each tick, for
+    the whole test; yields a function that reads the grid's tick from the ledger."""
+    workload = Workload(SECRET, agent_count=6, seed=31, run_id="tick")
+    send_proposals(settings, [workload.genesis()])
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(TICK_INTERVAL_S):
+            workload.tick += 1
+            reading = {"account": f"{workload.agents[0]}:main", "resource": "energy", "produced": 100, "consumed": 50}
+            body = {"kind": "meter", "readings": [reading]}
+            meter = signed(workload, METER, body, workload.tick, f"meter-{workload.tick}")
+            send_proposals(settings, [meter, *(m.raw for m in workload.messages(PROPOSALS_PER_TICK))])
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield lambda: grid_tick(settings)
+    stop.set()
+    thread.join(STOP_TIMEOUT_S)
+
+
+def grid_tick(settings: Settings) -> int:
+    with psycopg.connect(settings.database_url) as conn:
+        row = conn.execute("SELECT tick FROM grid_status").fetchone()
+    return int(row[0]) if row else -1
 
 
 def ledger_has(settings: Settings, where: str, *params: object) -> bool:
@@ -244,4 +290,49 @@ def test_live_metrics_explorer_and_resuming_a_tripped_breaker(
 
         open_page(page, "replay")
         shoot(page, "replay")
+        browser.close()
+
+
+def test_every_page_opens_by_its_address_while_the_grid_ticks(
+    settings: Settings, ticking: Callable[[], int], dashboard: str
+) -> None:
+    from playwright.sync_api import Page, expect, sync_playwright
+
+    wait_until(lambda: ticking() >= 2, "the grid has ticked twice")
+
+    def open_page(page: Page, path: str) -> None:
+        page.goto(f"{dashboard}/{path}")
+        page.wait_for_selector(IDLE_APP, timeout=WAIT_TIMEOUT_S * 1000)
+
+    def shown_tick(page: Page) -> int:
+        card = page.get_by_test_id("stMetric").filter(has_text="Grid tick").first
+        return int(card.get_by_test_id("stMetricValue").inner_text().replace(",", ""))
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium()), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport=VIEWPORT)
+
+        for path, heading in PAGE_HEADINGS.items():
+            open_page(page, path)
+            expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+            assert page.get_by_text("Page not found").count() == 0, path
+            assert page.get_by_test_id("stException").count() == 0, path
+        open_page(page, "")
+        expect(page).to_have_url(f"{dashboard}/overview")  # / lands on the overview's own address
+
+        # The live page follows the grid: by itself in place, and again after a reload.
+        open_page(page, "live?ticks=12")
+        expect(page.get_by_test_id("stMetric").filter(has_text="Grid tick")).to_be_visible()
+        first = shown_tick(page)
+        wait_until(lambda: shown_tick(page) > first, "the live page shows a later tick without a reload")
+        page.reload()
+        page.wait_for_selector(IDLE_APP, timeout=WAIT_TIMEOUT_S * 1000)
+        expect(page.get_by_test_id("stMetric").filter(has_text="Grid tick")).to_be_visible()
+        assert shown_tick(page) > first
+        expect(page.get_by_role("combobox", name="Window")).to_have_value("last 12 ticks")  # chosen by ?ticks=12
+        expect(page.get_by_test_id("stPlotlyChart").first).to_contain_text("grid tick", timeout=WAIT_TIMEOUT_S * 1000)
+
+        # An item's own address selects it.
+        open_page(page, "ledger?seq=1")
+        expect(page.get_by_role("heading", name="Entry seq 1:")).to_be_visible()
         browser.close()

@@ -30,6 +30,7 @@ from connectors.kafka_admin import delete_topics, ensure_topics
 from connectors.kafka_io import send_proposals
 from connectors.migrate import apply_migrations
 from connectors.readmodel import dashboard as queries
+from connectors.readmodel import ticks
 from core.config import Settings
 from core.pg_access import with_role
 from core.text import markdown_literal
@@ -105,8 +106,24 @@ def seed_messages(workload: Workload) -> list[bytes]:
     ]
 
 
+# The session's own __main__: AppTest leaves the app script installed as __main__ after a run, and a
+# spawned process (the validator's writer) imports __main__ afresh: it would run the whole dashboard.
+SESSION_MAIN = sys.modules["__main__"]
+
+
+@pytest.fixture(autouse=True)
+def session_main() -> Iterator[None]:
+    """The session's __main__ back after each test, for the tests and processes that come after it."""
+    yield
+    sys.modules["__main__"] = SESSION_MAIN
+
+
 def decide(settings: Settings) -> None:
-    open_validator(settings, SECRET, version="test-law").run(threading.Event(), idle_exit_s=1.0)
+    app_main, sys.modules["__main__"] = sys.modules["__main__"], SESSION_MAIN
+    try:
+        open_validator(settings, SECRET, version="test-law").run(threading.Event(), idle_exit_s=1.0)
+    finally:
+        sys.modules["__main__"] = app_main
 
 
 def file_conflicts(settings: Settings, home: Path) -> None:
@@ -154,8 +171,9 @@ def seeded(kafka_bootstrap: str, database_url: str, tmp_path_factory: pytest.Tem
             delete_topics(settings, prefix)
 
 
-def start_app(s: Settings, monkeypatch: pytest.MonkeyPatch, password: str | None = PASSWORD) -> AppTest:
-    """The app on a GRID_HOME whose operator's key is sealed under ``password`` (unsealed: None)."""
+def start_app(s: Settings, monkeypatch: pytest.MonkeyPatch, password: str | None = PASSWORD, **query: str) -> AppTest:
+    """The app on a GRID_HOME whose operator's key is sealed under ``password`` (unsealed: None),
+    opened at ``/`` with ``query`` as its query parameters."""
     # the dashboard's one database role: the owner's URL is not given to it
     monkeypatch.setenv("GRID_DASHBOARD_DATABASE_URL", s.reader_database_url)
     monkeypatch.setenv("GRID_DATABASE_URL", with_role(s.database_url, "nobody", None))
@@ -170,6 +188,7 @@ def start_app(s: Settings, monkeypatch: pytest.MonkeyPatch, password: str | None
     st.cache_data.clear()
     console.gate.clear()  # each test starts with no failed logins remembered
     at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT_S)
+    at.query_params.update(query)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -240,7 +259,7 @@ def test_market_page_shows_the_fill_per_tick_and_the_book_the_breaker_emptied(ap
 
 def test_market_queries_report_the_fill_and_the_accepted_offers(seeded: Seeded) -> None:
     with psycopg.connect(seeded.settings.reader_database_url) as conn:
-        per_tick = queries.trades_per_tick(conn, 0)
+        per_tick = ticks.trades_per_tick(conn, ticks.TICKS_MAX)
         book = queries.order_book(conn)
     energy = per_tick[per_tick["resource"] == "energy"]
     assert book.empty and not energy.empty
@@ -300,26 +319,88 @@ def test_ledger_explorer_finds_by_seq_agent_offset_and_rejection(app: AppTest) -
     assert any("No entry, rejection or agent" in w.value for w in app.warning)
 
 
-def test_links_from_linear_issues_open_the_explorer(app: AppTest, seeded: Seeded) -> None:
+def test_older_links_from_linear_issues_still_open_the_explorer(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with psycopg.connect(seeded.settings.database_url) as conn:
         (offset,) = conn.execute("SELECT min(source_offset) FROM rejections").fetchone()
-    app.query_params.update({"view": "ledger", "offset": str(offset)})
-    app.run()
-    assert not app.exception
-    assert any(h.value.startswith("Rejected: ") for h in app.subheader)
-    with psycopg.connect(seeded.settings.database_url) as conn:
         conflict, occurrences = conn.execute("SELECT conflict_id, occurrences FROM sink_conflicts LIMIT 1").fetchone()
-    app.query_params.clear()
-    app.query_params.update({"view": "ledger", "conflict": conflict})
-    app.run()
+    app = start_app(seeded.settings, monkeypatch, view="ledger", offset=str(offset))  # /?view=ledger&offset=…
+    assert [t.value for t in app.title] == ["Ledger explorer"]
+    assert any(h.value.startswith("Rejected: ") for h in app.subheader)
+    app = start_app(seeded.settings, monkeypatch, view="ledger", conflict=conflict)
     assert len(app.dataframe[0].value) == occurrences
     assert app.dataframe[0].value["ticket"].str.startswith("GRID-").all()
+
+
+def test_the_root_address_and_an_unknown_view_land_on_the_overview(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert [t.value for t in start_app(seeded.settings, monkeypatch).title] == ["Overview"]
+    assert [t.value for t in start_app(seeded.settings, monkeypatch, view="nosuch").title] == ["Overview"]
 
 
 def test_replay_page_has_empty_states_before_any_run(app: AppTest) -> None:
     open_page(app, "replay")
     assert "No rehydrate or replay run yet" in texts(app)
     assert "No anomalies recorded." in texts(app)
+
+
+def test_live_page_follows_the_grid_tick_decisions_lag_breaker_prices_and_flows(app: AppTest) -> None:
+    open_page(app, "live")
+    shown = metrics(app)
+    assert shown["Grid tick"] == "1"  # the seeded meter reading moved the clock from the genesis's tick 0
+    assert shown["Decisions this tick"] == "22"  # the meter reading, the trip and the 20 refused after it
+    assert shown["Consumer lag"] == "0 proposals" and shown["Breaker"] == "OPEN"
+    assert "seeded for the dashboard tests" in texts(app)
+    assert len(charts(app)) == 3  # decisions per tick, clearing prices, flows
+    assert '"type":"sankey"' in charts(app)[2].proto.spec.replace(" ", "")
+    app.selectbox(key="live_ticks").select(12).run()
+    assert not app.exception and app.query_params["ticks"] == "12"  # the address links to the window shown
+
+
+def test_decisions_are_counted_in_the_grid_tick_they_were_made_in(seeded: Seeded) -> None:
+    with psycopg.connect(seeded.settings.reader_database_url) as conn:
+        per_tick = ticks.decisions_per_tick(conn, ticks.TICKS_MAX)
+        (meter_offset,) = conn.execute("SELECT source_offset FROM ledger WHERE proposal_id = 'meter-1'").fetchone()
+        before = conn.execute(
+            "SELECT (SELECT count(*) FROM ledger WHERE source_offset < %(o)s)"
+            " + (SELECT count(*) FROM rejections WHERE source_offset < %(o)s)",
+            {"o": meter_offset},
+        ).fetchone()[0]
+        totals = queries.totals(conn)
+    counts = per_tick.groupby("tick")["count"].sum()
+    assert list(counts.index) == [0, 1] and counts[0] == before  # by offset, not by the tick a proposal claimed
+    assert counts.sum() == totals["accepted"] + totals["rejected"]
+    assert per_tick["at"].notna().all()  # each tick's wall-clock start, for the hover
+
+
+def test_every_chart_has_the_grid_tick_on_its_time_axis(app: AppTest) -> None:
+    for page in ("overview", "live", "market", "rejections"):
+        for chart in charts(open_page(app, page)):
+            spec = orjson.loads(chart.proto.spec)
+            if spec["data"][0]["type"] in ("bar", "scatter") and spec["data"][0].get("orientation") != "h":
+                assert spec["layout"]["xaxis"]["title"]["text"] == "grid tick", (page, spec["layout"]["title"])
+                assert "tick started at" in spec["data"][0]["hovertemplate"]
+
+
+def test_a_rejection_link_opens_that_rejection_on_the_rejections_page(app: AppTest, seeded: Seeded) -> None:
+    with psycopg.connect(seeded.settings.database_url) as conn:
+        offset, reason = conn.execute("SELECT source_offset, reason_code FROM rejections LIMIT 1").fetchone()
+        (conflict,) = conn.execute("SELECT conflict_id FROM sink_conflicts LIMIT 1").fetchone()
+    open_page(app, "rejections", offset=str(offset))
+    assert f"Rejected: {reason}" in [h.value for h in app.subheader]
+    assert len(charts(app)) == 2  # the page itself is still there below it
+    app.button(key="rejections_all").click().run()
+    assert not any(h.value.startswith("Rejected: ") for h in app.subheader)
+    open_page(app, "rejections", conflict=conflict)
+    assert f"Rejections in conflict {markdown_literal(conflict)}" in [h.value for h in app.subheader]
+
+
+def test_a_hostile_conflict_id_in_a_link_is_shown_inert(app: AppTest) -> None:
+    hostile = "[click](https://evil.test) <b>x</b>"
+    open_page(app, "rejections", conflict=hostile)
+    assert any(markdown_literal(hostile) in i.value for i in app.info)
 
 
 # Each page's empty states on a migrated database with no data (the start of each message).
@@ -329,6 +410,7 @@ EMPTY_STATES = {
         "No grid status yet: the validator writes it",
         "The ledger is empty: it starts with the genesis entry.",
     ],
+    "live": ["No grid yet: the live view starts with the genesis entry"],
     "flows": ["The ledger is empty: flows appear once entries are recorded."],
     "rejections": ["No rejections in this window.", "No conflicts filed yet:", "No rejections yet."],
     "ledger": ["Search for a proposal id, an agent or a ledger seq."],

@@ -222,7 +222,7 @@ def test_a_burst_for_two_conflict_keys_files_two_issues_then_comments(
     by_title = {i.title.split(" (")[0]: i for i in issues}
     balance = by_title["INSUFFICIENT_BALANCE: agent-a on transfer"]
     assert "**30** proposal(s)" in balance.description and "validator `law-1.4.0` · policy v7" in balance.description
-    assert "cheaper than waiting" in balance.description and "view=ledger" in balance.description
+    assert "cheaper than waiting" in balance.description and "/rejections?conflict=" in balance.description
     assert "Source offsets: 0 … 29" in balance.description
     for issue, total in ((balance, 35), (by_title["PRICE_CEILING: agent-b on offer"], 23)):
         totals = comment_totals(issue.comments)

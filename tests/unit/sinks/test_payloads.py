@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import get_args
 
 import httpx
 import pytest
@@ -22,12 +23,13 @@ from connectors.discord import (
 )
 from connectors.linear import LinearClient
 from connectors.retry import PermanentError, RetryableError, RetryPolicy
-from schemas.records import AlertRecord, IncidentRecord
+from schemas.records import AlertKind, AlertRecord, IncidentRecord
 from sinks import payloads
 from sinks.conflicts import MISSING_PART, UNAUTHENTICATED, ConflictKey, Rejection, group
 from tests.standins.discord_server import limit_violations
 from tests.support.records import sample_rejection
 
+DASHBOARD = "http://dash.test"
 DAY_S = 24 * 3600
 NOON_S = 1_767_225_600.0 + 12 * 3600  # 2026-01-01T12:00:00Z
 
@@ -106,7 +108,7 @@ def test_any_fitted_payload_passes_discords_checks(content: int, embeds: list[tu
 def test_a_storm_of_alerts_becomes_one_message_with_counts_most_severe_first() -> None:
     storm = [alert(n, "replay_anomaly", "warning", "w" * 4000) for n in range(150)]
     storm += [alert(n, "breaker_trip", "critical", "c" * 4000) for n in range(150, 300)]
-    message = payloads.alerts_message(storm)
+    message = payloads.alerts_message(storm, DASHBOARD)
     assert limit_violations(message) == []
     assert message["content"] == "**300 alerts** (150 critical, 150 warning)"
     assert [e["title"].split(":")[0] for e in message["embeds"]] == ["breaker_trip ×150", "replay_anomaly ×150"]
@@ -116,7 +118,7 @@ def test_a_storm_of_alerts_becomes_one_message_with_counts_most_severe_first() -
 
 
 def test_a_single_alert_has_no_count_and_the_repeat_note_survives_long_content() -> None:
-    message = payloads.alerts_message([alert(1)])
+    message = payloads.alerts_message([alert(1)], DASHBOARD)
     assert message["content"] == "" and message["embeds"][0]["title"] == r"rejection_spike: rejection\_spike \#1"
     noted = payloads.with_repeat_note({**message, "content": "z" * 2000})
     assert noted["content"].startswith("_(re-sent") and len(noted["content"]) == CONTENT_LENGTH_MAX
@@ -150,7 +152,8 @@ def test_conflict_issue_carries_reason_counts_offsets_versions_rationale_and_lin
     assert draft.title == "INSUFFICIENT_BALANCE: agent-a on transfer (2026-01-01)"
     assert "**3** proposal(s)" in draft.description and "Source offsets: 10 … 12" in draft.description
     assert "validator `law-1.4.0` · policy v7" in draft.description and "cheap now" in draft.description
-    assert f"http://dash.test/?view=ledger&conflict={conflict.conflict_id}" in draft.description
+    assert f"http://dash.test/rejections?conflict={conflict.conflict_id}" in draft.description
+    assert "(http://dash.test/rejections?offset=10)" in draft.description  # each example links its rejection
     assert "``` injected" not in draft.description  # model text cannot close the code fence
     assert draft.attachment_url.endswith(conflict.conflict_id) and draft.priority == 2
 
@@ -179,7 +182,28 @@ def test_incidents_open_urgent_issues() -> None:
     )
     draft = payloads.incident_issue(incident, "http://dash.test")
     assert draft.priority == 1 and draft.title == "[breaker_trip] Breaker tripped"
-    assert "| load_pct | 131 |" in draft.description and "seq=42" in draft.attachment_url
+    assert "| load_pct | 131 |" in draft.description
+    assert draft.attachment_url == "http://dash.test/governance?incident=inc-1"  # the breaker's page
+    assert "ledger seq [42](http://dash.test/ledger?seq=42)" in draft.description
+    anomaly = payloads.incident_issue(incident.model_copy(update={"kind": "replay_anomaly"}), "http://dash.test/")
+    assert anomaly.attachment_url == "http://dash.test/replay?incident=inc-1"
+
+
+def test_every_alert_and_incident_kind_links_to_a_dashboard_page() -> None:
+    pages = {"overview", "live", "flows", "market", "rejections", "ledger", "governance", "replay"}  # dashboard.app
+    assert set(payloads.PAGE_BY_KIND) == set(get_args(AlertKind))
+    assert set(payloads.PAGE_BY_KIND.values()) <= pages
+
+
+def test_alerts_link_their_kinds_page_and_each_ledger_entry() -> None:
+    trip, at_s = alert(42, "breaker_trip")
+    spike = AlertRecord(**{**alert(7)[0].model_dump(), "seq": None, "source_offset": 99})
+    message = payloads.alerts_message([(trip, at_s), (spike, at_s + 1)], DASHBOARD + "/")
+    by_kind = {e["title"].split(":")[0]: e for e in message["embeds"]}
+    assert by_kind["breaker_trip"]["url"] == "http://dash.test/governance"
+    assert by_kind["rejection_spike"]["url"] == "http://dash.test/rejections"
+    assert "[seq 42](http://dash.test/ledger?seq=42)" in by_kind["breaker_trip"]["fields"][0]["value"]
+    assert "[offset 99](http://dash.test/ledger?offset=99)" in by_kind["rejection_spike"]["fields"][0]["value"]
 
 
 # --- grouping -------------------------------------------------------------------------------------
