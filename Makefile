@@ -9,8 +9,9 @@ SEED ?= 7
 SCENARIO ?= agents/scenarios/default.toml
 STRESS_SCENARIO ?= agents/scenarios/heatwave.toml
 BENCH_COUNT ?= 200000
+SOAK_S ?= 1800
 
-.PHONY: help setup infra-up infra-down status topics migrate run stress test test-unit test-integration test-e2e fuzz lint bench validator sinks dashboard n8n verify clean
+.PHONY: help setup infra-up infra-down status topics migrate run stress test test-unit test-integration test-e2e fuzz lint bench validator sinks dashboard n8n verify clean up down live-status soak
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -22,7 +23,7 @@ infra-up: setup ## start the local Kafka broker and PostgreSQL (idempotent)
 	@$(GRIDGOV) infra up
 
 infra-down: ## stop what infra-up started (and a background dashboard)
-	@$(GRIDGOV) dashboard stop; $(GRIDGOV) infra down
+	@$(GRIDGOV) down; $(GRIDGOV) dashboard stop; $(GRIDGOV) infra down
 
 status: ## show what runs where (bootstrap address, postgresql:// URL)
 	@$(GRIDGOV) infra status; $(GRIDGOV) topics
@@ -76,6 +77,18 @@ n8n: infra-up ## install (once) and start n8n, import and activate connectors/n8
 
 verify: infra-up ## audit the ledger: chain, conservation, offsets, world_state
 	@$(GRIDGOV) verify
+
+up: infra-up ## run the live grid as services (validator, meter, one process per participant, sinks, dashboard)
+	@$(GRIDGOV) up
+
+down: ## stop the live grid that `make up` started (the infrastructure keeps running)
+	@$(GRIDGOV) down
+
+live-status: ## the live grid's services: up/down, restarts, consumer lag, last decision, memory
+	@$(GRIDGOV) status
+
+soak: infra-up ## run the live grid for SOAK_S seconds, then report memory, restarts, decisions, lag and verify
+	@$(GRIDGOV) --log-level WARNING soak --duration-s $(SOAK_S)
 
 clean: infra-down ## stop services and delete local state (.grid)
 	rm -rf .grid

@@ -22,6 +22,7 @@ from schemas.signing import Signer
 TICKS_PER_DAY = 24
 PERMILLE = 1_000
 METER_TTL_TICKS = 5
+CYCLE_DAYS_MIN = 2
 FLOWING: tuple[Flowing, ...] = get_args(Flowing)
 DIRECTIONS: tuple[tuple[Direction, str], ...] = (("produce", "produced"), ("consume", "consumed"))
 
@@ -62,6 +63,20 @@ def forecast(scenario: Scenario, p: ParticipantSpec, resource: Flowing, directio
     return _with_events(scenario, p.agent, resource, direction, tick, _shaped(flow, tick))
 
 
+def cycle_ticks(scenario: Scenario) -> int:
+    """The live grid's period: whole days that cover every event (two days at least), after which the
+    scenario's profiles and events start over."""
+    last_event_tick = max((e.to_tick for e in scenario.events), default=0)
+    days = max(CYCLE_DAYS_MIN, -(-last_event_tick // TICKS_PER_DAY))
+    return days * TICKS_PER_DAY
+
+
+def scenario_tick(tick: int, cycle: int) -> int:
+    """The scenario tick that grid tick ``tick`` plays: the same tick when ``cycle`` is 0 (a simulation),
+    else ticks 1..cycle again and again, so a live grid runs day after day on a finite scenario."""
+    return tick if cycle == 0 or tick < 1 else (tick - 1) % cycle + 1
+
+
 def _noisy(flow: Flow, units: int, rng: random.Random) -> int:
     # Draw even when the noise is zero, so adding noise to one flow never shifts another's draws.
     # Never negative: the noise is at most half the value.
@@ -69,9 +84,12 @@ def _noisy(flow: Flow, units: int, rng: random.Random) -> int:
     return units * (PERMILLE + jitter_permille) // PERMILLE
 
 
-def readings(scenario: Scenario, seed: int, tick: int) -> list[dict[str, Any]]:
-    """The meter readings of ``tick``: one per participant and resource that moved, in scenario order."""
+def readings(scenario: Scenario, seed: int, tick: int, cycle: int = 0) -> list[dict[str, Any]]:
+    """The meter readings of ``tick``: one per participant and resource that moved, in scenario order.
+    With a ``cycle`` the profiles play ``scenario_tick``; the noise still follows the grid tick, so
+    one day does not repeat the last one's exactly."""
     out: list[dict[str, Any]] = []
+    profile_tick = scenario_tick(tick, cycle)
     for p in scenario.participants:
         rng = random.Random(f"{seed}:{p.agent}:{tick}")
         for resource in FLOWING:
@@ -80,14 +98,16 @@ def readings(scenario: Scenario, seed: int, tick: int) -> list[dict[str, Any]]:
             for direction, key in DIRECTIONS:
                 flow: Flow | None = getattr(profile, direction)
                 if flow is not None:
-                    units[key] = _noisy(flow, forecast(scenario, p, resource, direction, tick), rng)
+                    units[key] = _noisy(flow, forecast(scenario, p, resource, direction, profile_tick), rng)
             if units["produced"] or units["consumed"]:
                 out.append({"account": p.account, "resource": resource, **units})
     return out
 
 
-def meter_proposal(scenario: Scenario, seed: int, tick: int, run_id: str, signer: Signer, nonce: int) -> dict[str, Any]:
+def meter_proposal(
+    scenario: Scenario, seed: int, tick: int, run_id: str, signer: Signer, nonce: int, cycle: int = 0
+) -> dict[str, Any]:
     """The meter's signed ``meter`` proposal for ``tick``, with a deterministic id."""
-    body = {"kind": "meter", "readings": readings(scenario, seed, tick)}
+    body = {"kind": "meter", "readings": readings(scenario, seed, tick, cycle)}
     pid = f"{run_id}-meter-{tick}"
     return build(scenario.meter, body, tick, METER_TTL_TICKS, signer, pid, nonce, {"source": "meter"})

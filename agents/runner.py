@@ -42,7 +42,7 @@ from confluent_kafka import KafkaError, Message
 
 from agents.adversarial import AdversarialStrategy, Attack
 from agents.intent import to_body
-from agents.meter import FLOWING, forecast
+from agents.meter import FLOWING, forecast, scenario_tick
 from agents.scenario import ParticipantSpec, Scenario
 from agents.strategy import Strategy
 from agents.view import AgentView, OpenOffer, RecentRejection, RestingOrder
@@ -194,6 +194,7 @@ class Identity:
 
     spec: ParticipantSpec
     scenario: Scenario
+    cycle: int = 0  # a live grid's period (``agents.meter.cycle_ticks``); 0: the scenario plays once
 
     @property
     def agent(self) -> str:
@@ -212,8 +213,10 @@ class World:
     def grid_tick(self) -> int:
         return grid_tick(self.conn)
 
-    def wait_tick_after(self, tick: int, stop: threading.Event, timeout_s: float) -> int | None:
-        """The first grid tick above ``tick``, or None on stop or timeout."""
+    def wait_tick_after(
+        self, tick: int, stop: threading.Event, timeout_s: float, interval_s: float = POLL_INTERVAL_S
+    ) -> int | None:
+        """The first grid tick above ``tick``, or None on stop or timeout; polled every ``interval_s``."""
         seen = tick
 
         def moved_or_stopped() -> bool:
@@ -224,7 +227,7 @@ class World:
             return seen > tick
 
         try:
-            poll_until(moved_or_stopped, timeout_s, f"a grid tick after {tick}", interval_s=POLL_INTERVAL_S)
+            poll_until(moved_or_stopped, timeout_s, f"a grid tick after {tick}", interval_s=interval_s)
         except WaitTimeoutError:
             return None  # no tick for that long: the run is over, or gone
         return seen if seen > tick else None
@@ -232,6 +235,7 @@ class World:
     def view(self, me: Identity) -> AgentView:
         grid = snapshot(self.conn, me.agent, me.spec.account, MARKET_OFFERS_SHOWN_MAX, REJECTIONS_SHOWN_MAX)
         tick = grid.tick
+        next_tick = scenario_tick(tick + 1, me.cycle)
         return AgentView(
             agent=me.agent,
             participant_kind=me.spec.kind,
@@ -239,8 +243,8 @@ class World:
             tick=tick,
             balances=grid.balances,
             # What the participant expects next tick from its own (noise-free) profile.
-            expected_production={r: forecast(me.scenario, me.spec, r, "produce", tick + 1) for r in FLOWING},
-            expected_consumption={r: forecast(me.scenario, me.spec, r, "consume", tick + 1) for r in FLOWING},
+            expected_production={r: forecast(me.scenario, me.spec, r, "produce", next_tick) for r in FLOWING},
+            expected_consumption={r: forecast(me.scenario, me.spec, r, "consume", next_tick) for r in FLOWING},
             shortfall={r: units for a, r, units in grid.shortfall if a == me.spec.account},
             open_offers=tuple(OpenOffer(*row) for row in sorted(grid.offers)),
             # oldest first, as strategies read them

@@ -33,6 +33,11 @@ from core.kafka_access import KafkaAccess, Principal, access
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_FILE_NAME = "grid.env"
 DEFAULT, ENVIRONMENT, FILE = "default", "environment", "file"
+# Each further local broker's ports are this far above the previous one's, so the default client and
+# controller ports (59092, 59093) interleave with theirs instead of colliding.
+KAFKA_NODE_PORT_STEP = 2
+# Every broker is also a KRaft voter: more than this many on one machine only adds election traffic.
+KAFKA_BROKERS_MAX = 9
 
 
 class Settings(BaseSettings):
@@ -72,11 +77,29 @@ class Settings(BaseSettings):
         alias="GRID_TOPIC_PREFIX",
         description="namespace of every topic, `<prefix>.proposals` and so on",
     )
-    kafka_port: int = Field(default=59092, alias="GRID_KAFKA_PORT", description="port of the local broker")
-    kafka_controller_port: int = Field(
-        default=59093, alias="GRID_KAFKA_CONTROLLER_PORT", description="KRaft controller port of the local broker"
+    kafka_port: int = Field(
+        default=59092,
+        alias="GRID_KAFKA_PORT",
+        description="port of the local broker; with several, broker n listens on this + 2(n-1)",
     )
-    kafka_heap_mb: int = Field(default=1024, alias="GRID_KAFKA_HEAP_MB", description="JVM heap of the local broker")
+    kafka_controller_port: int = Field(
+        default=59093,
+        alias="GRID_KAFKA_CONTROLLER_PORT",
+        description="KRaft controller port of the local broker; with several, broker n's is this + 2(n-1)",
+    )
+    kafka_brokers: int = Field(
+        default=1,
+        ge=1,
+        le=KAFKA_BROKERS_MAX,
+        alias="GRID_KAFKA_BROKERS",
+        description="brokers of the local Kafka cluster (each also a KRaft controller); from 3 on, topics get 3 "
+        "replicas and min.insync.replicas=2 (`gridgov infra up --brokers` beats it)",
+    )
+    kafka_heap_mb: int = Field(
+        default=1024,
+        alias="GRID_KAFKA_HEAP_MB",
+        description="JVM heap of the local Kafka, shared out among its brokers (each at least 256, if this is)",
+    )
     kafka_version: str = Field(
         default="4.1.1",
         alias="GRID_KAFKA_VERSION",
@@ -138,6 +161,24 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(
         default="INFO", alias="GRID_LOG_LEVEL", description="level of the JSON logs on stderr (`--log-level` beats it)"
+    )
+
+    # --- the live grid (`gridgov up`)
+    tick_s: float = Field(
+        default=5.0,
+        gt=0,
+        alias="GRID_TICK_S",
+        description="wall-clock seconds between the live grid's meter entries (one grid tick each)",
+    )
+    live_scenario: str = Field(
+        default="default",
+        alias="GRID_LIVE_SCENARIO",
+        description="scenario (bundled name or TOML file) whose participants, profiles and policy the live grid runs",
+    )
+    live_market: str = Field(
+        default="book",
+        alias="GRID_LIVE_MARKET",
+        description="how the live participants trade: offers, book or clearing (see `gridgov simulate --market`)",
     )
 
     # --- the sinks
@@ -305,7 +346,15 @@ class Settings(BaseSettings):
 
     @property
     def kafka_bootstrap(self) -> str:
-        return self.kafka_bootstrap_external or f"127.0.0.1:{self.kafka_port}"
+        """The external Kafka, else every local broker: a client must still find the cluster when one is down."""
+        local = ",".join(f"127.0.0.1:{port}" for port, _ in self.kafka_node_ports)
+        return self.kafka_bootstrap_external or local
+
+    @property
+    def kafka_node_ports(self) -> list[tuple[int, int]]:
+        """(client port, controller port) of each local broker, node 1 first: the defaults interleave."""
+        step = KAFKA_NODE_PORT_STEP
+        return [(self.kafka_port + step * n, self.kafka_controller_port + step * n) for n in range(self.kafka_brokers)]
 
     def kafka(self, principal: Principal) -> KafkaAccess:
         """How to reach the broker as ``principal`` (see ``core.kafka_access``)."""

@@ -33,6 +33,10 @@ COMMANDS = (
     "replay",
     "dashboard",
     "n8n",
+    "up",  # up, down and status: the live grid
+    "agent",
+    "meter",
+    "soak",
 )
 
 

@@ -15,7 +15,9 @@ from core import config
 ROOT = Path(__file__).resolve().parents[2]
 APP_COMMANDS = {
     "validator": ["gridgov", "validator", "--no-migrate"],
-    "agents": ["gridgov", "simulate", "--no-sinks"],
+    "keys": ["sh", "-c", "gridgov live-keys --out /grid/keys && chown -R grid /grid/keys"],
+    "meter": ["gridgov", "meter", "--key", "/grid/keys/meter.g0.key", "--registry", "/grid/keys/registry.json"],
+    "agents": ["gridgov", "agent", "run-all", "--keys-dir", "/grid/keys"],
     "sinks": ["gridgov", "sinks"],
     "dashboard": ["gridgov", "dashboard"],
 }
@@ -63,7 +65,8 @@ def test_kafka_is_a_single_secured_kraft_node_of_our_version(services: dict[str,
 KAFKA_PRINCIPALS = {
     "init": "admin",
     "validator": "validator",
-    "agents": "admin",
+    "meter": "producer",
+    "agents": "producer",
     "sinks": "sinks",
     "dashboard": "dashboard",
 }
@@ -92,11 +95,11 @@ def test_app_service_command_and_env(services: dict[str, Any], name: str) -> Non
     assert service["build"] == "."
     assert service["command"] == APP_COMMANDS[name]
     assert env["GRID_KAFKA_BOOTSTRAP"] == "kafka:9092"
-    # the owner's URL (migrations) only where a database is created or migrated
-    assert ("GRID_DATABASE_URL" in env) == (name == "agents")
+    # the owner's URL (migrations) only where the database is migrated: init, which is not an app service
+    assert "GRID_DATABASE_URL" not in env
     assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
-    # Only the validator and the agents' self-contained run hold the root secret, required there.
-    if name in ("validator", "agents"):
+    # Only the validator and the one-shot key issuer hold the root secret, required there.
+    if name in ("validator", "keys"):
         assert env["GRID_KEY_SECRET"].startswith("${GRID_KEY_SECRET:?")
     else:
         assert "GRID_KEY_SECRET" not in env
@@ -104,8 +107,8 @@ def test_app_service_command_and_env(services: dict[str, Any], name: str) -> Non
 
 DATABASE_ROLES = {
     ("init", "GRID_DATABASE_URL"): ("postgres", "GRID_OWNER_DB_PASSWORD"),
-    ("agents", "GRID_DATABASE_URL"): ("postgres", "GRID_OWNER_DB_PASSWORD"),
-    ("agents", "GRID_VALIDATOR_DATABASE_URL"): ("grid_validator", "GRID_VALIDATOR_DB_PASSWORD"),
+    ("meter", "GRID_DASHBOARD_DATABASE_URL"): ("grid_reader", "GRID_READER_DB_PASSWORD"),
+    ("agents", "GRID_DASHBOARD_DATABASE_URL"): ("grid_reader", "GRID_READER_DB_PASSWORD"),
     ("validator", "GRID_VALIDATOR_DATABASE_URL"): ("grid_validator", "GRID_VALIDATOR_DB_PASSWORD"),
     ("sinks", "GRID_SINKS_DATABASE_URL"): ("grid_sinks", "GRID_SINKS_DB_PASSWORD"),
     ("dashboard", "GRID_DASHBOARD_DATABASE_URL"): ("grid_reader", "GRID_READER_DB_PASSWORD"),
@@ -149,3 +152,40 @@ def test_dockerfile_copies_every_package() -> None:
     packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert {p for p in packages if f"COPY {p}/ {p}/" not in dockerfile} == set()
+
+
+DATABASE_URL_VARIABLES = {
+    "GRID_DATABASE_URL",
+    "GRID_VALIDATOR_DATABASE_URL",
+    "GRID_SINKS_DATABASE_URL",
+    "GRID_DASHBOARD_DATABASE_URL",
+}
+
+
+@pytest.mark.parametrize("name", sorted(APP_COMMANDS))
+def test_each_service_holds_only_its_own_credentials(services: dict[str, Any], name: str) -> None:
+    """One Kafka login (none for the key issuer) and at most one database role, the one listed for it."""
+    env = services[name]["environment"]
+    urls = DATABASE_URL_VARIABLES & env.keys()
+    assert {(name, v) for v in urls} <= DATABASE_ROLES.keys() and len(urls) <= 1
+    secrets = {k for k, v in env.items() if isinstance(v, str) and "PASSWORD" in v and k not in urls}
+    assert secrets == ({"GRID_KAFKA_PASSWORD"} if name in KAFKA_PRINCIPALS else set())
+    assert ("GRID_KAFKA_USERNAME" in env) == (name in KAFKA_PRINCIPALS)
+
+
+def _key_mounts(service: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in service.get("volumes", []) if isinstance(v, dict) and v.get("source") == "grid-keys"]
+
+
+def test_the_live_key_files_reach_each_service_through_its_own_subdirectory(services: dict[str, Any]) -> None:
+    # the issuer writes the whole volume; the meter and the participants each read their part only
+    assert services["keys"]["volumes"] == ["grid-keys:/grid/keys"]
+    for name, subpath in (("meter", "meter"), ("agents", "agents")):
+        [mount] = _key_mounts(services[name])
+        assert (mount["target"], mount["read_only"], mount["volume"]["subpath"]) == ("/grid/keys", True, subpath)
+        assert services[name]["depends_on"]["keys"]["condition"] == "service_completed_successfully"
+    others = [n for n in services if n not in ("keys", "meter", "agents")]
+    assert not any("grid-keys" in str(services[n].get("volumes", [])) for n in others)
+    # the operator's private key reaches the meter alone (it signs the genesis), read-only
+    assert any(str(v).endswith(":/grid/home/operators:ro") for v in services["meter"]["volumes"])
+    assert not any("operators" in str(services[n].get("volumes", [])) for n in services if n != "meter")

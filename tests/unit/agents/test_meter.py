@@ -98,3 +98,26 @@ def test_the_meter_proposal_is_signed_by_the_meter_and_decodes(grid: Scenario) -
     assert p.provenance is not None and p.provenance.source == "meter"
     assert hmac_valid(decoded.signed_bytes, decoded.sig, signer.key)
     assert proposal == meter_proposal(grid, 1, 6, "run-a", signer, 7), "byte-for-byte reproducible"
+
+
+# --- the live grid's cycle ----------------------------------------------------------------------------
+
+
+def test_the_cycle_covers_every_event_in_whole_days(grid: Scenario, heatwave: Scenario) -> None:
+    assert meter.cycle_ticks(grid) == 2 * TICKS_PER_DAY  # no events: the two-day minimum
+    last_event = max(e.to_tick for e in heatwave.events)
+    cycle = meter.cycle_ticks(heatwave)
+    assert cycle % TICKS_PER_DAY == 0 and last_event <= cycle < last_event + TICKS_PER_DAY
+
+
+def test_grid_ticks_play_the_scenario_day_after_day() -> None:
+    assert [meter.scenario_tick(t, 48) for t in (0, 1, 48, 49, 97)] == [0, 1, 48, 1, 1]
+    assert meter.scenario_tick(500, 0) == 500, "a simulation plays its ticks as they are"
+
+
+def test_a_looping_grid_repeats_the_profile_with_fresh_noise(grid: Scenario) -> None:
+    cycle = meter.cycle_ticks(grid)
+    first, again = readings(grid, 7, 5, cycle), readings(grid, 7, 5 + cycle, cycle)
+    assert [r["account"] for r in first] == [r["account"] for r in again]
+    assert first != again, "the noise follows the grid tick"
+    assert readings(grid, 7, 5) == readings(grid, 7, 5, cycle), "within the first cycle nothing changes"
