@@ -2,6 +2,9 @@
 
 Every topic has one partition: the validator decides proposals in one total order (the ledger's hash
 chain depends on it), so ``proposals`` must never be split, and the others follow it one-to-one.
+
+Replicas follow the cluster: one on a single broker, three (``min.insync.replicas=2``) from three brokers
+on, so a write the producers' ``acks=all`` saw acknowledged is on two brokers and one may fail.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from confluent_kafka.admin import (
     OffsetSpec,
     ResourcePatternType,
     ResourceType,
+    TopicMetadata,
 )
 
 from core.config import Settings
@@ -35,8 +39,23 @@ logger = logging.getLogger(__name__)
 TIMEOUT_S = 30.0
 METADATA_POLL_S = 0.1
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
-# one broker locally and in docker-compose: a topic cannot have more replicas than brokers
-REPLICATION_FACTOR = 1
+# Three copies survive one broker lost (two still in sync) and one more being restarted; more only costs.
+REPLICATION_FACTOR_MAX = 3
+# With three replicas an acknowledged write is on two: one broker may die without losing it or stopping writes.
+MIN_INSYNC_REPLICAS_REPLICATED = 2
+
+
+def replication_factor(broker_count: int) -> int:
+    """Replicas of a new topic on a cluster of ``broker_count`` brokers: as many as there are, at most three."""
+    assert broker_count >= 1, "a cluster has at least one broker"
+    return min(broker_count, REPLICATION_FACTOR_MAX)
+
+
+def min_insync_replicas(replicas: int) -> int:
+    """The ``min.insync.replicas`` of a topic with ``replicas`` copies: two once there are three, else one
+    (with two copies, two in sync would stop every write while one broker restarts)."""
+    assert replicas >= 1, "a topic has at least one replica"
+    return MIN_INSYNC_REPLICAS_REPLICATED if replicas >= REPLICATION_FACTOR_MAX else 1
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,8 @@ class TopicInfo:
     partitions: int
     retention_ms: int
     max_message_bytes: int
+    replicas: int
+    min_insync_replicas: int
     action: str = "ok"  # what ensure_topics did: "created", "altered" or "ok"
 
 
@@ -172,14 +193,25 @@ def delete_acls(admin: AdminClient, grants: list[Grant], timeout_s: float = TIME
         future.result(timeout=timeout_s)
 
 
-def _wait_for_metadata(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, int]:
-    """Partition counts of ``names``, waiting until freshly created topics show in the metadata."""
-    counts: dict[str, int] = {}
+@dataclass(frozen=True)
+class _Layout:
+    partitions: int
+    replicas: int  # of partition 0: every topic is created with one replication factor for all
+
+
+def _layout(topic: TopicMetadata) -> _Layout:
+    first = topic.partitions.get(0)
+    return _Layout(len(topic.partitions), len(first.replicas) if first is not None else 0)
+
+
+def _wait_for_metadata(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, _Layout]:
+    """Partitions and replicas of ``names``, waiting until freshly created topics show in the metadata."""
+    counts: dict[str, _Layout] = {}
 
     def all_listed() -> bool:
         nonlocal counts
         topics = admin.list_topics(timeout=timeout_s).topics
-        counts = {n: len(topics[n].partitions) for n in names if n in topics and topics[n].error is None}
+        counts = {n: _layout(topics[n]) for n in names if n in topics and topics[n].error is None}
         return len(counts) == len(names)
 
     try:
@@ -189,12 +221,19 @@ def _wait_for_metadata(admin: AdminClient, names: list[str], timeout_s: float) -
     return counts
 
 
-def _create_missing(admin: AdminClient, specs: dict[str, TopicSpec], timeout_s: float) -> set[str]:
-    existing = admin.list_topics(timeout=timeout_s).topics
+def _create_missing(
+    admin: AdminClient, specs: dict[str, TopicSpec], brokers_expected: int, timeout_s: float
+) -> set[str]:
+    """Create the topics of ``specs`` not there yet, replicated for the larger of the brokers the cluster
+    lists and ``brokers_expected``: a broker that is down then fails the creation instead of leaving the
+    topic with fewer copies for good."""
+    metadata = admin.list_topics(timeout=timeout_s)
+    replicas = replication_factor(max(len(metadata.brokers), brokers_expected))
+    isr = {"min.insync.replicas": str(min_insync_replicas(replicas))}
     new = [
-        NewTopic(name, spec.partitions, REPLICATION_FACTOR, config=spec.config)
+        NewTopic(name, spec.partitions, replicas, config=spec.config | isr)
         for name, spec in specs.items()
-        if name not in existing
+        if name not in metadata.topics
     ]
     created = set()
     futures = admin.create_topics(new, operation_timeout=timeout_s, request_timeout=timeout_s) if new else {}
@@ -226,10 +265,14 @@ def ensure_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[Topi
     """Create the grid's topics if missing; fix drifted configs; raise if a partition count differs."""
     admin = admin_client(settings.kafka("admin"))
     specs = {settings.topic(spec.name): spec for spec in TOPIC_SPECS}
-    created = _create_missing(admin, specs, timeout_s)
-    counts = _wait_for_metadata(admin, list(specs), timeout_s)
+    # an external cluster's size is what it lists; GRID_KAFKA_BROKERS describes only the local one
+    brokers_expected = 1 if settings.kafka_bootstrap_external else settings.kafka_brokers
+    created = _create_missing(admin, specs, brokers_expected, timeout_s)
+    layouts = _wait_for_metadata(admin, list(specs), timeout_s)
     wrong = {
-        n: f"{counts[n]} instead of {spec.partitions}" for n, spec in specs.items() if counts[n] != spec.partitions
+        n: f"{layouts[n].partitions} instead of {spec.partitions}"
+        for n, spec in specs.items()
+        if layouts[n].partitions != spec.partitions
     }
     if wrong:
         raise TopicMismatchError(
@@ -239,20 +282,31 @@ def ensure_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[Topi
     configs = _configs(admin, list(specs), timeout_s)
     infos = []
     for name, spec in specs.items():
-        drift = {k: v for k, v in spec.config.items() if configs[name].get(k) != v}
+        # from the topic's own replicas, not the cluster's: a topic made on one broker keeps one copy,
+        # and two in sync would refuse every write to it
+        wanted = spec.config | {"min.insync.replicas": str(min_insync_replicas(layouts[name].replicas))}
+        drift = {k: v for k, v in wanted.items() if configs[name].get(k) != v}
         if drift:
             _alter(admin, name, drift, timeout_s)
             configs[name].update(drift)
         action = "created" if name in created else "altered" if drift else "ok"
-        infos.append(_info(name, counts[name], configs[name], action))
+        infos.append(_info(name, layouts[name], configs[name], action))
     if settings.kafka_sasl:
         ensure_acls(admin, namespace_grants(settings) + shared_grants(), timeout_s)
     logger.info("topics ready: %s", ", ".join(f"{i.name} ({i.action})" for i in infos))
     return infos
 
 
-def _info(name: str, partitions: int, config: dict[str, str], action: str = "ok") -> TopicInfo:
-    return TopicInfo(name, partitions, int(config["retention.ms"]), int(config["max.message.bytes"]), action)
+def _info(name: str, layout: _Layout, config: dict[str, str], action: str = "ok") -> TopicInfo:
+    return TopicInfo(
+        name,
+        layout.partitions,
+        int(config["retention.ms"]),
+        int(config["max.message.bytes"]),
+        layout.replicas,
+        int(config["min.insync.replicas"]),
+        action,
+    )
 
 
 def describe_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[TopicInfo]:
@@ -261,7 +315,7 @@ def describe_topics(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[To
     topics = admin.list_topics(timeout=timeout_s).topics
     names = [settings.topic(spec.name) for spec in TOPIC_SPECS if settings.topic(spec.name) in topics]
     configs = _configs(admin, names, timeout_s) if names else {}
-    return [_info(n, len(topics[n].partitions), configs[n]) for n in names]
+    return [_info(n, _layout(topics[n]), configs[n]) for n in names]
 
 
 def delete_topics(settings: Settings, prefix: str, timeout_s: float = TIMEOUT_S) -> None:

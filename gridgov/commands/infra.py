@@ -30,6 +30,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser("infra", help="start, stop or show the local Kafka and PostgreSQL")
     parser.add_argument("action", choices=("up", "down", "status"))
     parser.add_argument("--only", choices=infra.SERVICES, help="act on one service only")
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        choices=range(1, config.KAFKA_BROKERS_MAX + 1),
+        metavar="N",
+        help="up: a local Kafka cluster of N brokers (beats GRID_KAFKA_BROKERS; set that too, so that every "
+        "client lists them all); status and down find the brokers that were started",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=handle)
 
@@ -53,6 +61,10 @@ def print_status(result: dict[str, dict[str, Any]]) -> None:
         state = info["state"] if info["state"] != "external" else f"external ({_reachable(info)})"
         version = info.get("version") or info.get("server_version")
         rows.append((name, state, info.get("pid"), address(name, info), version))
+        # a cluster's brokers one by one: which is down, and its pid to find its log
+        nodes = info.get("nodes", [])
+        if len(nodes) > 1:
+            rows += [(f"  broker {n['node']}", n["state"], n["pid"], n["bootstrap"], "") for n in nodes]
     print(format_table(("SERVICE", "STATE", "PID", "ADDRESS", "VERSION"), rows))
 
 
@@ -67,6 +79,8 @@ def healthy(info: dict[str, Any]) -> bool:
 def handle(args: argparse.Namespace) -> int:
     services = [args.only] if args.only else None  # all, n8n too when GRID_N8N is set
     settings = config.load()
+    if args.brokers is not None:
+        settings = settings.replace(kafka_brokers=args.brokers)
     try:
         result: dict[str, Any] = getattr(infra, args.action)(services, settings=settings)
     except infra.InfraError as exc:

@@ -81,6 +81,8 @@ def test_topics_have_expected_partitions_and_retention(kafka_bootstrap: str, top
     assert {i.name: i.action for i in created} == {s.topic(spec.name): "created" for spec in kafka_admin.TOPIC_SPECS}
     infos = {i.name: i for i in kafka_admin.describe_topics(s)}
     assert all(i.partitions == 1 for i in infos.values())
+    # one broker here (or a cluster someone else runs): as many copies as it has, at most three
+    assert all(i.min_insync_replicas == kafka_admin.min_insync_replicas(i.replicas) for i in infos.values())
     assert infos[s.topic("proposals")].retention_ms == -1
     assert infos[s.topic("proposals")].max_message_bytes == 2 * 1024 * 1024
     assert infos[s.topic("ledger-events")].retention_ms == -1
