@@ -23,8 +23,12 @@ from gridgov.commands.up import add_up_arguments, bring_up
 from gridgov.live import LiveError, LivePaths, ServiceStatus
 
 SAMPLE_S_DEFAULT = 10.0
+# Memory is compared from the first sample past this share of the run: start-up (imports, the fold,
+# caches filling) is not growth.
+WARM_UP_SHARE = 0.25
 SOAK_HEADERS = (
-    "SERVICE", "STATE", "PEAK RSS MB", "FINAL RSS MB", "RESTARTS", "DECISIONS IN SOAK", "DECISIONS", "LAG AT END",
+    "SERVICE", "STATE", "PEAK RSS MB", "WARM RSS MB", "FINAL RSS MB", "GROWTH", "RESTARTS", "DECISIONS IN SOAK",
+    "DECISIONS", "LAG AT END",
 )  # fmt: skip
 
 
@@ -41,15 +45,27 @@ def _mb(kb: int | None) -> str:
     return "-" if kb is None else f"{kb / 1024:.0f}"
 
 
-def report(peaks_kb: dict[str, int], first: dict[str, int], final: list[ServiceStatus]) -> str:
-    """The final sample, with each service's peak memory and the decisions since the first sample
-    (the ``DECISIONS`` column counts the whole ledger's)."""
+def growth_pct(warm_kb: int | None, final_kb: int | None) -> float | None:
+    """How much a service's memory grew from warm-up to the end, in percent of the warm figure."""
+    return None if not warm_kb or final_kb is None else 100 * (final_kb - warm_kb) / warm_kb
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.0f} %"
+
+
+def report(peaks_kb: dict[str, int], warm_kb: dict[str, int], first: dict[str, int], final: list[ServiceStatus]) -> str:
+    """The final sample, with each service's peak memory, its memory after warm-up and its growth
+    since, and the decisions since the first sample (the ``DECISIONS`` column counts the whole
+    ledger's)."""
     rows = [
         [
             s.name,
             "up" if s.state == live.RUNNING else f"down ({s.state.lower()})",
             _mb(peaks_kb.get(s.name)),
+            _mb(warm_kb.get(s.name)),
             _mb(s.rss_kb),
+            _pct(growth_pct(warm_kb.get(s.name), s.rss_kb)),
             s.restarts,
             "-" if s.decisions is None else s.decisions - first.get(s.name, 0),
             "-" if s.decisions is None else s.decisions,
@@ -78,16 +94,20 @@ def handle(args: argparse.Namespace) -> int:
     deadline_s = time.monotonic() + args.duration_s
     final: list[ServiceStatus] = []
     first: dict[str, int] = {}
+    warm_kb: dict[str, int] = {}
+    warm_after_s = time.monotonic() + WARM_UP_SHARE * args.duration_s
     for _ in range(math.ceil(args.duration_s / args.sample_s) + 1):
         final = live.gather(settings, paths, plan)
         first = first or {s.name: s.decisions or 0 for s in final}
         for service in final:
             peaks_kb[service.name] = max(peaks_kb.get(service.name, 0), service.rss_kb or 0)
+            if time.monotonic() >= warm_after_s and service.rss_kb:
+                warm_kb.setdefault(service.name, service.rss_kb)
         remaining_s = deadline_s - time.monotonic()
         if remaining_s <= 0:
             break
         time.sleep(min(args.sample_s, remaining_s))
-    print(report(peaks_kb, first, final))
+    print(report(peaks_kb, warm_kb, first, final))
     if started and not args.keep:
         live.shutdown(paths)
         print("soak: live grid stopped")
