@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -23,8 +24,6 @@ from core.audit import (
     OFFER_COLUMNS,
     ORDER_COLUMNS,
     Checkpoint,
-    offer_rows,
-    order_rows,
     rebuild_state,
 )
 from core.outgoing import LEDGER_STREAM, REJECTION_STREAM
@@ -127,11 +126,52 @@ class LedgerStore:
     # --- one batch -------------------------------------------------------------------------------
 
     def commit(self, batch: Batch, state: State, relay: dict[str, int]) -> None:
-        """Write the batch and its consequences in one transaction.
+        """Write the batch and its consequences in one transaction: ``changes`` then ``write``."""
+        persisted = self._offers_persisted, self._orders_persisted, self._agents_persisted
+        try:
+            self.write(batch, self.changes(batch, state), relay)
+        except BaseException:
+            # nothing was written: the caches' rows are as before the batch
+            self._offers_persisted, self._orders_persisted, self._agents_persisted = persisted
+            raise
+
+    def changes(self, batch: Batch, state: State) -> Changes:
+        """What ``batch`` changes in the caches beside the ledger, read from ``state`` as the batch left it.
+
+        Pure reads of ``state``, so the validator can decide the next batch while another connection
+        (``streams.writer``) writes this one. It counts the rows as persisted from here on: the caller
+        writes them, or halts.
+        """
+        entries = batch.entries
+        offers, self._offers_persisted = _row_changes(state.offers, self._offers_persisted, OFFER_COLUMNS)
+        orders, self._orders_persisted = _row_changes(state.orders, self._orders_persisted, ORDER_COLUMNS)
+        participants = None
+        signature = _registry_signature(state)
+        if signature != self._agents_persisted:
+            participants = [
+                (name, a.role, a.kind, list(a.accounts), a.emits_carbon, a.critical_load, a.suspended)
+                for name, a in sorted(state.agents.items())
+            ]
+            self._agents_persisted = signature
+        checkpoint = None
+        if checkpoints.due(entries):
+            head = entries[-1]
+            checkpoint = checkpoints.checkpoint_row(state, head.seq, head.hash, batch.next_offset, self.signer)
+        return Changes(
+            balances=_balances(entries, state),
+            status=_status(entries[-1], state) if entries else None,
+            checkpoint=checkpoint,
+            offers=offers,
+            orders=orders,
+            participants=participants,
+        )
+
+    def write(self, batch: Batch, changes: Changes, relay: dict[str, int]) -> None:
+        """Write a batch and its ``changes`` in one transaction.
 
         1. COPY ledger entries and their postings, then the rejections.
-        2. Upsert the world_state rows the postings touched, the open offers and participants that
-           changed, and the grid status row.
+        2. Upsert the world_state rows the postings touched, the grid status row and the checkpoint
+           when one is due; replace the open offers, orders and participants that changed.
         3. Record the relay positions confirmed so far and the consumer position.
         4. Commit. A crash before this line leaves no trace; after it, the batch is decided for good.
 
@@ -140,26 +180,39 @@ class LedgerStore:
         validator to halt on. A lost connection is not that, and propagates as it is.
         """
         try:
-            self._write(batch, state, relay)
+            self._write(batch, changes, relay)
         except (psycopg.IntegrityError, psycopg.DataError, psycopg.errors.RaiseException) as exc:
             self.conn.rollback()
             raise _refused(batch, exc) from exc
 
-    def _write(self, batch: Batch, state: State, relay: dict[str, int]) -> None:
+    def _write(self, batch: Batch, changes: Changes, relay: dict[str, int]) -> None:
         cur = self.conn.cursor()
         if batch.entries:
             self._copy_entries(cur, batch.entries)
-            self._upsert_balances(cur, batch.entries, state)
-            self._write_status(cur, batch.entries[-1], state)
-            # every GRID_CHECKPOINT_EVERY entries
-            checkpoints.after_batch(cur, batch.entries, state, batch.next_offset, self.signer)
+        if changes.balances is not None:
+            cur.execute(
+                "INSERT INTO world_state (account, resource, balance, seq) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) "
+                "ON CONFLICT (account, resource) DO UPDATE SET balance = EXCLUDED.balance, seq = EXCLUDED.seq",
+                changes.balances,
+            )
+        if changes.status is not None:
+            cur.execute(_STATUS_UPSERT, changes.status)
+        if changes.checkpoint is not None:
+            checkpoints.insert_checkpoint(cur, changes.checkpoint)
         if batch.rejections:
             with cur.copy(f"COPY rejections ({REJECTION_COLUMNS}) FROM STDIN") as copy:
                 for r in batch.rejections:
                     copy.write_row(r.as_tuple())
-        self._sync_offers(cur, state)
-        self._sync_orders(cur, state)
-        self._sync_participants(cur, state)
+        _replace_rows(cur, "open_offers", OFFER_COLUMNS, changes.offers)
+        _replace_rows(cur, "open_orders", ORDER_COLUMNS, changes.orders)
+        if changes.participants is not None:
+            cur.execute("DELETE FROM participants")
+            with cur.copy(
+                "COPY participants (agent, role, kind, accounts, emits_carbon, critical_load, suspended) FROM STDIN"
+            ) as copy:
+                for row in changes.participants:
+                    copy.write_row(row)
         for stream, position in relay.items():
             cur.execute(
                 "INSERT INTO relay_position (stream, position) VALUES (%s, %s) "
@@ -182,102 +235,95 @@ class LedgerStore:
                 for row in posting_rows(e):
                     copy.write_row(row)
 
-    def _upsert_balances(self, cur: psycopg.Cursor[Any], entries: list[Entry], state: State) -> None:
-        last_seq: dict[tuple[str, str], int] = {}
-        for e in entries:
-            for account, resource, _ in e.postings:
-                last_seq[(account, resource)] = e.seq
-        if not last_seq:
-            return
-        keys = sorted(last_seq)
-        cur.execute(
-            "INSERT INTO world_state (account, resource, balance, seq) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) "
-            "ON CONFLICT (account, resource) DO UPDATE SET balance = EXCLUDED.balance, seq = EXCLUDED.seq",
-            (
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [state.balance(*k) for k in keys],
-                [last_seq[k] for k in keys],
-            ),
-        )
 
-    def _write_status(self, cur: psycopg.Cursor[Any], head: Entry, state: State) -> None:
-        shortfall = [[a, r, u] for (a, r), u in sorted(state.shortfall.items())]
-        cur.execute(
-            "INSERT INTO grid_status (id, head_seq, head_hash, tick, policy_version, policy_json, breaker_open, "
-            "breaker_reason, breaker_trip_seq, telemetry_json, shortfall_json, updated_at) "
-            "VALUES (true, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET "
-            "head_seq = EXCLUDED.head_seq, head_hash = EXCLUDED.head_hash, tick = EXCLUDED.tick, "
-            "policy_version = EXCLUDED.policy_version, policy_json = EXCLUDED.policy_json, "
-            "breaker_open = EXCLUDED.breaker_open, breaker_reason = EXCLUDED.breaker_reason, "
-            "breaker_trip_seq = EXCLUDED.breaker_trip_seq, "
-            "telemetry_json = EXCLUDED.telemetry_json, shortfall_json = EXCLUDED.shortfall_json, updated_at = now()",
-            (
-                head.seq,
-                head.hash,
-                state.tick,
-                state.policy_version,
-                orjson.dumps(state.policy, option=orjson.OPT_SORT_KEYS).decode(),
-                state.breaker_open,
-                state.breaker_reason,
-                state.breaker_trip_seq,
-                orjson.dumps(state.telemetry.as_dict()).decode(),
-                orjson.dumps(shortfall).decode(),
-            ),
-        )
-
-    def _sync_offers(self, cur: psycopg.Cursor[Any], state: State) -> None:
-        """Offers open and close, and a negotiation's terms change (offers are frozen: a changed one is a
-        new object)."""
-        self._offers_persisted = _sync_rows(
-            cur, "open_offers", OFFER_COLUMNS, state.offers, self._offers_persisted, offer_rows(state)
-        )
-
-    def _sync_orders(self, cur: psycopg.Cursor[Any], state: State) -> None:
-        """Resting orders change as they fill."""
-        self._orders_persisted = _sync_rows(
-            cur, "open_orders", ORDER_COLUMNS, state.orders, self._orders_persisted, order_rows(state)
-        )
-
-    def _sync_participants(self, cur: psycopg.Cursor[Any], state: State) -> None:
-        signature = _registry_signature(state)
-        if signature == self._agents_persisted:
-            return
-        cur.execute("DELETE FROM participants")
-        with cur.copy(
-            "COPY participants (agent, role, kind, accounts, emits_carbon, critical_load, suspended) FROM STDIN"
-        ) as copy:
-            for name, a in sorted(state.agents.items()):
-                copy.write_row((name, a.role, a.kind, list(a.accounts), a.emits_carbon, a.critical_load, a.suspended))
-        self._agents_persisted = signature
+RowChanges = tuple[list[str], list[tuple[Any, ...]]]  # (keys whose rows go, rows that come)
 
 
-def _sync_rows(
-    cur: psycopg.Cursor[Any],
-    table: str,
-    columns: tuple[str, ...],
-    current: Mapping[str, object],
-    persisted: dict[str, Any],
-    rows: dict[str, tuple[Any, ...]],
-) -> dict[str, Any]:
-    """Bring a cache of frozen state objects up to date: delete what is gone or changed, COPY what is new
-    or changed; return what is now persisted."""
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """A batch's writes beside the ledger, as ``LedgerStore.changes`` read them from the state; plain
+    values, so they can be handed to another process."""
+
+    balances: tuple[list[str], list[str], list[int], list[int]] | None  # accounts, resources, balances, seqs
+    status: tuple[Any, ...] | None  # the grid_status row after the batch's last entry
+    checkpoint: checkpoints.CheckpointRow | None
+    offers: RowChanges
+    orders: RowChanges
+    participants: list[tuple[Any, ...]] | None  # the whole registry, when it changed
+
+
+NO_CHANGES = Changes(None, None, None, ([], []), ([], []), None)
+
+_STATUS_UPSERT = (
+    "INSERT INTO grid_status (id, head_seq, head_hash, tick, policy_version, policy_json, breaker_open, "
+    "breaker_reason, breaker_trip_seq, telemetry_json, shortfall_json, updated_at) "
+    "VALUES (true, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET "
+    "head_seq = EXCLUDED.head_seq, head_hash = EXCLUDED.head_hash, tick = EXCLUDED.tick, "
+    "policy_version = EXCLUDED.policy_version, policy_json = EXCLUDED.policy_json, "
+    "breaker_open = EXCLUDED.breaker_open, breaker_reason = EXCLUDED.breaker_reason, "
+    "breaker_trip_seq = EXCLUDED.breaker_trip_seq, "
+    "telemetry_json = EXCLUDED.telemetry_json, shortfall_json = EXCLUDED.shortfall_json, updated_at = now()"
+)
+
+
+def _balances(entries: list[Entry], state: State) -> tuple[list[str], list[str], list[int], list[int]] | None:
+    """The world_state rows the postings touched: balance now, and the seq that last touched each."""
+    last_seq: dict[tuple[str, str], int] = {}
+    for e in entries:
+        for account, resource, _ in e.postings:
+            last_seq[(account, resource)] = e.seq
+    if not last_seq:
+        return None
+    keys = sorted(last_seq)
+    return (
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [state.balance(*k) for k in keys],
+        [last_seq[k] for k in keys],
+    )
+
+
+def _status(head: Entry, state: State) -> tuple[Any, ...]:
+    shortfall = [[a, r, u] for (a, r), u in sorted(state.shortfall.items())]
+    return (
+        head.seq,
+        head.hash,
+        state.tick,
+        state.policy_version,
+        orjson.dumps(state.policy, option=orjson.OPT_SORT_KEYS).decode(),
+        state.breaker_open,
+        state.breaker_reason,
+        state.breaker_trip_seq,
+        orjson.dumps(state.telemetry.as_dict()).decode(),
+        orjson.dumps(shortfall).decode(),
+    )
+
+
+def _row_changes(
+    current: Mapping[str, Any], persisted: dict[str, Any], columns: tuple[str, ...]
+) -> tuple[RowChanges, dict[str, Any]]:
+    """What brings a cache of frozen state objects up to date (a changed object is a new object): the
+    keys gone or changed, the rows new or changed; and what is persisted after it."""
     changed = sorted(key for key, value in current.items() if persisted.get(key) is not value)
     stale = sorted((persisted.keys() - current.keys()) | set(changed))
+    rows = [(key, *(getattr(current[key], name) for name in columns[1:])) for key in changed]
+    return (stale, rows), dict(current)
+
+
+def _replace_rows(cur: psycopg.Cursor[Any], table: str, columns: tuple[str, ...], changes: RowChanges) -> None:
+    stale, rows = changes
     if stale:
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(sql.Identifier(table), sql.Identifier(columns[0])),
             (stale,),
         )
-    if changed:
+    if rows:
         query = sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         with cur.copy(query) as copy:
-            for key in changed:
-                copy.write_row((key, *rows[key]))
-    return dict(current)
+            for row in rows:
+                copy.write_row(row)
 
 
 def _registry_signature(state: State) -> int:

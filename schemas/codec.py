@@ -74,6 +74,9 @@ STRUCTURE_UNCHECKED_BYTES_MAX = JSON_STRING_LENGTH_MAX + 2
 assert (STRUCTURE_UNCHECKED_BYTES_MAX + 1) // 2 <= JSON_VALUES_COUNT_MAX
 _ORJSON_DEPTH_MESSAGE = "depth limit exceeded"  # orjson's JSONDecodeError.msg; a unit test pins it
 
+# What ``Proposal.model_validate`` calls, without its per-call wrapper: this runs for every message.
+_validate_proposal = Proposal.__pydantic_validator__.validate_python
+
 # Pydantic error types that mean "a bound was exceeded" rather than "the shape is wrong".
 _LIMIT_ERROR_TYPES = frozenset({"less_than_equal", "less_than", "too_long", "string_too_long"})
 
@@ -218,10 +221,13 @@ def decode(raw: bytes | None) -> Decoded | DecodeError:
     # inline, not in a helper: a call would cost the typical proposal more than this comparison
     if len(raw) > STRUCTURE_UNCHECKED_BYTES_MAX and (error := _structure_error(obj)) is not None:
         return error
-    sig_hex = obj.pop("sig", None)
+    # The parsed object itself is validated (no copy): ``sig`` last and always present, None when
+    # missing, then removed again for the canonical bytes it signs.
+    sig_hex = obj["sig"] = obj.pop("sig", None)
     try:
-        proposal = Proposal.model_validate({**obj, "sig": sig_hex})
+        proposal: Proposal = _validate_proposal(obj)
     except ValidationError as exc:
         return _from_validation_error(exc, obj)
+    del obj["sig"]
     assert isinstance(sig_hex, str)  # guaranteed by the model's Signature pattern
     return Decoded(proposal, canonical_bytes(obj), bytes.fromhex(sig_hex))

@@ -6,7 +6,8 @@ Rows:
 - ceiling, consume-only: confluent-kafka reads the proposals and does nothing else.
 - ceiling, bulk-insert-only: COPY of ledger-sized rows into Postgres in the validator's batch size.
 - validator: the real loop (auth, law, hash chain, one transaction per batch with its position, relay),
-  with this process's peak resident memory during the row.
+  with the peak resident memory of this process (it decides) and of its writer process (it commits
+  and relays, ``streams.writer``) during the row.
 - rehydrate: ``gridgov rehydrate``'s work from T=0 over the ledger the validator row wrote, every check.
 - replay: ``gridgov replay --into``'s work: the proposals topic re-decided into a fresh database and
   compared entry by entry with the validator row's ledger.
@@ -44,6 +45,7 @@ from streams.rehydrate import rehydrate
 from streams.replay import replay
 from streams.validator import BATCH_COUNT_MAX, open_validator
 from streams.workload import Workload, synthetic_operator
+from streams.writer import ProcessSink
 
 SECRET = bytes(range(32))
 VERSION = "bench"  # the stamp of every bench ledger: the replay's must equal the validator row's
@@ -141,22 +143,29 @@ def insert_only(s: Settings, count: int) -> Row:
     return Row("ceiling: bulk-insert-only", count, elapsed, f"COPY, {BATCH_COUNT_MAX} rows/tx", "ceiling")
 
 
-def run_validator(s: Settings, total: int, batch_count: int = BATCH_COUNT_MAX) -> float:
-    """Seconds from start until ``total`` offsets are decided and committed."""
+def run_validator(s: Settings, total: int, batch_count: int = BATCH_COUNT_MAX) -> tuple[float, int]:
+    """Seconds from start until ``total`` offsets are decided and committed, and the peak resident
+    memory of the validator's writer process meanwhile (KiB)."""
     v = open_validator(s, SECRET, version=VERSION, batch_count_max=batch_count)
     started = time.perf_counter()
     with progress_bar(total=total, desc="validator", unit="proposal", leave=False) as bar:
         v.run_until(total, STALL_S, progress=lambda done: bar.update(done - bar.n))
     elapsed = time.perf_counter() - started
+    assert isinstance(v.sink, ProcessSink), "open_validator commits in the writer process"
+    writer_kib = _proc_status_kib("VmHWM", str(v.sink.pid))
     v.close()
-    return elapsed
+    return elapsed, writer_kib
 
 
 def validator_row(s: Settings, total: int) -> Row:
-    """The validator over the first ``total`` offsets, and this process's (the validator's) peak RSS meanwhile."""
+    """The validator over the first ``total`` offsets, and the peak RSS of this process (which decides)
+    and of the writer process (which commits and relays) meanwhile."""
     start_kib = reset_peak_rss_kib()
-    elapsed_s = run_validator(s, total)
-    note = f"peak RSS {peak_rss_kib() / KIB_PER_MIB:.0f} MiB ({start_kib / KIB_PER_MIB:.0f} MiB at the row's start)"
+    elapsed_s, writer_kib = run_validator(s, total)
+    note = (
+        f"peak RSS {peak_rss_kib() / KIB_PER_MIB:.0f} MiB ({start_kib / KIB_PER_MIB:.0f} MiB at the row's start), "
+        f"writer process {writer_kib / KIB_PER_MIB:.0f} MiB"
+    )
     return Row("validator (auth + law + chain + exactly-once)", total, elapsed_s, note)
 
 
@@ -176,10 +185,10 @@ def peak_rss_kib() -> int:
     return _proc_status_kib("VmHWM")
 
 
-def _proc_status_kib(field: str) -> int:
-    found = re.search(rf"^{field}:\s+(\d+) kB$", Path("/proc/self/status").read_text(), re.MULTILINE)
+def _proc_status_kib(field: str, pid: str = "self") -> int:
+    found = re.search(rf"^{field}:\s+(\d+) kB$", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
     if found is None:
-        raise BenchError(f"/proc/self/status has no {field}")
+        raise BenchError(f"/proc/{pid}/status has no {field}")
     return int(found[1])
 
 
@@ -256,7 +265,8 @@ def latency_line(s: Settings, w: Workload, offset: int) -> str:
 def naive_row(settings: Settings) -> Row:
     with scratch(settings) as s:
         total = send_workload(s, Workload(SECRET, 50, 2, "naive"), NAIVE_COUNT)
-        return Row("naive baseline (1 tx per proposal)", total, run_validator(s, total, batch_count=1), kind="baseline")
+        elapsed_s, _ = run_validator(s, total, batch_count=1)
+        return Row("naive baseline (1 tx per proposal)", total, elapsed_s, kind="baseline")
 
 
 def machine_line(cores: int, usable_cores: int, load_avg: tuple[float, float, float]) -> str:

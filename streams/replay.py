@@ -92,7 +92,7 @@ def run_same_law(live: Settings, target_url: str, to_offset: int, secret: bytes,
         with progress_bar(total=to_offset, desc="replay", unit="offset", unit_scale=True) as bar:
             # Beyond the bound is the live validator's future, not this replay's.
             validator.run_until(to_offset, STALL_S, progress=lambda done: bar.update(done - bar.n))
-        validator.relay.flush()
+        validator.flush_relay()
     except ValidatorStalled as exc:
         raise ReplayError(f"{exc}: the topic is shorter than the bound, or stuck") from exc
     finally:

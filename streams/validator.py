@@ -1,11 +1,14 @@
 """The validator: one ordered consumer of the single-partition proposals topic.
 
-poll a batch -> ``LedgerStep.step`` each message -> commit to the store (with the consumer position)
--> commit the Kafka group offset (for tooling only) -> relay the records. Branching lives in the law;
-this loop only moves bytes and keeps the order.
+poll a batch -> ``LedgerStep.step`` each message -> hand the batch to the sink, which commits it to
+the store (with the consumer position) and relays the records -> once committed, commit the Kafka
+group offset (for tooling only). Branching lives in the law; this loop only moves bytes and keeps
+the order.
 
-``Validator`` receives its store, consumer and relay (``open_validator`` connects the real ones), so
-a test can run it on an in-memory store that passes the same contract tests as the Postgres one.
+``open_validator`` connects the real adapters: the batches go to a writer process
+(``streams.writer``), so batch N is written on one core while batch N+1 is decided on the other.
+``Validator`` receives its store, consumer and relay, so a test can run it inline on an in-memory
+store that passes the same contract tests as the Postgres one.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import gc
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, NoReturn, Protocol
@@ -23,17 +26,16 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from connectors.kafka_io import consumed_offset
 from connectors.ledger_store import LedgerStore, LedgerStoreContract
-from connectors.relay import Relay
 from core.config import Settings
 from core.identities import validator_signer
 from core.kafka_access import KafkaAccess
 from core.keyring import validator_keyring
 from core.outgoing import Outgoing, spike_record
-from core.process import WaitTimeoutError, poll_until
 from core.rows import Batch, CommitRefused, Position, Rejection
 from core.step import LedgerStep
 from core.version import validator_version
 from streams import metrics
+from streams.writer import BatchSink, InlineSink, start_writer
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +44,7 @@ BATCH_COUNT_MAX = 5_000
 # load consume() returns full batches at once.
 BATCH_WAIT_S = 0.005
 GROUP_ID_DEFAULT = "grid-validator"
-LOCK_WAIT_S = 30.0
-LOCK_RETRY_S = 0.5
+GC_YOUNG_OBJECTS_COUNT_MAX = 100_000
 
 
 class ValidatorStalled(RuntimeError):
@@ -79,20 +80,47 @@ class RecordSink(Protocol):
     def flush(self) -> dict[str, int]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Submitted:
+    """A batch handed to the sink, with what the validator does once it is committed."""
+
+    next_offset: int
+    accepted: int
+    rejected: int
+    reasons: Counter[str]  # its rejections by reason
+    head: tuple[int, bytes] | None  # (seq, hash) of its last entry
+    last_proposal_id: str | None
+    produced_ms: list[int] | None  # each message's produce time, when latencies are measured
+
+
 @dataclass
 class Validator:
     store: LedgerStoreContract
     consumer: ProposalSource
-    relay: RecordSink
+    relay: RecordSink | None  # None with a ``sink`` that relays itself
     step: LedgerStep
-    position: Position
+    position: Position  # the committed position: decided and durable
     topic: str
     batch_count_max: int = BATCH_COUNT_MAX
     # When a list, (produce time, produce→commit latency) in ms of every decided message is appended
     # (benchmarks only).
     latencies_ms: list[tuple[int, int]] | None = None
-    _reasons: Counter[str] = field(default_factory=Counter)  # rejections of the batch being decided
+    # Where decided batches are committed; None: here, on ``store``, relayed by ``relay`` (InlineSink).
+    sink: BatchSink | None = None
     _spike: tuple[int, int] = (-1, 0)  # (grid tick, rejections decided within it) for the spike alert
+    _submitted: deque[_Submitted] = field(default_factory=deque)  # handed to the sink, not yet committed
+    _decided_offset: int = -1  # offsets below it are decided (committed or in flight)
+
+    def __post_init__(self) -> None:
+        if self.sink is None:
+            assert self.relay is not None, "a validator that commits inline relays with its own relay"
+            self.sink = InlineSink(self.store, self.relay)
+        self._decided_offset = self.position.next_offset
+
+    @property
+    def _sink(self) -> BatchSink:
+        assert self.sink is not None, "set by __post_init__"
+        return self.sink
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -105,14 +133,16 @@ class Validator:
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
-            self._persist_relay_positions()
+            self._wait_for_commits()
+            self._sink.finish(self.position.next_offset, self.step.state)
         finally:
             self.close()
 
     def run_until(self, to_offset: int, stall_s: float, progress: Callable[[int], None] | None = None) -> None:
-        """Decide offsets below ``to_offset`` and stop there; messages at or beyond it are not decided.
+        """Decide and commit offsets below ``to_offset`` and stop there; messages at or beyond it are not
+        decided.
 
-        Raises ``ValidatorStalled`` when no offset was decided for ``stall_s`` seconds.
+        Raises ``ValidatorStalled`` when no offset was decided or committed for ``stall_s`` seconds.
         """
         last_progress = time.monotonic()
         while self.position.next_offset < to_offset:
@@ -123,78 +153,114 @@ class Validator:
             elif time.monotonic() - last_progress > stall_s:
                 raise ValidatorStalled(f"no progress for {stall_s:.0f} s at offset {self.position.next_offset}")
 
+    def flush_relay(self) -> None:
+        """Wait until every batch decided is committed and its records acknowledged by the broker."""
+        self._wait_for_commits()
+        self._sink.flush_relay()
+
     def poll_once(self, to_offset: int | None = None) -> int:
-        """Consume one batch (at most up to ``to_offset``), decide and commit it; the count decided."""
+        """Consume one batch (at most up to ``to_offset``) and decide it; take note of the batches
+        committed meanwhile. The count of offsets decided plus those newly committed."""
         messages = self.consumer.consume(num_messages=self.batch_count_max, timeout=BATCH_WAIT_S)
         if to_offset is not None:
             messages = [m for m in messages if m.error() is not None or consumed_offset(m) < to_offset]
-        decided = self.process(messages)
-        self.relay.poll()
-        return decided
+        return self.process(messages) + self._note_commits(wait=False)
 
     def process(self, messages: list[Message]) -> int:
-        """Decide, commit and relay one batch; return how many new offsets it decided.
+        """Decide one batch and hand it to the sink; return how many new offsets it decided.
 
-        1. Skip offsets below the stored position (a redelivery after a crash or a group reset).
+        1. Skip offsets below the decided position (a redelivery after a crash or a group reset).
         2. Step each remaining message in offset order: an entry (folded into the state) or a rejection.
-        3. Commit the batch and the new position in one store transaction.
-        4. Commit the Kafka group offset (tooling only) and hand the records to the relay.
+        3. Hand the batch to the sink, which commits it and the new position in one store transaction
+           (at once, or in the writer process while the next batch is decided) and relays it.
+        4. Once it is committed (``_note_commits``), commit the Kafka group offset (tooling only).
         """
-        batch = Batch(next_offset=self.position.next_offset)
-        self._reasons = Counter()
+        batch = Batch(next_offset=self._decided_offset)
+        reasons: Counter[str] = Counter()
         for msg in messages:
             if msg.error() is not None:
                 self._on_error(msg)
             elif consumed_offset(msg) >= batch.next_offset:
-                self._decide(msg, batch)
+                self._decide(msg, batch, reasons)
             else:
                 metrics.REDELIVERED.inc()
-        if batch.next_offset == self.position.next_offset:
+        if batch.next_offset == self._decided_offset:
             return 0
-        started = time.perf_counter()
+        head = batch.entries[-1] if batch.entries else None
+        produced_ms = None
+        if self.latencies_ms is not None:
+            produced_ms = [m.timestamp()[1] for m in messages if m.error() is None]
+        self._submitted.append(
+            _Submitted(
+                batch.next_offset,
+                len(batch.entries),
+                len(batch.rejections),
+                reasons,
+                (head.seq, head.hash) if head else None,
+                head.proposal_id if head else None,
+                produced_ms,
+            )
+        )
+        self._decided_offset = batch.next_offset
         try:
-            self.store.commit(batch, self.step.state, self.relay.poll())
+            self._sink.submit(batch, self.step.state, self._spike_alerts(len(batch.rejections)))
         except CommitRefused as exc:
             self._halt(exc)
-        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        metrics.count_decisions(len(batch.entries), self._reasons)
-        self._after_commit(batch)
-        if self.latencies_ms is not None:
-            now_ms = int(time.time() * 1000)  # wall clock for measurement only; no decision reads it
-            self.latencies_ms += [(m.timestamp()[1], now_ms - m.timestamp()[1]) for m in messages if m.error() is None]
         return batch.decided_count
 
-    def _decide(self, msg: Message, batch: Batch) -> None:
+    def _decide(self, msg: Message, batch: Batch, reasons: Counter[str]) -> None:
         offset = consumed_offset(msg)
         result = self.step.step(msg.value(), offset)
         if isinstance(result, Rejection):
-            self._reasons[result.reason_code] += 1
+            reasons[result.reason_code] += 1
             logger.debug(
                 "rejected", extra={"offset": offset, "proposal_id": result.proposal_id, "reason": result.reason_code}
             )
             batch.rejections.append(result)
         else:
             batch.entries.append(result)
-            self.position.head_seq, self.position.head_hash = result.seq, result.hash
         batch.next_offset = offset + 1
 
-    def _after_commit(self, batch: Batch) -> None:
+    def _wait_for_commits(self) -> None:
+        while self._submitted:
+            self._note_commits(wait=True)
+
+    def _note_commits(self, wait: bool) -> int:
+        """Take note of the batches the sink committed (with ``wait``, wait for one); the offsets they hold."""
+        try:
+            done = self._sink.committed(wait)
+        except CommitRefused as exc:
+            self._halt(exc)
+        before = self.position.next_offset
+        for next_offset, commit_s in done:
+            submitted = self._submitted.popleft()
+            assert submitted.next_offset == next_offset, "batches are committed in the order decided"
+            metrics.COMMIT_SECONDS.observe(commit_s)
+            self._after_commit(submitted)
+        return self.position.next_offset - before
+
+    def _after_commit(self, batch: _Submitted) -> None:
         self.position.next_offset = batch.next_offset
+        if batch.head is not None:
+            self.position.head_seq, self.position.head_hash = batch.head
+        metrics.count_decisions(batch.accepted, batch.reasons)
         tp = TopicPartition(self.topic, 0, batch.next_offset)
         self.consumer.commit(offsets=[tp], asynchronous=True)
-        self.relay.publish(batch, self._spike_alerts(len(batch.rejections)))
-        metrics.BATCH_SIZE.observe(batch.decided_count)
+        metrics.BATCH_SIZE.observe(batch.accepted + batch.rejected)
         metrics.HEAD_SEQ.set(self.position.head_seq)
         _, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
         metrics.LAG.set(max(0, high - batch.next_offset))
+        if batch.produced_ms is not None and self.latencies_ms is not None:
+            now_ms = int(time.time() * 1000)  # wall clock for measurement only; no decision reads it
+            self.latencies_ms += [(produced, now_ms - produced) for produced in batch.produced_ms]
         logger.debug(
             "batch committed",
             extra={
                 "next_offset": batch.next_offset,
-                "accepted": len(batch.entries),
-                "rejected": len(batch.rejections),
+                "accepted": batch.accepted,
+                "rejected": batch.rejected,
                 "head_seq": self.position.head_seq,
-                "last_proposal_id": batch.entries[-1].proposal_id if batch.entries else None,
+                "last_proposal_id": batch.last_proposal_id,
             },
         )
 
@@ -233,13 +299,9 @@ class Validator:
             raise RuntimeError(f"fatal consumer error: {err}")
         logger.warning("consumer error", extra={"error": str(err)})
 
-    def _persist_relay_positions(self) -> None:
-        positions = self.relay.flush()
-        self.store.commit(Batch(next_offset=self.position.next_offset), self.step.state, positions)
-
     def close(self) -> None:
         self.consumer.close()
-        self.store.close()
+        self._sink.close()
 
 
 # --- wiring the real adapters ----------------------------------------------------------------------
@@ -252,22 +314,29 @@ def open_validator(
     version: str = "",
     batch_count_max: int = BATCH_COUNT_MAX,
 ) -> Validator:
-    """Connect the Postgres store, take the single-writer lock, fold the ledger, catch the relay up
-    and assign the consumer at the stored position."""
+    """Start the writer process (it takes the single-writer lock and catches the relay up), fold the
+    ledger meanwhile, and assign the consumer at the stored position."""
     topic = settings.topic("proposals")
     store = LedgerStore(settings.validator_database_url, group_id, topic, validator_signer(settings.home))
-    _wait_for_lock(store)
-    state = store.fold()
-    position = store.position()
-    relay = Relay(settings.kafka("validator"), settings.topic, store.relay_positions())
-    relay.catch_up(store.unrelayed(relay.confirmed))
-    consumer = _consumer(settings.kafka("validator"), group_id, topic, position.next_offset)
+    sink = start_writer(settings, group_id, topic, store)  # returns once the writer holds the lock
+    try:
+        state = store.fold()
+        position = store.position()
+        sink.await_ready()
+        consumer = _consumer(settings.kafka("validator"), group_id, topic, position.next_offset)
+    except BaseException:
+        sink.close()
+        raise
     version = version or validator_version()
     step = LedgerStep(state, validator_keyring(settings, secret), version, position.head_hash)
     # The fold left a large heap of long-lived objects; freezing it keeps the collector's full passes
     # (which would otherwise walk all of it) from adding pauses to batch latency.
     gc.collect()
     gc.freeze()
+    # A batch's objects live until it is handed over, so at the default threshold (700 objects) the
+    # young generation is collected every few dozen proposals, in vain: nearly everything deciding
+    # allocates is freed by reference counting. Cyclic garbage still cannot outgrow this many objects.
+    gc.set_threshold(GC_YOUNG_OBJECTS_COUNT_MAX, *gc.get_threshold()[1:])
     logger.info(
         "validator ready",
         extra={
@@ -277,15 +346,7 @@ def open_validator(
             "topic": topic,
         },
     )
-    return Validator(store, consumer, relay, step, position, topic, batch_count_max)
-
-
-def _wait_for_lock(store: LedgerStore) -> None:
-    try:
-        poll_until(store.lock, LOCK_WAIT_S, "the ledger lock, held by another validator", interval_s=LOCK_RETRY_S)
-    except WaitTimeoutError:
-        store.close()
-        raise
+    return Validator(store, consumer, None, step, position, topic, batch_count_max, sink=sink)
 
 
 def _consumer(kafka: KafkaAccess, group_id: str, topic: str, next_offset: int) -> Consumer:
