@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from connectors.readmodel.market import LedgerRow, MarketFigures, MarketFold
+from connectors.readmodel.replay import head_below
 from core.config import Settings
 from core.kafka_access import KafkaAccess
 from core.keyring import Keyring, validator_keyring
@@ -66,6 +67,12 @@ class Counterfactual:
     as_decided: Decided
     pinned: Decided
     seconds: float
+    live_head: bytes
+
+    @property
+    def faithful(self) -> bool:
+        """The log as decided again reproduces the live ledger's head."""
+        return self.as_decided.head_hash == self.live_head
 
 
 def mechanism_pins(mechanism: str) -> dict[str, int]:
@@ -121,9 +128,17 @@ def read_log(kafka: KafkaAccess, topic: str, to_offset: int) -> Iterator[tuple[i
         consumer.close()
 
 
-def counterfactual(settings: Settings, secret: bytes, version: str, to_offset: int, mechanism: str) -> Counterfactual:
-    """Offsets [0, to_offset) of the proposals topic, as decided and under ``mechanism``."""
+def counterfactual(settings: Settings, secret: bytes, to_offset: int, mechanism: str) -> Counterfactual:
+    """Offsets [0, to_offset) of the proposals topic, as decided and under ``mechanism``.
+
+    Both steps stamp the live head's version, not this code's: the as-decided head can only equal the
+    live one with the stamp it was sealed with (a ledger decided by several versions cannot match,
+    and the comparison says so)."""
     started = time.perf_counter()
+    head = head_below(settings.database_url, to_offset)
+    if head is None:
+        raise ReplayError(f"the live ledger has no entry below offset {to_offset}")
+    live_head, version = head
     log = read_log(settings.kafka("admin"), settings.topic("proposals"), to_offset)
     as_decided, pinned = decide_both(log, validator_keyring(settings, secret), version, mechanism)
-    return Counterfactual(to_offset, mechanism, as_decided, pinned, time.perf_counter() - started)
+    return Counterfactual(to_offset, mechanism, as_decided, pinned, time.perf_counter() - started, live_head)

@@ -81,10 +81,12 @@ def policy_version(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def head_below(url: str, to_offset: int) -> bytes | None:
-    """The hash of the last entry decided from an offset below ``to_offset``; None before any."""
+def head_below(url: str, to_offset: int) -> tuple[bytes, str] | None:
+    """The hash and version stamp of the last entry decided from an offset below ``to_offset``; None
+    before any."""
     with psycopg.connect(url) as conn:
         row = conn.execute(
-            "SELECT hash FROM ledger WHERE source_offset < %s ORDER BY seq DESC LIMIT 1", (to_offset,)
+            "SELECT hash, validator_version FROM ledger WHERE source_offset < %s ORDER BY seq DESC LIMIT 1",
+            (to_offset,),
         ).fetchone()
-    return bytes(row[0]) if row else None
+    return (bytes(row[0]), str(row[1])) if row else None

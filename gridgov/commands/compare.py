@@ -23,7 +23,6 @@ from core import config
 from core.config import Settings
 from core.identities import operator_signer
 from core.key_secret import key_secret
-from core.version import validator_version
 from gridgov import infra
 from gridgov.market_table import MarketColumn, render_markets
 from streams.counterfactual import Counterfactual, counterfactual
@@ -47,7 +46,7 @@ def handle(args: argparse.Namespace) -> int:
     infra.up(settings=settings)
     secret = key_secret(settings)
     runs: list[tuple[str, str, Summary]] = []
-    replays: list[tuple[str, Summary, Counterfactual]] = []
+    replays: list[tuple[str, Counterfactual]] = []
     try:
         for name in args.scenarios.split(","):
             scenario = scenarios.load(scenarios.resolve(name))
@@ -59,7 +58,7 @@ def handle(args: argparse.Namespace) -> int:
                 runs.append((scenario.name, market, summary))
                 if market == COUNTERFACTUAL_FROM:
                     founder = operator_signer(settings.home, scenario.operator).public_key
-                    replays.append((scenario.name, summary, replay_under(settings, summary, founder, secret)))
+                    replays.append((scenario.name, replay_under(settings, summary, founder, secret)))
     except (SimulationError, scenarios.ScenarioError, ReplayError) as exc:
         print(f"compare: {exc}", file=sys.stderr)
         return 1
@@ -68,8 +67,8 @@ def handle(args: argparse.Namespace) -> int:
     if replays:
         print(f"\nThe same order flow, matched two ways: each {COUNTERFACTUAL_FROM} run's log re-decided under "
               f"{COUNTERFACTUAL_UNDER} (in memory, nothing written)")  # fmt: skip
-        print(render_markets([c for s, summary, cf in replays for c in replay_columns(s, summary, cf)]))
-    faithful = all(cf.as_decided.head_hash.hex() == summary.head_hash for _, summary, cf in replays)
+        print(render_markets([c for s, cf in replays for c in replay_columns(s, cf)]))
+    faithful = all(cf.faithful for _, cf in replays)
     return 1 if any(summary.verify_problems for _, _, summary in runs) or not faithful else 0
 
 
@@ -85,17 +84,16 @@ def replay_under(settings: Settings, summary: Summary, founder: str, secret: byt
         topic_prefix=summary.topic_prefix, database_url_external=summary.database_url, founding_operators=founder
     )
     bound = stored_position(summary.database_url, run_settings.topic("proposals")) or 0
-    return counterfactual(run_settings, secret, validator_version(), bound, COUNTERFACTUAL_UNDER)
+    return counterfactual(run_settings, secret, bound, COUNTERFACTUAL_UNDER)
 
 
-def replay_columns(scenario: str, summary: Summary, cf: Counterfactual) -> list[MarketColumn]:
-    matches = cf.as_decided.head_hash.hex() == summary.head_hash
+def replay_columns(scenario: str, cf: Counterfactual) -> list[MarketColumn]:
     return [
         MarketColumn(
             f"{scenario}/{COUNTERFACTUAL_FROM} log",
             cf.as_decided.figures,
             dict(cf.as_decided.rejected_by_reason),
-            f"{cf.as_decided.head_hash.hex()[:12]} {'= live head' if matches else 'DIFFERS FROM LIVE'}",
+            f"{cf.as_decided.head_hash.hex()[:12]} {'= live head' if cf.faithful else 'DIFFERS FROM LIVE'}",
         ),
         MarketColumn(
             f"same log, {cf.mechanism}",

@@ -11,7 +11,6 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from connectors.kafka_admin import reset_group_offsets
-from connectors.readmodel.replay import head_below
 from core import config
 from core.key_secret import key_secret
 from core.version import validator_version
@@ -89,12 +88,11 @@ def _mechanism(settings: config.Settings, args: argparse.Namespace) -> int:
         bound = args.to_offset
         if bound is None:
             bound = live_position(settings.database_url, settings.topic("proposals"))
-        cf = counterfactual(settings, key_secret(settings), validator_version(), bound, args.mechanism)
-        live_head = head_below(settings.database_url, bound)
+        cf = counterfactual(settings, key_secret(settings), bound, args.mechanism)
     except (ReplayError, psycopg.OperationalError) as exc:
         print(f"replay failed: {exc}", file=sys.stderr)
         return 2
-    faithful = live_head == cf.as_decided.head_hash
+    faithful = cf.faithful
     print(f"offsets [0, {bound}) decided twice in memory in {cf.seconds:.1f} s: as the log says, and under "
           f"{cf.mechanism}")  # fmt: skip
     as_decided = "= live head" if faithful else "DIFFERS FROM LIVE (another law or version decided the live ledger)"

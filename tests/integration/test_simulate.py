@@ -317,7 +317,8 @@ def test_the_book_markets_trade_verify_and_reproduce(
     assert bool(clearings) == (market == "clearing")  # only the call auction clears at the meter
     if market == "book":  # the same log re-decided in memory, as it was and under uniform-price clearing
         cf = replay_under(settings, first, operator_signer(settings.home, scenario.operator).public_key, SECRET)
-        assert cf.as_decided.head_hash.hex() == first.head_hash and cf.as_decided.entries == first.head_seq + 1
+        assert cf.faithful and cf.as_decided.head_hash.hex() == first.head_hash
+        assert cf.as_decided.entries == first.head_seq + 1
         assert cf.as_decided.figures.resources["energy"].volume == figures.resources["energy"].volume
         cleared = cf.pinned.figures.resources["energy"]
         assert cleared.volume > 0 and set(cleared.per_tick) <= set(range(1, 11))  # traded at meter ticks only
