@@ -76,3 +76,15 @@ def plot_text(text: str) -> str:
     """``text`` as a chart label that shows it verbatim: plotly renders tags such as <a href> and <b> in
     labels, legends and hover text, and decodes entities, so the markup characters go in as entities."""
     return html.escape(text, quote=False)
+
+
+BIGINT_MAX = 2**63 - 1  # Postgres's bigint: a seq or offset beyond it is not in any ledger
+
+
+def position(text: str | None) -> int | None:
+    """A seq or offset typed or linked (untrusted text): ASCII digits within bigint, else None.
+    ``str.isdigit`` alone also passes "²", which ``int`` refuses, and any length, which Postgres does."""
+    if not text or not text.isascii() or not text.isdigit() or len(text) > len(str(BIGINT_MAX)):
+        return None
+    value = int(text)
+    return value if value <= BIGINT_MAX else None

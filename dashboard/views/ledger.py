@@ -36,10 +36,10 @@ def show_query() -> None:
     params = {k: st.query_params[k] for k in SEARCH_KEYS if k in st.query_params}
     if not params:
         ui.empty("Search for a proposal id, an agent or a ledger seq.")
-    elif "seq" in params and params["seq"].isdigit():
-        show_entry(sources.fetch(queries.entry_by_seq, int(params["seq"])), f"seq {params['seq']}")
-    elif "offset" in params and params["offset"].isdigit():
-        show_offset(int(params["offset"]))
+    elif (seq := fmt.position(params.get("seq"))) is not None:
+        show_entry(sources.fetch(queries.entry_by_seq, seq), f"seq {seq}")
+    elif (offset := fmt.position(params.get("offset"))) is not None:
+        show_offset(offset)
     elif "conflict" in params:
         details.conflict(params["conflict"])
     elif "agent" in params:
@@ -49,8 +49,9 @@ def show_query() -> None:
 
 
 def show_text(text: str) -> None:
-    if text.isdigit():
-        show_entry(sources.fetch(queries.entry_by_seq, int(text)), f"seq {text}")
+    seq = fmt.position(text)
+    if seq is not None:
+        show_entry(sources.fetch(queries.entry_by_seq, seq), f"seq {seq}")
         return
     entry = sources.fetch(queries.entry_by_proposal, text)
     if entry is not None:

@@ -15,7 +15,7 @@ from connectors.readmodel import dashboard as queries
 from connectors.readmodel import ticks
 from connectors.readmodel.ledger import grid_status
 from core.text import markdown_literal as md
-from dashboard import charts, sources, ui
+from dashboard import charts, fmt, sources, ui
 from schemas.types import RESOURCES
 
 WINDOWS = (12, 48, 240)
@@ -24,8 +24,8 @@ FLOW_ENTRIES_MAX = 10_000  # the Sankey reads at most this many entries, however
 
 
 def controls() -> tuple[int, str]:
-    asked = st.query_params.get("ticks", "")
-    chosen = int(asked) if asked.isdigit() and int(asked) in WINDOWS else WINDOW_DEFAULT
+    asked = fmt.position(st.query_params.get("ticks"))
+    chosen = asked if asked in WINDOWS else WINDOW_DEFAULT
     cols = st.columns([2, 2, 3])
     window = cols[0].selectbox(
         "Window", WINDOWS, index=WINDOWS.index(chosen), format_func=lambda n: f"last {n} ticks", key="live_ticks"

@@ -29,14 +29,14 @@ def controls() -> tuple[int, str]:
 
 def linked() -> None:
     """The item a deep link names, above the charts, with a way back to the whole page."""
-    offset, conflict = st.query_params.get("offset", ""), st.query_params.get("conflict")
-    if not offset.isdigit() and conflict is None:
+    offset, conflict = fmt.position(st.query_params.get("offset")), st.query_params.get("conflict")
+    if offset is None and conflict is None:
         return
     with st.container(border=True):
-        if offset.isdigit():
-            found = sources.fetch(queries.rejection, None, int(offset))
+        if offset is not None:
+            found = sources.fetch(queries.rejection, None, offset)
             if found is None:
-                ui.empty(f"No rejection at proposals offset {int(offset):,}: it was accepted or is not decided yet.")
+                ui.empty(f"No rejection at proposals offset {offset:,}: it was accepted or is not decided yet.")
             else:
                 details.rejection(found)
         else:
