@@ -18,23 +18,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-
 from connectors.readmodel.market import LedgerRow, MarketFigures, MarketFold
 from connectors.readmodel.replay import head_below
 from core.config import Settings
-from core.kafka_access import KafkaAccess
 from core.keyring import Keyring, validator_keyring
 from core.rows import Rejection
 from core.step import LedgerStep
 from law import State
 from law.ledger import Entry
 from law.policy import MARKET_MECHANISMS, invalid_param
+from streams.log_reader import read_log
 from streams.replay_errors import ReplayError
-
-FETCH_COUNT = 10_000
-CONSUME_WAIT_S = 0.5
-STALL_S = 30.0  # no new offset read for this long: the topic is shorter than the bound
 
 
 @dataclass
@@ -98,36 +92,6 @@ def decide_both(
     return columns
 
 
-def read_log(kafka: KafkaAccess, topic: str, to_offset: int) -> Iterator[tuple[int, bytes | None]]:
-    """(offset, value) of ``topic``'s offsets [0, to_offset), which must all be there, without gaps."""
-    consumer = Consumer(
-        kafka.config(
-            **{"group.id": "gridgov-counterfactual", "enable.auto.commit": False, "enable.partition.eof": True}
-        )
-    )
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    expected, last_progress = 0, time.monotonic()
-    try:
-        while expected < to_offset:
-            if time.monotonic() - last_progress > STALL_S:
-                raise ReplayError(f"{topic} ended at offset {expected}, before {to_offset}")
-            for msg in consumer.consume(num_messages=FETCH_COUNT, timeout=CONSUME_WAIT_S):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise ReplayError(f"reading {topic} failed: {err}")
-                if msg.offset() != expected:
-                    raise ReplayError(f"{topic} has a gap at offset {expected}")
-                last_progress = time.monotonic()
-                yield expected, msg.value()
-                expected += 1
-                if expected == to_offset:
-                    return
-    finally:
-        consumer.close()
-
-
 def counterfactual(settings: Settings, secret: bytes, to_offset: int, mechanism: str) -> Counterfactual:
     """Offsets [0, to_offset) of the proposals topic, as decided and under ``mechanism``.
 
@@ -139,6 +103,7 @@ def counterfactual(settings: Settings, secret: bytes, to_offset: int, mechanism:
     if head is None:
         raise ReplayError(f"the live ledger has no entry below offset {to_offset}")
     live_head, version = head
-    log = read_log(settings.kafka("admin"), settings.topic("proposals"), to_offset)
+    messages = read_log(settings.kafka("admin"), settings.topic("proposals"), to_offset, "gridgov-counterfactual")
+    log = ((offset, msg.value()) for offset, msg in messages)
     as_decided, pinned = decide_both(log, validator_keyring(settings, secret), version, mechanism)
     return Counterfactual(to_offset, mechanism, as_decided, pinned, time.perf_counter() - started, live_head)

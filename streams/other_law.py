@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.kafka_admin import delete_group_if_any, delete_topics, ensure_topics
 from connectors.kafka_io import produce_with_backpressure, proposal_producer
@@ -24,16 +24,15 @@ from connectors.readmodel.replay import stored_position
 from core.config import REPO_ROOT, Settings
 from core.kafka_access import KafkaAccess
 from core.process import stop_child
+from streams.log_reader import read_log
 from streams.replay_errors import ReplayError
 
 GIT_TIMEOUT_S = 120
 FLUSH_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 STALL_S = 60.0  # no new offset copied or decided for this long: the topic is shorter than the bound, or stuck
-CONSUME_WAIT_S = 0.5
 POLL_EVERY_S = 0.25
 IDLE_EXIT_S = 3
-FETCH_COUNT = 10_000
 
 
 @contextmanager
@@ -59,42 +58,16 @@ def _git(*args: str) -> str:
 
 def mirror_proposals(kafka: KafkaAccess, source: str, dest: str, to_offset: int) -> None:
     """Copy offsets [0, to_offset) of ``source`` into the empty ``dest``; each must land at its own offset."""
-    consumer = Consumer(
-        kafka.config(**{"group.id": "gridgov-replay-mirror", "enable.auto.commit": False, "enable.partition.eof": True})
-    )
-    consumer.assign([TopicPartition(source, 0, 0)])
     producer = proposal_producer(kafka, linger_ms=20)
     misplaced: list[str] = []
-    expected, last_progress = 0, time.monotonic()
-    try:
-        with progress_bar(total=to_offset, desc="copy proposals", unit="msg", unit_scale=True) as bar:
-            while expected < to_offset:
-                if time.monotonic() - last_progress > STALL_S:
-                    raise ReplayError(f"{source} ended at offset {expected}, before {to_offset}")
-                for msg in _consume(consumer):
-                    last_progress = time.monotonic()
-                    if msg.offset() != expected:
-                        raise ReplayError(f"{source} has a gap at offset {expected}: cannot preserve offsets")
-                    _produce(producer, dest, msg, misplaced)
-                    expected += 1
-                    if expected == to_offset:
-                        break
-                bar.update(expected - bar.n)
-        if producer.flush(FLUSH_TIMEOUT_S) > 0:
-            raise ReplayError("copy of the proposals not acknowledged in time")
-    finally:
-        consumer.close()
+    with progress_bar(total=to_offset, desc="copy proposals", unit="msg", unit_scale=True) as bar:
+        for _, msg in read_log(kafka, source, to_offset, "gridgov-replay-mirror"):
+            _produce(producer, dest, msg, misplaced)
+            bar.update(1)
+    if producer.flush(FLUSH_TIMEOUT_S) > 0:
+        raise ReplayError("copy of the proposals not acknowledged in time")
     if misplaced:
         raise ReplayError(f"{len(misplaced)} copied proposals landed at other offsets: {misplaced[:3]}")
-
-
-def _consume(consumer: Consumer) -> list[Message]:
-    messages = consumer.consume(num_messages=FETCH_COUNT, timeout=CONSUME_WAIT_S)
-    good = [m for m in messages if m.error() is None]
-    errors = [e for m in messages if (e := m.error()) is not None and e.code() != KafkaError._PARTITION_EOF]
-    if errors:
-        raise ReplayError(f"reading the proposals failed: {errors[0]}")
-    return good
 
 
 def _produce(producer: Producer, dest: str, msg: Message, misplaced: list[str]) -> None:
