@@ -9,6 +9,8 @@ SEED ?= 7
 SCENARIO ?= agents/scenarios/default.toml
 STRESS_SCENARIO ?= agents/scenarios/heatwave.toml
 BENCH_COUNT ?= 200000
+BENCH_RUNS ?= 3
+BENCH_MEMORY_COUNT ?= 1000000
 SOAK_S ?= 1800
 
 .PHONY: help setup infra-up infra-down status topics migrate run stress test test-unit test-integration test-e2e fuzz lint bench validator sinks dashboard n8n verify clean up down live-status soak
@@ -60,8 +62,8 @@ fuzz: setup ## the law's stateful fuzz through the real Postgres commit path, lo
 lint: setup ## ruff, mypy and the import contracts (the layers)
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(VENV)/bin/lint-imports --no-cache --no-logo
 
-bench: infra-up ## validator throughput and latency vs baseline and ceiling (BENCH_COUNT)
-	@$(GRIDGOV) --log-level WARNING bench --count $(BENCH_COUNT)
+bench: infra-up ## throughput, latency, rehydrate, replay vs baseline and ceilings: medians of BENCH_RUNS, memory at BENCH_MEMORY_COUNT
+	@$(GRIDGOV) --log-level WARNING bench --count $(BENCH_COUNT) --runs $(BENCH_RUNS) --memory-count $(BENCH_MEMORY_COUNT)
 
 validator: infra-up ## run the validator in the foreground
 	@$(GRIDGOV) validator

@@ -50,8 +50,9 @@ from streams.writer import ProcessSink
 SECRET = bytes(range(32))
 VERSION = "bench"  # the stamp of every bench ledger: the replay's must equal the validator row's
 LATENCY_RATE_PER_S = 10_000
-LATENCY_DURATION_S = 12.0
+LATENCY_WINDOW_S = 60.0  # steady state: the percentiles are over this window after the warm-up
 LATENCY_WARMUP_S = 2.0
+PACE_SLEEP_S = 0.001
 NAIVE_COUNT = 5_000
 STALL_S = 30.0  # no offset decided for this long: the workload did not arrive
 QUIET_LOAD_PER_CORE = 0.5  # a 1-minute load average below this per core before the run: "quiet"
@@ -221,10 +222,36 @@ def replay_row(s: Settings, to_offset: int) -> Row:
     )
 
 
-def latency(s: Settings, w: Workload, rate_per_s: int, duration_s: float, offset: int) -> tuple[float, float, int]:
-    """Offer ``rate_per_s`` for ``duration_s`` from another process while the validator runs here;
-    return p50/p99 produce→commit in ms (Kafka CreateTime to the batch's Postgres commit)."""
-    count = int(rate_per_s * duration_s)
+@dataclass(frozen=True)
+class Latency:
+    """Produce→commit percentiles (ms) of the proposals produced after the warm-up, at a fixed offered rate."""
+
+    rate_per_s: int
+    window_s: float
+    count: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+
+    def line(self) -> str:
+        return (
+            f"latency produce→commit at {self.rate_per_s:,}/s offered, {self.count:,} proposals in the "
+            f"{self.window_s:g} s after a {LATENCY_WARMUP_S:g} s warm-up: p50 {self.p50_ms:.1f} ms, "
+            f"p99 {self.p99_ms:.1f} ms, p99.9 {self.p999_ms:.1f} ms"
+        )
+
+
+def percentile(sorted_samples: list[int], fraction: float) -> float:
+    """The nearest-rank percentile of samples sorted ascending."""
+    assert sorted_samples, "a percentile of no samples"
+    return float(sorted_samples[min(len(sorted_samples) - 1, int(len(sorted_samples) * fraction))])
+
+
+def latency(s: Settings, w: Workload, rate_per_s: int, window_s: float, offset: int) -> Latency:
+    """Offer ``rate_per_s`` for the warm-up and then ``window_s`` from another process while the
+    validator runs here; the percentiles of produce→commit (Kafka CreateTime to the batch's Postgres
+    commit) over the window."""
+    count = int(rate_per_s * (LATENCY_WARMUP_S + window_s))
     raws = [m.raw for m in w.messages(count)]
     v = open_validator(s, SECRET, version=VERSION)
     v.latencies_ms = []
@@ -239,27 +266,30 @@ def latency(s: Settings, w: Workload, rate_per_s: int, duration_s: float, offset
     # Steady state: the first seconds include the consumer's first fetches, not the validator's work.
     first_ms = min(produced_ms for produced_ms, _ in v.latencies_ms)
     samples = sorted(lat for produced_ms, lat in v.latencies_ms if produced_ms >= first_ms + LATENCY_WARMUP_S * 1000)
-    return statistics.median(samples), samples[int(len(samples) * 0.99)], len(samples)
+    return Latency(
+        rate_per_s,
+        window_s,
+        len(samples),
+        statistics.median(samples),
+        percentile(samples, 0.99),
+        percentile(samples, 0.999),
+    )
 
 
 def paced_produce(kafka: KafkaAccess, topic: str, raws: list[bytes], rate_per_s: int) -> None:
+    """Send ``raws`` at ``rate_per_s``: each wake-up sends what is due by then, and sleeps are at least
+    PACE_SLEEP_S, so the load generator (one sleep per message cost it half a core at 5,000/s) leaves
+    the cores to what is measured."""
     producer = proposal_producer(kafka, linger_ms=1)
-    started = time.perf_counter()
-    for i, raw in enumerate(raws):
-        delay_s = started + i / rate_per_s - time.perf_counter()
-        if delay_s > 0:
-            time.sleep(delay_s)
-        producer.produce(topic, raw)
+    started, sent = time.perf_counter(), 0
+    while sent < len(raws):
+        due = min(len(raws), int((time.perf_counter() - started) * rate_per_s) + 1)
+        for raw in raws[sent:due]:
+            producer.produce(topic, raw)
+        sent = due
         producer.poll(0)
+        time.sleep(max(PACE_SLEEP_S, started + sent / rate_per_s - time.perf_counter()))
     producer.flush(30)
-
-
-def latency_line(s: Settings, w: Workload, offset: int) -> str:
-    p50, p99, n = latency(s, w, LATENCY_RATE_PER_S, LATENCY_DURATION_S, offset)
-    return (
-        f"latency produce→commit at {LATENCY_RATE_PER_S}/s offered, {n} proposals after a "
-        f"{LATENCY_WARMUP_S:g} s warm-up: p50 {p50:.1f} ms, p99 {p99:.1f} ms"
-    )
 
 
 def naive_row(settings: Settings) -> Row:
@@ -280,32 +310,75 @@ def machine_line(cores: int, usable_cores: int, load_avg: tuple[float, float, fl
     )
 
 
-def run(settings: Settings, count: int) -> list[Row | str]:
+@dataclass(frozen=True)
+class Run:
+    """One bench run: the table's rows, the latency at the fixed load, and the machine's facts."""
+
+    rows: list[Row]
+    latency: Latency
+    machine: list[str]
+
+
+def run(settings: Settings, count: int, window_s: float = LATENCY_WINDOW_S) -> Run:
     machine = machine_line(os.cpu_count() or 1, len(os.sched_getaffinity(0)), os.getloadavg())
     w = Workload(SECRET, agent_count=50, seed=1, run_id="bench")
     with scratch(settings) as s:
         total = send_workload(s, w, count)
-        out: list[Row | str] = [consume_only(s, total), insert_only(s, total), validator_row(s, total)]
-        out += [rehydrate_row(s), replay_row(s, total), latency_line(s, w, total)]
-    return [*out, naive_row(settings), machine]
+        rows = [consume_only(s, total), insert_only(s, total), validator_row(s, total)]
+        rows += [rehydrate_row(s), replay_row(s, total)]
+        measured = latency(s, w, LATENCY_RATE_PER_S, window_s, total)
+    return Run([*rows, naive_row(settings)], measured, [machine])
 
 
-def render(rows: list[Row | str], fsync: str) -> str:
-    table = [r for r in rows if isinstance(r, Row)]
-    baseline = next(r for r in table if r.kind == "baseline")
-    ceiling = min((r for r in table if r.kind == "ceiling"), key=lambda r: r.rate_per_s)
+def memory_row(settings: Settings, count: int) -> Row:
+    """The validator row alone over ``count`` proposals: its memory must not grow with the count."""
+    with scratch(settings) as s:
+        total = send_workload(s, Workload(SECRET, agent_count=50, seed=1, run_id="bench"), count)
+        row = validator_row(s, total)
+    return Row(f"validator, {total:,} proposals (memory)", row.count, row.elapsed_s, row.note)
+
+
+def median_run(runs: list[Run]) -> Run:
+    """Each row's median rate over ``runs`` (its range in the note), each latency percentile's median."""
+    assert runs and len({tuple(r.name for r in run.rows) for run in runs}) == 1, "runs of the same rows"
+    rows = []
+    for same in zip(*(run.rows for run in runs), strict=True):
+        rates = sorted(r.rate_per_s for r in same)
+        rate = statistics.median(rates)
+        note = f"median of {len(runs)}: {rates[0]:,.0f}–{rates[-1]:,.0f}/s; {same[0].note}".rstrip("; ")
+        rows.append(Row(same[0].name, same[0].count, same[0].count / rate if rate else 0.0, note, same[0].kind))
+    lat = [run.latency for run in runs]
+    measured = Latency(
+        lat[0].rate_per_s,
+        lat[0].window_s,
+        int(statistics.median(x.count for x in lat)),
+        statistics.median(x.p50_ms for x in lat),
+        statistics.median(x.p99_ms for x in lat),
+        statistics.median(x.p999_ms for x in lat),
+    )
+    return Run(rows, measured, [line for run in runs for line in run.machine])
+
+
+def render(rows: list[Row], lines: list[str], fsync: str) -> str:
+    """The table: every row's rate against the baseline and the lower ceiling; then ``lines``."""
+    baseline = next(r for r in rows if r.kind == "baseline")
+    ceiling = min((r for r in rows if r.kind == "ceiling"), key=lambda r: r.rate_per_s)
     head = f"{'measurement':48} {'count':>9} {'seconds':>8} {'per second':>11} {'× baseline':>11} {'× ceiling':>10}"
-    lines = [f"{head}  note"]
-    for r in table:
+    out = [f"{head}  note"]
+    for r in rows:
         baseline_ratio, ceiling_ratio = _ratio(r, baseline), _ratio(r, ceiling)
-        lines.append(
+        out.append(
             f"{r.name:48} {r.count:9d} {r.elapsed_s:8.2f} {r.rate_per_s:11,.0f} "
             f"{baseline_ratio:11.2f} {ceiling_ratio:10.2f}  {r.note}"
         )
-    lines += [r for r in rows if isinstance(r, str)]
-    lines.append(f"× ceiling: to the lower of the two, {ceiling.name!r}")
-    lines.append(f"postgres fsync={fsync}; Kafka and Postgres on this machine")
-    return "\n".join(lines)
+    out += lines
+    out.append(f"× ceiling: to the lower of the two, {ceiling.name!r}")
+    out.append(f"postgres fsync={fsync}; Kafka and Postgres on this machine")
+    return "\n".join(out)
+
+
+def render_run(run: Run, fsync: str) -> str:
+    return render(run.rows, [run.latency.line(), *run.machine], fsync)
 
 
 def _ratio(row: Row, reference: Row) -> float:

@@ -199,7 +199,9 @@ def test_losing_the_leader_broker_loses_and_duplicates_nothing(cluster: Settings
         # Both carry on without it: proposals acknowledged by the new leader reach the validator and get decided.
         sent_on_new_leader = sender.sent
         failover_s = leader_moved_s + poll_until(
-            lambda: decided_count(s) > sent_on_new_leader, FAILOVER_TIMEOUT_S, "proposals sent to the new leader decided"
+            lambda: decided_count(s) > sent_on_new_leader,
+            FAILOVER_TIMEOUT_S,
+            "proposals sent to the new leader decided",
         )
         assert validator.poll() is None, log.read_text()[-2000:]
         down_s = time.monotonic() - killed_at

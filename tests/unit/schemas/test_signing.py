@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.keys import derive_key
-from schemas.signing import Ed25519Signer, HmacSigner, ed25519_valid, hmac_valid
+from schemas.signing import Ed25519Signer, HmacSigner, ed25519_valid, hmac_sha256, hmac_valid
 from streams.workload import synthetic_operator
 
 OPERATOR: Ed25519Signer = synthetic_operator(b"signing-test")
@@ -21,6 +24,14 @@ def test_a_signature_covers_exactly_its_message(message: bytes, other: bytes) ->
     if other != message:
         assert not hmac_valid(other, hmac_sig, key)
         assert not ed25519_valid(other, ed_sig, OPERATOR.public_key)
+
+
+@given(st.lists(st.binary(max_size=100), min_size=1, max_size=4), st.binary(max_size=512))
+def test_the_cached_keyed_state_gives_the_standard_hmac_for_every_key_in_any_order(
+    keys: list[bytes], message: bytes
+) -> None:
+    for key in keys + keys[::-1]:  # reused states are copied, never advanced
+        assert hmac_sha256(key, message) == hmac.new(key, message, hashlib.sha256).digest()
 
 
 def test_an_hmac_signature_is_no_operator_signature_and_bad_keys_do_not_raise() -> None:

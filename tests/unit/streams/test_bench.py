@@ -3,15 +3,25 @@ facts; the peak-RSS mark the validator row resets and reads."""
 
 from __future__ import annotations
 
-from streams.bench import Row, machine_line, peak_rss_kib, render, reset_peak_rss_kib
+from streams.bench import (
+    Latency,
+    Row,
+    Run,
+    machine_line,
+    median_run,
+    peak_rss_kib,
+    percentile,
+    render,
+    render_run,
+    reset_peak_rss_kib,
+)
 
-ROWS: list[Row | str] = [
+ROWS = [
     Row("ceiling: consume-only", 100_000, 1.0, kind="ceiling"),
     Row("ceiling: bulk-insert-only", 100_000, 2.0, kind="ceiling"),  # the lower: 50,000/s
     Row("validator", 100_000, 4.0),  # 25,000/s
     Row("rehydrate", 150_000, 1.0),
     Row("naive baseline", 1_000, 1.0, kind="baseline"),
-    "latency line",
 ]
 ALLOCATED_BYTES = 64 * 1024 * 1024
 ALLOCATED_KIB = ALLOCATED_BYTES // 1024
@@ -22,7 +32,7 @@ def _line(text: str, name: str) -> list[str]:
 
 
 def test_every_rate_is_a_ratio_to_the_baseline_and_to_the_lower_ceiling() -> None:
-    text = render(ROWS, fsync="on")
+    text = render(ROWS, ["latency line"], fsync="on")
     assert _line(text, "validator")[-2:] == ["25.00", "0.50"]
     assert _line(text, "rehydrate")[-2:] == ["150.00", "3.00"]
     assert _line(text, "naive baseline")[-2:] == ["1.00", "0.02"]
@@ -30,7 +40,7 @@ def test_every_rate_is_a_ratio_to_the_baseline_and_to_the_lower_ceiling() -> Non
 
 
 def test_the_table_names_the_lower_ceiling_and_keeps_the_text_lines() -> None:
-    text = render(ROWS, fsync="on")
+    text = render(ROWS, ["latency line"], fsync="on")
     assert "× ceiling: to the lower of the two, 'ceiling: bulk-insert-only'" in text
     assert "latency line" in text.splitlines()
     assert text.splitlines()[-1].startswith("postgres fsync=on")
@@ -55,3 +65,29 @@ def test_the_peak_rss_mark_forgets_an_older_peak_and_rises_with_an_allocation() 
     held = b"x" * ALLOCATED_BYTES
     assert peak_rss_kib() >= start_kib + ALLOCATED_KIB * 9 // 10
     assert len(held) == ALLOCATED_BYTES
+
+
+def _run(validator_s: float, p99_ms: float, load: str) -> Run:
+    rows = [r if r.name != "validator" else Row("validator", r.count, validator_s) for r in ROWS]
+    return Run(rows, Latency(10_000, 60.0, 600_000, p99_ms / 4, p99_ms, p99_ms * 2), [load])
+
+
+def test_the_median_of_three_runs_is_each_rows_middle_rate_with_its_range() -> None:
+    runs = [_run(4.0, 40.0, "first"), _run(2.0, 80.0, "second"), _run(5.0, 20.0, "third")]
+    result = median_run(runs)
+    validator = next(r for r in result.rows if r.name == "validator")
+    assert validator.rate_per_s == 25_000  # of 20,000, 25,000 and 50,000
+    assert validator.note.startswith("median of 3: 20,000–50,000/s")
+    assert (result.latency.p50_ms, result.latency.p99_ms, result.latency.p999_ms) == (10.0, 40.0, 80.0)
+    assert result.machine == ["first", "second", "third"]
+    text = render_run(result, fsync="on")
+    assert _line(text, "validator")[3:6] == ["25,000", "25.00", "0.50"]
+    assert "p50 10.0 ms, p99 40.0 ms, p99.9 80.0 ms" in text
+
+
+def test_a_percentile_is_the_nearest_rank_of_the_sorted_samples() -> None:
+    samples = list(range(1, 1001))  # 1..1000 ms
+    assert percentile(samples, 0.5) == 501
+    assert percentile(samples, 0.99) == 991
+    assert percentile(samples, 0.999) == 1000
+    assert percentile([7], 0.999) == 7
