@@ -343,10 +343,12 @@ def median_run(runs: list[Run]) -> Run:
     assert runs and len({tuple(r.name for r in run.rows) for run in runs}) == 1, "runs of the same rows"
     rows = []
     for same in zip(*(run.rows for run in runs), strict=True):
-        rates = sorted(r.rate_per_s for r in same)
-        rate = statistics.median(rates)
-        note = f"median of {len(runs)}: {rates[0]:,.0f}–{rates[-1]:,.0f}/s; {same[0].note}".rstrip("; ")
-        rows.append(Row(same[0].name, same[0].count, same[0].count / rate if rate else 0.0, note, same[0].kind))
+        ranked = sorted(same, key=lambda r: r.rate_per_s)
+        middle = ranked[(len(ranked) - 1) // 2]  # its note (peak memory) goes with the median's rate
+        rate = statistics.median(r.rate_per_s for r in ranked)
+        spread = f"{ranked[0].rate_per_s:,.0f}–{ranked[-1].rate_per_s:,.0f}/s"
+        note = f"median of {len(runs)}: {spread}; {middle.note}".rstrip("; ")
+        rows.append(Row(middle.name, middle.count, middle.count / rate if rate else 0.0, note, middle.kind))
     lat = [run.latency for run in runs]
     measured = Latency(
         lat[0].rate_per_s,

@@ -232,14 +232,14 @@ class Validator:
         except CommitRefused as exc:
             self._halt(exc)
         before = self.position.next_offset
-        for next_offset, commit_s in done:
+        for committed in done:
             submitted = self._submitted.popleft()
-            assert submitted.next_offset == next_offset, "batches are committed in the order decided"
-            metrics.COMMIT_SECONDS.observe(commit_s)
-            self._after_commit(submitted)
+            assert submitted.next_offset == committed.next_offset, "batches are committed in the order decided"
+            metrics.COMMIT_SECONDS.observe(committed.commit_s)
+            self._after_commit(submitted, committed.at_ms)
         return self.position.next_offset - before
 
-    def _after_commit(self, batch: _Submitted) -> None:
+    def _after_commit(self, batch: _Submitted, committed_at_ms: int) -> None:
         self.position.next_offset = batch.next_offset
         if batch.head is not None:
             self.position.head_seq, self.position.head_hash = batch.head
@@ -251,8 +251,8 @@ class Validator:
         _, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
         metrics.LAG.set(max(0, high - batch.next_offset))
         if batch.produced_ms is not None and self.latencies_ms is not None:
-            now_ms = int(time.time() * 1000)  # wall clock for measurement only; no decision reads it
-            self.latencies_ms += [(produced, now_ms - produced) for produced in batch.produced_ms]
+            # wall clock for measurement only; no decision reads it
+            self.latencies_ms += [(produced, committed_at_ms - produced) for produced in batch.produced_ms]
         logger.debug(
             "batch committed",
             extra={

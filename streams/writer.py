@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from operator import attrgetter
-from typing import Any, Protocol, get_type_hints
+from typing import Any, NamedTuple, Protocol, get_type_hints
 
 import msgspec
 
@@ -72,6 +72,19 @@ _decode_entries = msgspec.msgpack.Decoder(list[_values_type(Entry)]).decode  # t
 _decode_rejections = msgspec.msgpack.Decoder(list[_values_type(Rejection)]).decode  # type: ignore[misc]
 
 
+class Committed(NamedTuple):
+    """A batch the store committed."""
+
+    next_offset: int
+    commit_s: float  # the transaction's duration
+    at_ms: int  # wall clock when it committed: produce→commit latency is measured to here, not to when
+    # the validator next looks, a batch's decisions later
+
+
+def _committed(next_offset: int, started_s: float) -> Committed:
+    return Committed(next_offset, time.perf_counter() - started_s, int(time.time() * 1000))
+
+
 class ValidatorStoreError(RuntimeError):
     """The writer process failed or ended: the batches it had not committed are decided again on restart."""
 
@@ -83,9 +96,9 @@ class BatchSink(Protocol):
         """Commit ``batch`` (with ``state`` as it left it) and relay it with ``extra``, now or later."""
         ...
 
-    def committed(self, wait: bool) -> list[tuple[int, float]]:
-        """(next offset, commit seconds) of each batch committed since the last call, in order; with
-        ``wait``, first wait until at least one is, if any is in flight."""
+    def committed(self, wait: bool) -> list[Committed]:
+        """Each batch committed since the last call, in order; with ``wait``, first wait until at
+        least one is, if any is in flight."""
         ...
 
     @property
@@ -108,16 +121,16 @@ class InlineSink:
 
     store: LedgerStoreContract
     relay: Any  # streams.validator.RecordSink
-    _done: list[tuple[int, float]] | None = None
+    _done: list[Committed] | None = None
 
     def submit(self, batch: Batch, state: State, extra: list[Outgoing]) -> None:
         started = time.perf_counter()
         self.store.commit(batch, state, self.relay.poll())
-        seconds = time.perf_counter() - started
+        done = _committed(batch.next_offset, started)
         self.relay.publish(batch, extra)
-        self._done = [*(self._done or []), (batch.next_offset, seconds)]
+        self._done = [*(self._done or []), done]
 
-    def committed(self, wait: bool) -> list[tuple[int, float]]:
+    def committed(self, wait: bool) -> list[Committed]:
         self.relay.poll()
         done, self._done = self._done or [], None
         return done
@@ -143,7 +156,7 @@ class ProcessSink:
     def __init__(self, store: LedgerStore, process: subprocess.Popen[bytes], conn: Connection) -> None:
         self.store, self.process, self.conn = store, process, conn
         self._in_flight: deque[int] = deque()
-        self._done: list[tuple[int, float]] = []  # committed, not yet taken by ``committed``
+        self._done: list[Committed] = []  # committed, not yet taken by ``committed``
         self._closed = False
 
     @property
@@ -166,7 +179,7 @@ class ProcessSink:
         self.conn.send(("batch", batch.next_offset, entries, rejections, changes, extra))
         self._in_flight.append(batch.next_offset)
 
-    def committed(self, wait: bool) -> list[tuple[int, float]]:
+    def committed(self, wait: bool) -> list[Committed]:
         if wait and self._in_flight and not self._done:
             self._receive(REPLY_WAIT_S)
         while self.conn.poll(0):
@@ -209,9 +222,9 @@ class ProcessSink:
         """Wait for one commit report."""
         reply = self._recv(timeout_s)
         assert reply[0] == "committed", f"unexpected reply from the writer: {reply[0]}"
-        next_offset, seconds = reply[1], reply[2]
-        assert self._in_flight.popleft() == next_offset, "the writer commits batches in the order sent"
-        self._done.append((next_offset, seconds))
+        done = Committed(*reply[1:])
+        assert self._in_flight.popleft() == done.next_offset, "the writer commits batches in the order sent"
+        self._done.append(done)
 
     def _recv(self, timeout_s: float) -> tuple[Any, ...]:
         if not self.conn.poll(timeout_s):
@@ -312,7 +325,7 @@ def _serve_batches(conn: Connection, store: LedgerStore, relay: Relay) -> None:
             )
             started = time.perf_counter()
             store.write(batch, changes, relay.poll())
-            conn.send(("committed", next_offset, time.perf_counter() - started))
+            conn.send(("committed", *_committed(next_offset, started)))
             relay.publish(batch, extra)
         elif message[0] == "flush_relay":
             relay.flush()
