@@ -319,9 +319,14 @@ class Run:
     machine: list[str]
 
 
+def bench_workload() -> Workload:
+    """The workload of every measured row (the naive baseline's is its own, smaller one)."""
+    return Workload(SECRET, agent_count=50, seed=1, run_id="bench")
+
+
 def run(settings: Settings, count: int, window_s: float = LATENCY_WINDOW_S) -> Run:
     machine = machine_line(os.cpu_count() or 1, len(os.sched_getaffinity(0)), os.getloadavg())
-    w = Workload(SECRET, agent_count=50, seed=1, run_id="bench")
+    w = bench_workload()
     with scratch(settings) as s:
         total = send_workload(s, w, count)
         rows = [consume_only(s, total), insert_only(s, total), validator_row(s, total)]
@@ -333,7 +338,7 @@ def run(settings: Settings, count: int, window_s: float = LATENCY_WINDOW_S) -> R
 def memory_row(settings: Settings, count: int) -> Row:
     """The validator row alone over ``count`` proposals: its memory must not grow with the count."""
     with scratch(settings) as s:
-        total = send_workload(s, Workload(SECRET, agent_count=50, seed=1, run_id="bench"), count)
+        total = send_workload(s, bench_workload(), count)
         row = validator_row(s, total)
     return Row(f"validator, {total:,} proposals (memory)", row.count, row.elapsed_s, row.note)
 
@@ -379,8 +384,9 @@ def render(rows: list[Row], lines: list[str], fsync: str) -> str:
     return "\n".join(out)
 
 
-def render_run(run: Run, fsync: str) -> str:
-    return render(run.rows, [run.latency.line(), *run.machine], fsync)
+def render_run(run: Run, fsync: str, extra: list[Row] | None = None) -> str:
+    """A run's table with ``extra`` rows after its own, then its latency and machine lines."""
+    return render(run.rows + (extra or []), [run.latency.line(), *run.machine], fsync)
 
 
 def _ratio(row: Row, reference: Row) -> float:

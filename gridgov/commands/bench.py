@@ -48,8 +48,8 @@ def handle(args: argparse.Namespace) -> int:
     except bench.BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
-    result = bench.median_run(runs)
     if args.runs > 1:
         print(f"median of {args.runs} runs")
-    print(bench.render(result.rows + memory, [result.latency.line(), *result.machine], fsync))
+    result = bench.median_run(runs) if args.runs > 1 else runs[0]
+    print(bench.render_run(result, fsync, memory))
     return 0
