@@ -1,6 +1,6 @@
 """The rows the ledger is stored as, defined once: an entry (``law.ledger.Entry``) and a rejection.
 
-Column names and Postgres types are derived from the dataclasses here, so the validator's COPY, the
+Column names and Postgres types are derived from the classes here, so the validator's COPY, the
 relay's catch-up, the audit's reader, the binary COPY of ``rehydrate`` and the dashboard all read and
 write the same layout. A field added to ``Entry`` or ``Rejection`` fails the asserts below until its
 column type is stated.
@@ -8,10 +8,11 @@ column type is stated.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
+
+import msgspec
 
 from law.ledger import Entry
 
@@ -35,7 +36,7 @@ LEDGER_COLUMN_TYPES: dict[str, str] = {
     "prev_hash": "bytea",
     "hash": "bytea",
 }
-_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(Entry))
+_ENTRY_FIELDS = Entry.__struct_fields__
 assert set(_ENTRY_FIELDS) == {*LEDGER_COLUMN_TYPES, "postings"}, "core/rows.py must name every Entry field"
 LEDGER_COLUMN_NAMES: tuple[str, ...] = tuple(LEDGER_COLUMN_TYPES)
 LEDGER_COLUMNS = ", ".join(LEDGER_COLUMN_NAMES)
@@ -80,9 +81,9 @@ def was_authenticated(nonce: int | None, reason_code: str) -> bool:
     return nonce is not None or reason_code == DUPLICATE_REASON
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A decided offset that did not become an entry, with the precise reason. Table ``rejections``."""
+class Rejection(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A decided offset that did not become an entry, with the precise reason. Table ``rejections``.
+    A Struct like ``Entry`` (law/ledger.py says why)."""
 
     source_offset: int
     proposal_id: str | None
@@ -108,7 +109,7 @@ class Rejection:
         return was_authenticated(self.nonce, self.reason_code)
 
 
-REJECTION_COLUMN_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Rejection))
+REJECTION_COLUMN_NAMES: tuple[str, ...] = Rejection.__struct_fields__
 REJECTION_COLUMNS = ", ".join(REJECTION_COLUMN_NAMES)
 _rejection_values = attrgetter(*REJECTION_COLUMN_NAMES)
 

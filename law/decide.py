@@ -19,9 +19,10 @@ Whatever the database would refuse, a rule here refuses first (bounds in ``law.b
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
+
+import msgspec
 
 from law import book
 from law.bounds import crossing, room_down, room_up
@@ -117,7 +118,7 @@ def decide(state: State, decoded: Decoded, position: int, keys: Keys) -> Decisio
         )
     decision = _gate(state, p) or _rule(state, p, keys)
     if isinstance(decision, Rejected):
-        return dataclasses.replace(decision, consumes_nonce=True)
+        return msgspec.structs.replace(decision, consumes_nonce=True)
     return decision
 
 

@@ -10,8 +10,8 @@ key in force at its seq and re-decide it with the law.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
+import msgspec
 import orjson
 
 from law.state import Accepted
@@ -20,8 +20,12 @@ ENTRY_FORMAT_VERSION = 3  # 2: the agent's nonce follows the agent; 3: the propo
 GENESIS_PREV_HASH = bytes(32)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A msgspec Struct, not a frozen dataclass: one is built per accepted proposal and again in the
+    writer, and a frozen dataclass's ``__init__`` costs 1.7 µs for these 16 fields, the Struct's 0.1 µs.
+    ``array_like``: it crosses to the writer as a MessagePack array; ``gc=False``: it holds only
+    strings, integers, bytes and tuples of them, so it can never be part of a reference cycle."""
+
     seq: int
     source_offset: int
     proposal_id: str
@@ -87,24 +91,13 @@ def seal(
     assert all_resources_balance(accepted.postings), f"postings of {accepted.proposal_id} do not sum to zero"
     effects = effects_json(accepted)
     body = canonical(seq, source_offset, accepted, validator_version, effects, proposal_json, sig)
+    # positional, in field order (keywords would cost 0.9 µs more); the audit's recompute_hash of every
+    # entry would catch two fields swapped
     return Entry(
-        seq=seq,
-        source_offset=source_offset,
-        proposal_id=accepted.proposal_id,
-        kind=accepted.kind,
-        agent=accepted.agent,
-        nonce=accepted.nonce,
-        tick=accepted.tick,
-        expires_tick=accepted.expires_tick,
-        validator_version=validator_version,
-        policy_version=accepted.policy_version,
-        postings=accepted.postings,
-        effects_json=effects,
-        proposal_json=proposal_json,
-        sig=sig,
-        prev_hash=prev_hash,
-        hash=hashlib.sha256(prev_hash + body).digest(),
-    )
+        seq, source_offset, accepted.proposal_id, accepted.kind, accepted.agent, accepted.nonce, accepted.tick,
+        accepted.expires_tick, validator_version, accepted.policy_version, accepted.postings, effects,
+        proposal_json, sig, prev_hash, hashlib.sha256(prev_hash + body).digest(),
+    )  # fmt: skip
 
 
 def all_resources_balance(postings: tuple[tuple[str, str, int], ...]) -> bool:

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import msgspec
+
 from law.policy import DEFAULT_POLICY
 
 SYSTEM_GENESIS = "system:genesis"
@@ -147,8 +149,11 @@ class State:
         return threshold > 0 and self.telemetry.energy_demand > 0 and (self.telemetry.reserve_permille < threshold)
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+# The decisions are msgspec Structs, not frozen dataclasses: one is built per proposal, and a frozen
+# dataclass's ``__init__`` (a ``object.__setattr__`` per field) costs several times the Struct's.
+
+
+class Accepted(msgspec.Struct, frozen=True):
     """A decision to append an entry. Everything ``apply`` needs, and nothing it must recompute."""
 
     proposal_id: str
@@ -162,8 +167,7 @@ class Accepted:
     policy_version: int  # the version in force when decided
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(msgspec.Struct, frozen=True):
     reason_code: str
     detail: str
     field: str | None = None

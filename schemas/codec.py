@@ -14,9 +14,9 @@ hold something no legal message has) a walk of the parsed JSON against structura
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -81,8 +81,8 @@ _validate_proposal = Proposal.__pydantic_validator__.validate_python
 _LIMIT_ERROR_TYPES = frozenset({"less_than_equal", "less_than", "too_long", "string_too_long"})
 
 
-@dataclass(frozen=True, slots=True)
-class DecodeError:
+# Structs, not frozen dataclasses: one of the two is built per message (law/state.py says why).
+class DecodeError(msgspec.Struct, frozen=True):
     reason_code: str  # MALFORMED or LIMIT_EXCEEDED
     field: str
     detail: str
@@ -91,8 +91,7 @@ class DecodeError:
     agent: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
+class Decoded(msgspec.Struct, frozen=True):
     proposal: Proposal
     signed_bytes: bytes  # canonical bytes the signature covers
     sig: bytes
