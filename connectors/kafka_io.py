@@ -60,6 +60,11 @@ def produce_with_backpressure(
 ) -> None:
     """Produce one record; while the producer's local queue is full, serve delivery reports (which makes
     room) and retry, for at most ``wait_s_max``. ``timestamp_ms`` 0 is the producer's clock."""
+    try:  # the common case, without the retry loop's closure and clock (the relay calls this per record)
+        producer.produce(topic, value=value, key=key, on_delivery=on_delivery, timestamp=timestamp_ms)
+        return
+    except BufferError:
+        pass
 
     def queued() -> bool:
         try:

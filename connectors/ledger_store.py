@@ -9,7 +9,8 @@ position inside it is what makes redelivery harmless.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,8 +30,11 @@ from core.audit import (
 from core.outgoing import LEDGER_STREAM, REJECTION_STREAM
 from core.rows import (
     LEDGER_COLUMNS,
+    LEDGER_TYPES,
     POSTING_COLUMNS,
+    POSTING_TYPES,
     REJECTION_COLUMNS,
+    REJECTION_TYPES,
     Batch,
     CommitRefused,
     Position,
@@ -201,7 +205,7 @@ class LedgerStore:
         if changes.checkpoint is not None:
             checkpoints.insert_checkpoint(cur, changes.checkpoint)
         if batch.rejections:
-            with cur.copy(f"COPY rejections ({REJECTION_COLUMNS}) FROM STDIN") as copy:
+            with _copy_in(cur, "rejections", REJECTION_COLUMNS, REJECTION_TYPES) as copy:
                 for r in batch.rejections:
                     copy.write_row(r.as_tuple())
         _replace_rows(cur, "open_offers", OFFER_COLUMNS, changes.offers)
@@ -227,13 +231,22 @@ class LedgerStore:
         self.conn.commit()
 
     def _copy_entries(self, cur: psycopg.Cursor[Any], entries: list[Entry]) -> None:
-        with cur.copy(f"COPY ledger ({LEDGER_COLUMNS}) FROM STDIN") as copy:
+        with _copy_in(cur, "ledger", LEDGER_COLUMNS, LEDGER_TYPES) as copy:
             for e in entries:
                 copy.write_row(entry_row(e))
-        with cur.copy(f"COPY postings ({POSTING_COLUMNS}) FROM STDIN") as copy:
+        with _copy_in(cur, "postings", POSTING_COLUMNS, POSTING_TYPES) as copy:
             for e in entries:
                 for row in posting_rows(e):
                     copy.write_row(row)
+
+
+@contextmanager
+def _copy_in(cur: psycopg.Cursor[Any], table: str, columns: str, types: tuple[str, ...]) -> Iterator[psycopg.Copy]:
+    """A binary COPY into ``table``: per row a third less formatting here than text (nothing to escape
+    in the JSON columns) and no parsing of numbers in Postgres."""
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(types))
+        yield copy
 
 
 RowChanges = tuple[list[str], list[tuple[Any, ...]]]  # (keys whose rows go, rows that come)

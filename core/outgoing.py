@@ -13,7 +13,7 @@ import orjson
 
 from core.rows import Rejection
 from law.ledger import Entry
-from schemas.records import AlertRecord, IncidentRecord, RejectionRecord
+from schemas.records import AlertRecord, IncidentRecord
 
 Outgoing = tuple[str, bytes, bytes]  # (logical topic, key, value)
 # The streams whose relay position is stored: ledger events by seq, rejections by source offset.
@@ -21,33 +21,35 @@ LEDGER_STREAM, REJECTION_STREAM = "ledger-events", "rejections"
 
 
 def rejection_record(r: Rejection) -> Outgoing:
-    """The rejection as consumers read it. An unauthenticated one carries no agent, kind or
-    provenance downstream: those are only what an unknown sender claimed (the table keeps them, as
-    evidence, for the ledger explorer)."""
+    """The rejection as consumers read it (``RejectionRecord``, built with orjson directly like the
+    ledger event; a unit test checks the bytes are the model's). An unauthenticated one carries no
+    agent, kind or provenance downstream: those are only what an unknown sender claimed (the table
+    keeps them, as evidence, for the ledger explorer)."""
     claimed = r.authenticated
-    provenance = orjson.loads(r.provenance_json) if r.provenance_json and claimed else None
-    record = RejectionRecord(
-        rejection_id=f"rej:{r.source_offset}",
-        source_offset=r.source_offset,
-        proposal_id=r.proposal_id,
-        agent=r.agent if claimed else None,
-        kind=r.kind if claimed else None,
-        reason_code=r.reason_code,  # type: ignore[arg-type]
-        field=r.field,
-        detail=r.detail,
-        tick=r.tick,
-        validator_version=r.validator_version,
-        policy_version=r.policy_version,
-        provenance=provenance,
-        nonce=r.nonce,
-    )
-    return "rejections", record.rejection_id.encode(), record.model_dump_json().encode()
+    rejection_id = f"rej:{r.source_offset}"
+    record = {
+        "v": 1,
+        "rejection_id": rejection_id,
+        "source_offset": r.source_offset,
+        "proposal_id": r.proposal_id,
+        "agent": r.agent if claimed else None,
+        "kind": r.kind if claimed else None,
+        "reason_code": r.reason_code,
+        "field": r.field,
+        "detail": r.detail,
+        "tick": r.tick,
+        "validator_version": r.validator_version,
+        "policy_version": r.policy_version,
+        # the validated provenance's own JSON, written by its model: embedded as it is
+        "provenance": orjson.Fragment(r.provenance_json) if r.provenance_json and claimed else None,
+        "nonce": r.nonce,
+    }
+    return "rejections", rejection_id.encode(), orjson.dumps(record)
 
 
 def entry_records(e: Entry) -> list[Outgoing]:
     """The ledger event (built with orjson directly: this runs per entry at full speed; a unit test
     checks the bytes against the LedgerEvent model), plus alerts and incidents for breaker effects."""
-    effects: list[dict[str, Any]] = orjson.loads(e.effects_json)
     event = {
         "v": 1,
         "seq": e.seq,
@@ -60,16 +62,22 @@ def entry_records(e: Entry) -> list[Outgoing]:
         "validator_version": e.validator_version,
         "policy_version": e.policy_version,
         "postings": e.postings,
-        "effects": effects,
+        "effects": orjson.Fragment(e.effects_json),  # JSON the law's seal wrote: embedded, not re-parsed
         "prev_hash": e.prev_hash.hex(),
         "hash": e.hash.hex(),
         "provenance": orjson.loads(e.proposal_json).get("provenance") if '"provenance"' in e.proposal_json else None,
     }
     out: list[Outgoing] = [(LEDGER_STREAM, f"entry:{e.seq}".encode(), orjson.dumps(event))]
-    for effect in effects:
-        if effect["t"] == "breaker":
-            out += breaker_records(e, effect)
+    # A breaker effect's key and value as orjson writes them (sorted keys, no spaces); within a
+    # string value its quotes would be escaped, so without this text there is no breaker effect.
+    if _BREAKER_EFFECT in e.effects_json:
+        out += [
+            r for effect in orjson.loads(e.effects_json) if effect["t"] == "breaker" for r in breaker_records(e, effect)
+        ]
     return out
+
+
+_BREAKER_EFFECT = '"t":"breaker"'
 
 
 def breaker_records(e: Entry, effect: dict[str, Any]) -> list[Outgoing]:

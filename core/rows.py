@@ -41,7 +41,15 @@ assert set(_ENTRY_FIELDS) == {*LEDGER_COLUMN_TYPES, "postings"}, "core/rows.py m
 LEDGER_COLUMN_NAMES: tuple[str, ...] = tuple(LEDGER_COLUMN_TYPES)
 LEDGER_COLUMNS = ", ".join(LEDGER_COLUMN_NAMES)
 LEDGER_TYPES: tuple[str, ...] = tuple(LEDGER_COLUMN_TYPES.values())
-POSTING_COLUMNS = "seq, idx, account, resource, amount"
+POSTING_COLUMN_TYPES: dict[str, str] = {
+    "seq": "int8",
+    "idx": "int2",
+    "account": "text",
+    "resource": "text",
+    "amount": "int8",
+}
+POSTING_COLUMNS = ", ".join(POSTING_COLUMN_TYPES)
+POSTING_TYPES: tuple[str, ...] = tuple(POSTING_COLUMN_TYPES.values())
 
 
 _ledger_values = attrgetter(*LEDGER_COLUMN_NAMES)  # one C call for all of them: this runs per entry
@@ -109,7 +117,23 @@ class Rejection(msgspec.Struct, frozen=True, array_like=True, gc=False):
         return was_authenticated(self.nonce, self.reason_code)
 
 
+REJECTION_COLUMN_TYPES: dict[str, str] = {
+    "source_offset": "int8",
+    "proposal_id": "text",
+    "agent": "text",
+    "kind": "text",
+    "reason_code": "text",
+    "field": "text",
+    "detail": "text",
+    "tick": "int8",
+    "validator_version": "text",
+    "policy_version": "int4",
+    "provenance_json": "text",
+    "nonce": "int8",
+}
 REJECTION_COLUMN_NAMES: tuple[str, ...] = Rejection.__struct_fields__
+assert tuple(REJECTION_COLUMN_TYPES) == REJECTION_COLUMN_NAMES, "core/rows.py must name every Rejection field"
+REJECTION_TYPES: tuple[str, ...] = tuple(REJECTION_COLUMN_TYPES.values())
 REJECTION_COLUMNS = ", ".join(REJECTION_COLUMN_NAMES)
 _rejection_values = attrgetter(*REJECTION_COLUMN_NAMES)
 

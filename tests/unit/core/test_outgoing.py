@@ -46,6 +46,8 @@ def test_rejection_records_carry_provenance_and_a_stable_key() -> None:
     assert (topic, key) == ("rejections", b"rej:41")
     assert record.provenance is not None and record.provenance.rationale == "why"
     assert (record.agent, record.kind) == ("solar", "offer")
+    copied = {name: getattr(row, name) for name in Rejection.__struct_fields__ if name != "provenance_json"}
+    assert record.model_dump(exclude={"v", "rejection_id", "provenance"}) == copied
 
 
 def test_an_unauthenticated_rejection_names_no_agent_and_no_provenance() -> None:
