@@ -11,7 +11,6 @@ cascade.
 from __future__ import annotations
 
 import hashlib
-import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -414,8 +413,17 @@ def rebuild_state(
 
 def decided_in_order(reader: LedgerReader, start: Start, to_seq: int) -> Iterator[Decided]:
     """Entries after the start up to ``to_seq`` and the nonces refusals used up, merged by offset."""
-    entries = reader.entries(start.state.seq_next, to_seq)
-    return heapq.merge(entries, reader.consumed_nonces(start.next_offset), key=lambda d: d.source_offset)
+    nonces = reader.consumed_nonces(start.next_offset)
+    nonce = next(nonces, None)
+    # a merge of two streams by offset, not heapq.merge: this runs per entry, and offsets are unique
+    for entry in reader.entries(start.state.seq_next, to_seq):
+        while nonce is not None and nonce.source_offset < entry.source_offset:
+            yield nonce
+            nonce = next(nonces, None)
+        yield entry
+    while nonce is not None:
+        yield nonce
+        nonce = next(nonces, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,11 @@ Posting = tuple[str, str, int]
 
 def crossing(state: State, postings: Iterable[Posting]) -> tuple[str, str, int] | None:
     """The first (account, resource, balance) that ``postings`` would push outside +-BALANCE_MAX."""
-    after = balances_after(state, postings)
+    return beyond_bound(balances_after(state, postings))
+
+
+def beyond_bound(after: dict[tuple[str, str], int]) -> tuple[str, str, int] | None:
+    """The first of the balances ``after`` (``law.state.balances_after``) outside +-BALANCE_MAX."""
     return next(((a, r, v) for (a, r), v in after.items() if abs(v) > BALANCE_MAX), None)
 
 

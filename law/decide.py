@@ -25,7 +25,7 @@ from typing import Any, Protocol, cast
 import msgspec
 
 from law import book
-from law.bounds import crossing, room_down, room_up
+from law.bounds import beyond_bound, crossing, room_down, room_up
 from law.policy import (
     BPS_DENOMINATOR,
     MARKET_CONTINUOUS,
@@ -47,7 +47,8 @@ from law.state import (
     Rejected,
     State,
     Telemetry,
-    overdrawn,
+    balances_after,
+    negative,
 )
 from schemas.codec import Decoded
 from schemas.proposal import (
@@ -286,7 +287,10 @@ def _cap_problem(state: State, resource: str, quantity: int, price: int = 0) -> 
 
 
 def _bound_problem(state: State, postings: Postings) -> Rejected | None:
-    over = crossing(state, postings)
+    return _beyond_bound_problem(crossing(state, postings))
+
+
+def _beyond_bound_problem(over: tuple[str, str, int] | None) -> Rejected | None:
     if over is not None:
         return Rejected("LIMIT_EXCEEDED", f"{over[0]} would hold {over[2]} {over[1]}, beyond the balance bound", None)
     return None
@@ -348,10 +352,11 @@ def _decide_transfer(state: State, p: Proposal) -> Decision:
 
 def _postings_problem(state: State, postings: Postings) -> Rejected | None:
     """After every leg (taxes included): no participant overdrawn, no balance past the bound."""
-    short = overdrawn(state, postings)
+    after = balances_after(state, postings)  # once for both checks: this runs for every trade
+    short = negative(state, after)
     if short is not None:
         return Rejected("INSUFFICIENT_BALANCE", f"{short[0]} would hold {short[2]} {short[1]}", "body")
-    return _bound_problem(state, postings)
+    return _beyond_bound_problem(beyond_bound(after))
 
 
 def _known_account(state: State, account: str) -> Rejected | None:

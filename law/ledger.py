@@ -45,6 +45,8 @@ class Entry(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 def effects_json(accepted: Accepted) -> str:
+    if not accepted.effects:
+        return "[]"  # most trades have none; orjson writes the same
     return orjson.dumps(list(accepted.effects), option=orjson.OPT_SORT_KEYS).decode()
 
 

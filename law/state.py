@@ -209,7 +209,11 @@ def balances_after(state: State, postings: Iterable[tuple[str, str, int]]) -> di
 def overdrawn(state: State, postings: Iterable[tuple[str, str, int]]) -> tuple[str, str, int] | None:
     """The first participant (account, resource, balance) that ``postings`` would leave negative.
     System accounts are the grid's counterparty and may go negative, within the bound."""
-    after = balances_after(state, postings)
+    return negative(state, balances_after(state, postings))
+
+
+def negative(state: State, after: dict[tuple[str, str], int]) -> tuple[str, str, int] | None:
+    """The first participant's balance of ``after`` (``balances_after``) below zero."""
     return next(((a, r, v) for (a, r), v in after.items() if v < 0 and a in state.account_owner), None)
 
 

@@ -131,6 +131,7 @@ def fold(reader: PgLedgerReader, report: Rehydration, to_seq: int, bar: tqdm[Any
     checked = CheckedFold(report.start)
     found = (reader.checkpoint(seq) for seq in reader.checkpoint_seqs(checked.expected_seq, to_seq))
     ahead = deque(sorted((c for c in found if c is not None), key=lambda c: c.seq))
+    named = {c.seq for c in ahead}
     linked: dict[int, bytes] = {}  # hashes of the entries the checkpoints ahead name
     started = time.perf_counter()
     for decided in decided_in_order(reader, report.start, to_seq):
@@ -142,7 +143,7 @@ def fold(reader: PgLedgerReader, report: Rehydration, to_seq: int, bar: tqdm[Any
         for reason, detail in checked.add(decided):
             where = f"entry {decided.proposal_id!r} at offset {decided.source_offset}"
             report.add(decided.seq, reason, f"{detail}; {where} not applied")
-        if ahead and decided.seq in {c.seq for c in ahead}:
+        if decided.seq in named:
             linked[decided.seq] = decided.hash
         if checked.entries % PROGRESS_EVERY_COUNT == 0:
             bar.update(PROGRESS_EVERY_COUNT)
