@@ -14,6 +14,9 @@ Rows:
 - naive baseline: the same loop as the validator row with one transaction per proposal.
 - latency: produce→commit p50/p99 at a fixed offered load.
 - machine: the core count, and the load average before the run against it.
+- CPU: where the machine's CPU time went during the validator row (this process, its writer,
+  Postgres, the Kafka broker, anything else), per proposal: on a saturated machine the sum over
+  processes, not one process, bounds the rate.
 """
 
 from __future__ import annotations
@@ -144,30 +147,102 @@ def insert_only(s: Settings, count: int) -> Row:
     return Row("ceiling: bulk-insert-only", count, elapsed, f"COPY, {BATCH_COUNT_MAX} rows/tx", "ceiling")
 
 
-def run_validator(s: Settings, total: int, batch_count: int = BATCH_COUNT_MAX) -> tuple[float, int]:
-    """Seconds from start until ``total`` offsets are decided and committed, and the peak resident
-    memory of the validator's writer process meanwhile (KiB)."""
+@dataclass(frozen=True)
+class ValidatorRun:
+    elapsed_s: float  # from start until every offset is decided and committed
+    writer_kib: int  # the peak resident memory of the validator's writer process meanwhile
+    cpu: CpuSplit  # where the machine's CPU time went meanwhile
+
+
+def run_validator(s: Settings, total: int, batch_count: int = BATCH_COUNT_MAX) -> ValidatorRun:
+    """The validator over the first ``total`` offsets, timed, with its writer's memory and the CPU split."""
     v = open_validator(s, SECRET, version=VERSION, batch_count_max=batch_count)
+    assert isinstance(v.sink, ProcessSink), "open_validator commits in the writer process"
+    before = cpu_ticks_by_process()
     started = time.perf_counter()
     with progress_bar(total=total, desc="validator", unit="proposal", leave=False) as bar:
         v.run_until(total, STALL_S, progress=lambda done: bar.update(done - bar.n))
     elapsed = time.perf_counter() - started
-    assert isinstance(v.sink, ProcessSink), "open_validator commits in the writer process"
+    cpu = CpuSplit.between(before, cpu_ticks_by_process(), v.sink.pid, total, elapsed)
     writer_kib = _proc_status_kib("VmHWM", str(v.sink.pid))
     v.close()
-    return elapsed, writer_kib
+    return ValidatorRun(elapsed, writer_kib, cpu)
 
 
-def validator_row(s: Settings, total: int) -> Row:
+def validator_row(s: Settings, total: int) -> tuple[Row, CpuSplit]:
     """The validator over the first ``total`` offsets, and the peak RSS of this process (which decides)
-    and of the writer process (which commits and relays) meanwhile."""
+    and of the writer process (which commits and relays) meanwhile; and where the CPU went."""
     start_kib = reset_peak_rss_kib()
-    elapsed_s, writer_kib = run_validator(s, total)
+    measured = run_validator(s, total)
     note = (
         f"peak RSS {peak_rss_kib() / KIB_PER_MIB:.0f} MiB ({start_kib / KIB_PER_MIB:.0f} MiB at the row's start), "
-        f"writer process {writer_kib / KIB_PER_MIB:.0f} MiB"
+        f"writer process {measured.writer_kib / KIB_PER_MIB:.0f} MiB"
     )
-    return Row("validator (auth + law + chain + exactly-once)", total, elapsed_s, note)
+    row = Row("validator (auth + law + chain + exactly-once)", total, measured.elapsed_s, note)
+    return row, measured.cpu
+
+
+# --- where the CPU goes ---------------------------------------------------------------------------
+
+_CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+# /proc/<pid>/stat after the command name's closing parenthesis: utime and stime are fields 14 and 15.
+_UTIME_INDEX, _STIME_INDEX = 11, 12
+CPU_GROUPS = ("validator", "writer", "postgres", "kafka", "other")
+
+
+def cpu_ticks_by_process() -> dict[int, tuple[str, int]]:
+    """Every process's command name and CPU time so far (user + system, clock ticks), from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        found[int(stat.parent.name)] = (name, int(rest[_UTIME_INDEX]) + int(rest[_STIME_INDEX]))
+    return found
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """CPU seconds per group of processes over a stretch of ``count`` proposals in ``elapsed_s``."""
+
+    seconds: dict[str, float]
+    count: int
+    elapsed_s: float
+
+    @classmethod
+    def between(
+        cls,
+        before: dict[int, tuple[str, int]],
+        after: dict[int, tuple[str, int]],
+        writer_pid: int,
+        count: int,
+        elapsed_s: float,
+    ) -> CpuSplit:
+        seconds = dict.fromkeys(CPU_GROUPS, 0.0)
+        for pid, (name, ticks) in after.items():
+            spent = ticks - before.get(pid, (name, 0))[1]  # a process started meanwhile: all of it
+            seconds[_cpu_group(pid, name, writer_pid)] += spent / _CLOCK_TICKS_PER_S
+        return cls(seconds, count, elapsed_s)
+
+    def line(self, cores: int) -> str:
+        per = ", ".join(f"{g} {self.seconds[g] / self.count * 1e6:.1f}" for g in CPU_GROUPS)
+        total_s = sum(self.seconds.values())
+        rate = self.count / self.elapsed_s if self.elapsed_s else 0.0
+        return (
+            f"CPU per proposal in the validator row (µs): {per}; {total_s / self.count * 1e6:.1f} in all, "
+            f"{total_s / self.elapsed_s:.2f} of {cores} cores busy at {rate:,.0f}/s "
+            f"(50,000/s on {cores} cores leaves {cores * 1e6 / 50_000:.0f} µs per proposal for everything)"
+        )
+
+
+def _cpu_group(pid: int, name: str, writer_pid: int) -> str:
+    if pid == os.getpid():
+        return "validator"
+    if pid == writer_pid:
+        return "writer"
+    return {"postgres": "postgres", "java": "kafka"}.get(name, "other")
 
 
 def reset_peak_rss_kib() -> int:
@@ -295,7 +370,7 @@ def paced_produce(kafka: KafkaAccess, topic: str, raws: list[bytes], rate_per_s:
 def naive_row(settings: Settings) -> Row:
     with scratch(settings) as s:
         total = send_workload(s, Workload(SECRET, 50, 2, "naive"), NAIVE_COUNT)
-        elapsed_s, _ = run_validator(s, total, batch_count=1)
+        elapsed_s = run_validator(s, total, batch_count=1).elapsed_s
         return Row("naive baseline (1 tx per proposal)", total, elapsed_s, kind="baseline")
 
 
@@ -325,21 +400,23 @@ def bench_workload() -> Workload:
 
 
 def run(settings: Settings, count: int, window_s: float = LATENCY_WINDOW_S) -> Run:
-    machine = machine_line(os.cpu_count() or 1, len(os.sched_getaffinity(0)), os.getloadavg())
+    cores = os.cpu_count() or 1
+    machine = machine_line(cores, len(os.sched_getaffinity(0)), os.getloadavg())
     w = bench_workload()
     with scratch(settings) as s:
         total = send_workload(s, w, count)
-        rows = [consume_only(s, total), insert_only(s, total), validator_row(s, total)]
-        rows += [rehydrate_row(s), replay_row(s, total)]
+        rows = [consume_only(s, total), insert_only(s, total)]
+        validator, cpu = validator_row(s, total)
+        rows += [validator, rehydrate_row(s), replay_row(s, total)]
         measured = latency(s, w, LATENCY_RATE_PER_S, window_s, total)
-    return Run([*rows, naive_row(settings)], measured, [machine])
+    return Run([*rows, naive_row(settings)], measured, [machine, cpu.line(cores)])
 
 
 def memory_row(settings: Settings, count: int) -> Row:
     """The validator row alone over ``count`` proposals: its memory must not grow with the count."""
     with scratch(settings) as s:
         total = send_workload(s, bench_workload(), count)
-        row = validator_row(s, total)
+        row, _ = validator_row(s, total)
     return Row(f"validator, {total:,} proposals (memory)", row.count, row.elapsed_s, row.note)
 
 

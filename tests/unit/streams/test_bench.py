@@ -3,10 +3,15 @@ facts; the peak-RSS mark the validator row resets and reads."""
 
 from __future__ import annotations
 
+import os
+import time
+
 from streams.bench import (
+    CpuSplit,
     Latency,
     Row,
     Run,
+    cpu_ticks_by_process,
     machine_line,
     median_run,
     peak_rss_kib,
@@ -91,3 +96,23 @@ def test_a_percentile_is_the_nearest_rank_of_the_sorted_samples() -> None:
     assert percentile(samples, 0.99) == 991
     assert percentile(samples, 0.999) == 1000
     assert percentile([7], 0.999) == 7
+
+
+def test_the_cpu_split_groups_processes_and_counts_one_started_meanwhile_whole() -> None:
+    hz = os.sysconf("SC_CLK_TCK")
+    me, writer = os.getpid(), 999_999
+    before = {me: ("python", 0), 2: ("postgres", hz), 3: ("java", 0)}
+    after = {me: ("python", 2 * hz), writer: ("python", hz), 2: ("postgres", 2 * hz), 3: ("java", hz // 2)}
+    split = CpuSplit.between(before, after, writer, count=100_000, elapsed_s=2.0)
+    assert split.seconds == {"validator": 2.0, "writer": 1.0, "postgres": 1.0, "kafka": 0.5, "other": 0.0}
+    line = split.line(cores=2)
+    assert "validator 20.0, writer 10.0, postgres 10.0, kafka 5.0, other 0.0; 45.0 in all" in line
+    assert "2.25 of 2 cores busy at 50,000/s" in line and "leaves 40 µs" in line
+
+
+def test_this_process_shows_in_procs_cpu_times() -> None:
+    first = cpu_ticks_by_process()[os.getpid()][1]
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    assert cpu_ticks_by_process()[os.getpid()][1] > first
