@@ -3,12 +3,12 @@ recorded and alerted; T=0 and checkpoints give the same state; a corrupt checkpo
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
 import threading
 
+import msgspec
 import orjson
 import psycopg
 import pytest
@@ -276,9 +276,9 @@ def forge_from(settings: Settings, seq: int, rewritten: str) -> None:
         proposal["body"]["quantity"] = forged_quantity
         proposal_json = orjson.dumps(proposal, option=orjson.OPT_SORT_KEYS).decode()
     prev_hash, rows = first.prev_hash, []
-    for entry in [dataclasses.replace(first, postings=postings, proposal_json=proposal_json), *entries[1:]]:
-        entry = dataclasses.replace(entry, prev_hash=prev_hash)
-        entry = dataclasses.replace(entry, hash=recompute_hash(entry))
+    for entry in [msgspec.structs.replace(first, postings=postings, proposal_json=proposal_json), *entries[1:]]:
+        entry = msgspec.structs.replace(entry, prev_hash=prev_hash)
+        entry = msgspec.structs.replace(entry, hash=recompute_hash(entry))
         rows.append((entry.proposal_json, entry.prev_hash, entry.hash, entry.seq))
         prev_hash = entry.hash
     statements = [f"UPDATE postings SET amount = sign(amount) * {forged_quantity} WHERE seq = {seq}"]
