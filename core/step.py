@@ -15,7 +15,6 @@ from law import Accepted, State, apply, decide
 from law.ledger import GENESIS_PREV_HASH, Entry, seal
 from law.state import consume
 from schemas.codec import Decoded, DecodeError, decode
-from schemas.structs import json_without_none
 
 
 @dataclass
@@ -72,6 +71,6 @@ class LedgerStep:
             tick=p.tick,
             validator_version=self.version,
             policy_version=self.state.policy_version,
-            provenance_json=json_without_none(p.provenance) if p.provenance else None,
+            provenance_json=p.provenance.model_dump_json(exclude_none=True) if p.provenance else None,
             nonce=nonce,
         )

@@ -20,7 +20,7 @@ Whatever the database would refuse, a rule here refuses first (bounds in ``law.b
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import msgspec
 
@@ -75,7 +75,6 @@ from schemas.proposal import (
     Transfer,
 )
 from schemas.signing import ed25519_valid, hmac_valid
-from schemas.structs import as_dict
 
 # A proposal may be valid for at most this many ticks ahead of the grid: a signed intent goes stale.
 EXPIRY_WINDOW_TICKS_MAX = 100
@@ -144,7 +143,7 @@ def _signed_by(name: str, agent: AgentInfo, decoded: Decoded, keys: Keys) -> boo
 def _gate(state: State, p: Proposal) -> Rejected | None:
     """The checks every kind passes after authentication and the nonce."""
     agent = state.agents[p.agent]
-    if p.body.kind == "genesis":
+    if isinstance(p.body, Genesis):
         return Rejected("UNAUTHORIZED", "the ledger already has its genesis entry", "body.kind")
     if agent.suspended:
         return Rejected("SUSPENDED", f"agent {p.agent!r} is suspended", "agent")
@@ -200,9 +199,9 @@ def _accept(state: State, p: Proposal, postings: Postings, effects: list[dict[st
 
 
 def _decide_genesis(p: Proposal, decoded: Decoded, keys: Keys) -> Decision:
-    if p.body.kind != "genesis":
+    body = p.body
+    if not isinstance(body, Genesis):
         return Rejected("GENESIS_REQUIRED", "the first ledger entry must be a genesis", "body.kind")
-    body = p.body  # a Genesis: mypy narrows the union by its kind
     signer = next((x for x in body.participants if x.agent == p.agent), None)
     if signer is None or signer.role != "operator" or signer.public_key is None:
         return Rejected("UNAUTHORIZED", "genesis must be signed by an operator it registers", "agent")
@@ -216,7 +215,7 @@ def _decide_genesis(p: Proposal, decoded: Decoded, keys: Keys) -> Decision:
     bad_policy = invalid_param(body.policy)
     if bad_policy is not None:
         return Rejected("BAD_POLICY", bad_policy[1], f"body.policy.{bad_policy[0]}")
-    effects: list[dict[str, Any]] = [{"t": "register", "participant": as_dict(x)} for x in body.participants]
+    effects: list[dict[str, Any]] = [{"t": "register", "participant": x.model_dump()} for x in body.participants]
     effects.append({"t": "policy", "params": dict(sorted(body.policy.items()))})
     postings: Postings = []
     for opening in body.balances:
@@ -329,7 +328,8 @@ def _funds_problem(state: State, account: str, resource: str, quantity: int, who
 
 
 def _decide_transfer(state: State, p: Proposal) -> Decision:
-    body = cast(Transfer, p.body)
+    body = p.body
+    assert isinstance(body, Transfer)
     problem = (
         _owned_account(state, p.agent, body.from_account, "body.from_account")
         or _known_account(state, body.to_account)
@@ -372,7 +372,8 @@ def _self_transfer(body: Transfer) -> Rejected | None:
 
 
 def _decide_offer(state: State, p: Proposal) -> Decision:
-    body = cast(Offer, p.body)
+    body = p.body
+    assert isinstance(body, Offer)
     problem = (
         _owned_account(state, p.agent, body.account, "body.account")
         or _offer_shape_problem(state, p, body)
@@ -438,7 +439,8 @@ def _offer_shape_problem(state: State, p: Proposal, body: Offer) -> Rejected | N
 def _decide_accept(state: State, p: Proposal) -> Decision:
     """Take an offer whole at its current terms. An offer to anyone: any other agent, as the buyer. A
     negotiation: whichever of its two parties has the turn; the seller accepts the buyer's counter."""
-    body = cast(Accept, p.body)
+    body = p.body
+    assert isinstance(body, Accept)
     offer = _open_offer(state, body.offer_id)
     if isinstance(offer, Rejected):
         return offer
@@ -495,7 +497,8 @@ def _turn_problem(offer: OpenOffer, agent: str) -> Rejected | None:
 
 def _decide_counter(state: State, p: Proposal) -> Decision:
     """New terms for a negotiation, on one's turn; the other party moves next (alternating offers)."""
-    body = cast(Counter, p.body)
+    body = p.body
+    assert isinstance(body, Counter)
     offer = _open_offer(state, body.offer_id)
     if isinstance(offer, Rejected):
         return offer
@@ -534,7 +537,8 @@ def _decide_counter(state: State, p: Proposal) -> Decision:
 
 def _decide_reject(state: State, p: Proposal) -> Decision:
     """Either party ends a negotiation, whoever's turn it is."""
-    body = cast(Reject, p.body)
+    body = p.body
+    assert isinstance(body, Reject)
     offer = _open_offer(state, body.offer_id)
     if isinstance(offer, Rejected):
         return offer
@@ -545,7 +549,8 @@ def _decide_reject(state: State, p: Proposal) -> Decision:
 
 def _decide_order(state: State, p: Proposal) -> Decision:
     """A bid or an ask: escrow, fills against the book, the remainder resting (``law.book``)."""
-    body = cast(Bid | Ask, p.body)
+    body = p.body
+    assert isinstance(body, Bid | Ask)
     value = book.ceil_div(body.quantity * body.price, PRICE_QUOTE_UNITS)
     escrowed, amount = book.reservation(body.kind, body.resource, body.quantity, body.price)
     problem = (
@@ -616,7 +621,8 @@ def _carbon_tax_postings(state: State, emitter: str, account: str, resource: str
 
 
 def _decide_cancel(state: State, p: Proposal) -> Decision:
-    body = cast(Cancel, p.body)
+    body = p.body
+    assert isinstance(body, Cancel)
     order = state.orders.get(body.offer_id)
     if order is not None:
         if order.agent != p.agent:
@@ -635,7 +641,8 @@ def _decide_cancel(state: State, p: Proposal) -> Decision:
 
 
 def _decide_meter(state: State, p: Proposal) -> Decision:
-    body = cast(Meter, p.body)
+    body = p.body
+    assert isinstance(body, Meter)
     if p.tick < state.tick:
         return Rejected("EXPIRED", f"meter reading for tick {p.tick}; grid is at {state.tick}", "tick")
     unknown = next((r.account for r in body.readings if r.account not in state.account_owner), None)
@@ -781,7 +788,8 @@ def _auto_trip(state: State, tick: int, t: Telemetry) -> dict[str, Any] | None:
 
 
 def _decide_policy_set(state: State, p: Proposal) -> Decision:
-    body = cast(PolicySet, p.body)
+    body = p.body
+    assert isinstance(body, PolicySet)
     expected = body.expected_policy_version
     if expected is not None and expected != state.policy_version:
         return Rejected(
@@ -802,15 +810,15 @@ def _decide_policy_set(state: State, p: Proposal) -> Decision:
 
 def _decide_breaker(state: State, p: Proposal) -> Decision:
     """A human trips or resumes the breaker; the telemetry at that moment travels with the entry."""
-    body = cast(BreakerTrip | BreakerResume, p.body)
-    opening = body.kind == "breaker_trip"
+    body = p.body
+    assert isinstance(body, BreakerTrip | BreakerResume)
+    opening = isinstance(body, BreakerTrip)
     if state.breaker_open == opening:
         return Rejected("BREAKER_STATE", f"the breaker is already {'open' if opening else 'closed'}", "body.kind")
-    trip_seq = None if opening else cast(BreakerResume, body).trip_seq
-    if trip_seq is not None and trip_seq != state.breaker_trip_seq:
+    if isinstance(body, BreakerResume) and body.trip_seq != state.breaker_trip_seq:
         return Rejected(
             "STALE_COMMAND",
-            f"resumes the trip at seq {trip_seq}; the open trip is seq {state.breaker_trip_seq}",
+            f"resumes the trip at seq {body.trip_seq}; the open trip is seq {state.breaker_trip_seq}",
             "body.trip_seq",
         )
     effect = {
@@ -826,7 +834,8 @@ def _decide_breaker(state: State, p: Proposal) -> Decision:
 
 
 def _decide_participant_add(state: State, p: Proposal, keys: Keys) -> Decision:
-    body = cast(ParticipantAdd, p.body)
+    body = p.body
+    assert isinstance(body, ParticipantAdd)
     new = body.participant
     key_problem = _key_problem(new, keys, "body.participant")
     if key_problem is not None:
@@ -836,13 +845,14 @@ def _decide_participant_add(state: State, p: Proposal, keys: Keys) -> Decision:
     taken = next((a for a in new.accounts if a in state.account_owner or a.startswith("system:")), None)
     if taken is not None:
         return Rejected("MALFORMED", f"account {taken!r} is taken", "body.participant.accounts")
-    return _accept(state, p, [], [{"t": "register", "participant": as_dict(new)}])
+    return _accept(state, p, [], [{"t": "register", "participant": new.model_dump()}])
 
 
 def _decide_participant_rekey(state: State, p: Proposal, keys: Keys) -> Decision:
     """From the next entry on, ``agent`` signs with its next key; every earlier entry still verifies
     with the key in force at its seq, because the fold applies rekeys in order."""
-    body = cast(ParticipantRekey, p.body)
+    body = p.body
+    assert isinstance(body, ParticipantRekey)
     target = state.agents.get(body.agent)
     if target is None:
         return Rejected("UNKNOWN_AGENT", f"agent {body.agent!r} is not registered", "body.agent")
@@ -869,7 +879,8 @@ def _decide_participant_rekey(state: State, p: Proposal, keys: Keys) -> Decision
 
 
 def _decide_participant_suspend(state: State, p: Proposal) -> Decision:
-    body = cast(ParticipantSuspend, p.body)
+    body = p.body
+    assert isinstance(body, ParticipantSuspend)
     target = state.agents.get(body.agent)
     if target is None:
         return Rejected("UNKNOWN_AGENT", f"agent {body.agent!r} is not registered", "body.agent")

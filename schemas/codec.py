@@ -14,7 +14,7 @@ hold something no legal message has) a walk of the parsed JSON against structura
 from __future__ import annotations
 
 import re
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 import orjson
@@ -23,7 +23,6 @@ from pydantic_core import ErrorDetails
 
 from schemas.proposal import Genesis, Meter, Opening, Participant, Proposal, Provenance, Reading
 from schemas.signing import Signer
-from schemas.structs import PROPOSAL_STRUCT
 from schemas.types import (
     ACCOUNTS_PER_AGENT_COUNT_MAX,
     IDENTIFIER_PATTERN,
@@ -75,10 +74,8 @@ STRUCTURE_UNCHECKED_BYTES_MAX = JSON_STRING_LENGTH_MAX + 2
 assert (STRUCTURE_UNCHECKED_BYTES_MAX + 1) // 2 <= JSON_VALUES_COUNT_MAX
 _ORJSON_DEPTH_MESSAGE = "depth limit exceeded"  # orjson's JSONDecodeError.msg; a unit test pins it
 
-# What ``Proposal.model_validate`` calls, without its per-call wrapper: this runs for every message
-# the fast path refuses.
+# What ``Proposal.model_validate`` calls, without its per-call wrapper: this runs for every message.
 _validate_proposal = Proposal.__pydantic_validator__.validate_python
-_convert = msgspec.convert
 
 # Pydantic error types that mean "a bound was exceeded" rather than "the shape is wrong".
 _LIMIT_ERROR_TYPES = frozenset({"less_than_equal", "less_than", "too_long", "string_too_long"})
@@ -227,15 +224,9 @@ def decode(raw: bytes | None) -> Decoded | DecodeError:
     # missing, then removed again for the canonical bytes it signs.
     sig_hex = obj["sig"] = obj.pop("sig", None)
     try:
-        # the fast path: a Struct with Proposal's fields, types and constraints (schemas.structs); the
-        # law reads fields and kinds only, so it takes either
-        proposal = cast(Proposal, _convert(obj, PROPOSAL_STRUCT, strict=True))
-    except msgspec.ValidationError:
-        # pydantic decides what the fast path refused: its error names the field and the bound
-        try:
-            proposal = _validate_proposal(obj)
-        except ValidationError as exc:
-            return _from_validation_error(exc, obj)
+        proposal: Proposal = _validate_proposal(obj)
+    except ValidationError as exc:
+        return _from_validation_error(exc, obj)
     del obj["sig"]
     assert isinstance(sig_hex, str)  # guaranteed by the model's Signature pattern
     return Decoded(proposal, canonical_bytes(obj), bytes.fromhex(sig_hex))
