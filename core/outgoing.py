@@ -22,9 +22,9 @@ LEDGER_STREAM, REJECTION_STREAM = "ledger-events", "rejections"
 
 def rejection_record(r: Rejection) -> Outgoing:
     """The rejection as consumers read it (``RejectionRecord``, built with orjson directly like the
-    ledger event; a unit test checks the bytes are the model's). An unauthenticated one carries no
-    agent, kind or provenance downstream: those are only what an unknown sender claimed (the table
-    keeps them, as evidence, for the ledger explorer)."""
+    ledger event; a unit test reads every field back through the model). An unauthenticated one
+    carries no agent, kind or provenance downstream: those are only what an unknown sender claimed
+    (the table keeps them, as evidence, for the ledger explorer)."""
     claimed = r.authenticated
     rejection_id = f"rej:{r.source_offset}"
     record = {
