@@ -249,9 +249,25 @@ def _create_missing(
 
 
 def _configs(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, dict[str, str]]:
+    """The configs of ``names``. On a cluster, the broker asked may not know a topic created a moment
+    ago although the one that listed it does (UNKNOWN_TOPIC_OR_PART): asked again until it does."""
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
-    futures = admin.describe_configs(resources, request_timeout=timeout_s)
-    return {r.name: {k: e.value for k, e in f.result(timeout=timeout_s).items()} for r, f in futures.items()}
+    found: dict[str, dict[str, str]] = {}
+
+    def described() -> bool:
+        futures = admin.describe_configs(resources, request_timeout=timeout_s)
+        try:
+            found.update(
+                {r.name: {k: e.value for k, e in f.result(timeout=timeout_s).items()} for r, f in futures.items()}
+            )
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+            return False
+        return True
+
+    poll_until(described, timeout_s, "the new topics' configs from the broker asked", interval_s=METADATA_POLL_S)
+    return found
 
 
 def _alter(admin: AdminClient, name: str, drift: dict[str, str], timeout_s: float) -> None:
