@@ -18,6 +18,9 @@ from schemas.records import AlertRecord, IncidentRecord
 Outgoing = tuple[str, bytes, bytes]  # (logical topic, key, value)
 # The streams whose relay position is stored: ledger events by seq, rejections by source offset.
 LEDGER_STREAM, REJECTION_STREAM = "ledger-events", "rejections"
+# A breaker effect's key and value as orjson writes them (sorted keys, no spaces); within a string
+# value its quotes would be escaped, so an entry whose effects lack this text has no breaker effect.
+_BREAKER_EFFECT = '"t":"breaker"'
 
 
 def rejection_record(r: Rejection) -> Outgoing:
@@ -68,16 +71,11 @@ def entry_records(e: Entry) -> list[Outgoing]:
         "provenance": orjson.loads(e.proposal_json).get("provenance") if '"provenance"' in e.proposal_json else None,
     }
     out: list[Outgoing] = [(LEDGER_STREAM, f"entry:{e.seq}".encode(), orjson.dumps(event))]
-    # A breaker effect's key and value as orjson writes them (sorted keys, no spaces); within a
-    # string value its quotes would be escaped, so without this text there is no breaker effect.
-    if _BREAKER_EFFECT in e.effects_json:
+    if _BREAKER_EFFECT in e.effects_json:  # the rare entry with one parses its effects
         out += [
             r for effect in orjson.loads(e.effects_json) if effect["t"] == "breaker" for r in breaker_records(e, effect)
         ]
     return out
-
-
-_BREAKER_EFFECT = '"t":"breaker"'
 
 
 def breaker_records(e: Entry, effect: dict[str, Any]) -> list[Outgoing]:

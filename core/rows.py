@@ -91,7 +91,7 @@ def was_authenticated(nonce: int | None, reason_code: str) -> bool:
 
 class Rejection(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A decided offset that did not become an entry, with the precise reason. Table ``rejections``.
-    A Struct like ``Entry`` (law/ledger.py says why)."""
+    A Struct like ``Entry`` (``law.ledger.Entry`` says why)."""
 
     source_offset: int
     proposal_id: str | None

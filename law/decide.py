@@ -285,11 +285,7 @@ def _cap_problem(state: State, resource: str, quantity: int, price: int = 0) -> 
     return None
 
 
-def _bound_problem(state: State, postings: Postings) -> Rejected | None:
-    return _beyond_bound_problem(crossing(state, postings))
-
-
-def _beyond_bound_problem(over: tuple[str, str, int] | None) -> Rejected | None:
+def _bound_problem(over: tuple[str, str, int] | None) -> Rejected | None:
     if over is not None:
         return Rejected("LIMIT_EXCEEDED", f"{over[0]} would hold {over[2]} {over[1]}, beyond the balance bound", None)
     return None
@@ -356,7 +352,7 @@ def _postings_problem(state: State, postings: Postings) -> Rejected | None:
     short = negative(state, after)
     if short is not None:
         return Rejected("INSUFFICIENT_BALANCE", f"{short[0]} would hold {short[2]} {short[1]}", "body")
-    return _beyond_bound_problem(beyond_bound(after))
+    return _bound_problem(beyond_bound(after))
 
 
 def _known_account(state: State, account: str) -> Rejected | None:

@@ -81,7 +81,7 @@ _validate_proposal = Proposal.__pydantic_validator__.validate_python
 _LIMIT_ERROR_TYPES = frozenset({"less_than_equal", "less_than", "too_long", "string_too_long"})
 
 
-# Structs, not frozen dataclasses: one of the two is built per message (law/state.py says why).
+# Structs, not frozen dataclasses: one of the two is built per message (``law.ledger.Entry`` says why).
 class DecodeError(msgspec.Struct, frozen=True):
     reason_code: str  # MALFORMED or LIMIT_EXCEEDED
     field: str

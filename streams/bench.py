@@ -188,6 +188,7 @@ _CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 # /proc/<pid>/stat after the command name's closing parenthesis: utime and stime are fields 14 and 15.
 _UTIME_INDEX, _STIME_INDEX = 11, 12
 CPU_GROUPS = ("validator", "writer", "postgres", "kafka", "other")
+THROUGHPUT_GOAL_PER_S = 50_000  # the rate the CPU line says how much time per proposal leaves
 
 
 def cpu_ticks_by_process() -> dict[int, tuple[str, int]]:
@@ -233,7 +234,8 @@ class CpuSplit:
         return (
             f"CPU per proposal in the validator row (µs): {per}; {total_s / self.count * 1e6:.1f} in all, "
             f"{total_s / self.elapsed_s:.2f} of {cores} cores busy at {rate:,.0f}/s "
-            f"(50,000/s on {cores} cores leaves {cores * 1e6 / 50_000:.0f} µs per proposal for everything)"
+            f"({THROUGHPUT_GOAL_PER_S:,}/s on {cores} cores leaves {cores * 1e6 / THROUGHPUT_GOAL_PER_S:.0f} µs "
+            "per proposal for everything)"
         )
 
 
