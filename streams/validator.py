@@ -109,13 +109,16 @@ class Validator:
     sink: BatchSink | None = None
     _spike: tuple[int, int] = (-1, 0)  # (grid tick, rejections decided within it) for the spike alert
     _submitted: deque[_Submitted] = field(default_factory=deque)  # handed to the sink, not yet committed
-    _decided_offset: int = -1  # offsets below it are decided (committed or in flight)
+    # Decided, not yet handed to the sink: offsets below its next_offset are decided (committed, in
+    # flight or here).
+    _open: Batch = field(default_factory=Batch)
+    _produced_ms: list[int] = field(default_factory=list)  # the open batch's, when latencies are measured
 
     def __post_init__(self) -> None:
         if self.sink is None:
             assert self.relay is not None, "a validator that commits inline relays with its own relay"
             self.sink = InlineSink(self.store, self.relay)
-        self._decided_offset = self.position.next_offset
+        self._open = Batch(next_offset=self.position.next_offset)
 
     @property
     def _sink(self) -> BatchSink:
@@ -159,60 +162,76 @@ class Validator:
         self._sink.flush_relay()
 
     def poll_once(self, to_offset: int | None = None) -> int:
-        """Consume one batch (at most up to ``to_offset``) and decide it; take note of the batches
-        committed meanwhile. The count of offsets decided plus those newly committed."""
-        messages = self.consumer.consume(num_messages=self.batch_count_max, timeout=BATCH_WAIT_S)
+        """Consume (at most up to ``to_offset``) and decide into the open batch; take note of the batches
+        committed meanwhile, and hand the open batch over when it is due. The count of offsets decided
+        plus those newly committed."""
+        room = self.batch_count_max - self._open.decided_count
+        messages = self.consumer.consume(num_messages=room, timeout=BATCH_WAIT_S)
         if to_offset is not None:
             messages = [m for m in messages if m.error() is not None or consumed_offset(m) < to_offset]
-        return self.process(messages) + self._note_commits(wait=False)
+        decided = self.process(messages)
+        committed = self._note_commits(wait=False)
+        if committed:
+            self._submit_if_due()
+        return decided + committed
 
     def process(self, messages: list[Message]) -> int:
-        """Decide one batch and hand it to the sink; return how many new offsets it decided.
+        """Decide messages into the open batch, and hand it over if due; how many new offsets were decided.
 
         1. Skip offsets below the decided position (a redelivery after a crash or a group reset).
         2. Step each remaining message in offset order: an entry (folded into the state) or a rejection.
-        3. Hand the batch to the sink, which commits it and the new position in one store transaction
+        3. Hand the open batch to the sink when the sink has nothing in flight or the batch is full
+           (``_submit_if_due``). The sink commits it and the new position in one store transaction
            (at once, or in the writer process while the next batch is decided) and relays it.
         4. Once it is committed (``_note_commits``), commit the Kafka group offset (tooling only).
+
+        While the writer is busy, the open batch grows instead of queueing behind it: the writer's
+        cost per transaction is paid once for all that arrived meanwhile, so a transaction's fixed cost
+        cannot build a queue at low load, and a full batch still goes at once under load.
         """
-        batch = Batch(next_offset=self._decided_offset)
-        reasons: Counter[str] = Counter()
+        batch = self._open
+        before = batch.decided_count
         for msg in messages:
             if msg.error() is not None:
                 self._on_error(msg)
             elif consumed_offset(msg) >= batch.next_offset:
-                self._decide(msg, batch, reasons)
+                self._decide(msg, batch)
+                if self.latencies_ms is not None:
+                    self._produced_ms.append(msg.timestamp()[1])
             else:
                 metrics.REDELIVERED.inc()
-        if batch.next_offset == self._decided_offset:
-            return 0
+        decided = batch.decided_count - before
+        self._submit_if_due()
+        return decided
+
+    def _submit_if_due(self, force: bool = False) -> None:
+        batch = self._open
+        if not batch.decided_count:
+            return
+        if not (force or self._sink.in_flight == 0 or batch.decided_count >= self.batch_count_max):
+            return
         head = batch.entries[-1] if batch.entries else None
-        produced_ms = None
-        if self.latencies_ms is not None:
-            produced_ms = [m.timestamp()[1] for m in messages if m.error() is None]
         self._submitted.append(
             _Submitted(
                 batch.next_offset,
                 len(batch.entries),
                 len(batch.rejections),
-                reasons,
+                Counter(r.reason_code for r in batch.rejections),
                 (head.seq, head.hash) if head else None,
                 head.proposal_id if head else None,
-                produced_ms,
+                self._produced_ms if self.latencies_ms is not None else None,
             )
         )
-        self._decided_offset = batch.next_offset
+        self._open, self._produced_ms = Batch(next_offset=batch.next_offset), []
         try:
             self._sink.submit(batch, self.step.state, self._spike_alerts(len(batch.rejections)))
         except CommitRefused as exc:
             self._halt(exc)
-        return batch.decided_count
 
-    def _decide(self, msg: Message, batch: Batch, reasons: Counter[str]) -> None:
+    def _decide(self, msg: Message, batch: Batch) -> None:
         offset = consumed_offset(msg)
         result = self.step.step(msg.value(), offset)
         if isinstance(result, Rejection):
-            reasons[result.reason_code] += 1
             logger.debug(
                 "rejected", extra={"offset": offset, "proposal_id": result.proposal_id, "reason": result.reason_code}
             )
@@ -222,6 +241,7 @@ class Validator:
         batch.next_offset = offset + 1
 
     def _wait_for_commits(self) -> None:
+        self._submit_if_due(force=True)
         while self._submitted:
             self._note_commits(wait=True)
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 import threading
 
 import pytest
-from confluent_kafka import Message, TopicPartition
 
 from connectors.memory_store import MemoryLedgerStore
-from core.outgoing import Outgoing
-from core.rows import Batch, Position
+from core.rows import Position
 from core.step import LedgerStep
 from law import State
 from law.ledger import GENESIS_PREV_HASH
 from streams.validator import Validator
 from streams.workload import Workload
+from tests.support.adapters import ListConsumer, ListRelay
 from tests.support.fold import fold, workload_keyring
 from tests.support.store_contract import SECRET, VERSION, StoreContract
 
@@ -28,45 +27,6 @@ class TestMemoryStore(StoreContract):
     @pytest.fixture
     def reader(self, store: MemoryLedgerStore) -> MemoryLedgerStore:
         return store
-
-
-class ListConsumer:
-    """Hands out prepared messages in batches, like ``Consumer.consume``."""
-
-    def __init__(self, topic: str, raws: list[bytes]) -> None:
-        self.messages = [
-            Message(topic=topic, partition=0, offset=i, value=r, timestamp=(1, 0)) for i, r in enumerate(raws)
-        ]
-        self.committed: list[int] = []
-
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
-        taken, self.messages = self.messages[:num_messages], self.messages[num_messages:]
-        return taken
-
-    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
-        self.committed.append(offsets[0].offset)
-
-    def get_watermark_offsets(
-        self, partition: TopicPartition, timeout: float = 0, cached: bool = False
-    ) -> tuple[int, int] | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-class ListRelay:
-    def __init__(self) -> None:
-        self.published: list[Batch] = []
-
-    def publish(self, batch: Batch, extra: list[Outgoing] | None = None) -> None:
-        self.published.append(batch)
-
-    def poll(self, timeout_s: float = 0.0) -> dict[str, int]:
-        return {}
-
-    def flush(self) -> dict[str, int]:
-        return {}
 
 
 def test_the_validator_on_the_memory_store_writes_what_the_pure_fold_gives() -> None:
