@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import os
 import shlex
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.25
 KILL_WAIT_S = 10.0  # SIGKILL cannot be ignored: past this the process is stuck in the kernel
+GC_YOUNG_OBJECTS_COUNT_MAX = 100_000
 
 
 class InfraError(RuntimeError):
@@ -26,6 +28,22 @@ class InfraError(RuntimeError):
 
 class WaitTimeoutError(InfraError, TimeoutError):
     """A bounded wait ran out; the message names what it waited for."""
+
+
+def settle_heap_for_batches() -> None:
+    """For a process that handles batches of thousands of records (the validator and its writer),
+    once its long-lived objects exist.
+
+    Freezing what is on the heap keeps the collector's full passes (which would otherwise walk all of
+    it) from adding pauses to batch latency. And a batch's objects live until it is handed on, so at
+    the default threshold (700 objects) the young generation is collected every few dozen records, in
+    vain: nearly everything a batch allocates is freed by reference counting (in the writer, decoding
+    a 5,000-entry batch took 1.5 µs per entry at 700, 1.0 at this threshold). Cyclic garbage still
+    cannot outgrow this many objects.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_OBJECTS_COUNT_MAX, *gc.get_threshold()[1:])
 
 
 def spawn_detached(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:

@@ -13,7 +13,6 @@ store that passes the same contract tests as the Postgres one.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -31,6 +30,7 @@ from core.identities import validator_signer
 from core.kafka_access import KafkaAccess
 from core.keyring import validator_keyring
 from core.outgoing import Outgoing, spike_record
+from core.process import settle_heap_for_batches
 from core.rows import Batch, CommitRefused, Position, Rejection
 from core.step import LedgerStep
 from core.version import validator_version
@@ -44,7 +44,6 @@ BATCH_COUNT_MAX = 5_000
 # load consume() returns full batches at once.
 BATCH_WAIT_S = 0.005
 GROUP_ID_DEFAULT = "grid-validator"
-GC_YOUNG_OBJECTS_COUNT_MAX = 100_000
 
 
 class ValidatorStalled(RuntimeError):
@@ -349,14 +348,7 @@ def open_validator(
         raise
     version = version or validator_version()
     step = LedgerStep(state, validator_keyring(settings, secret), version, position.head_hash)
-    # The fold left a large heap of long-lived objects; freezing it keeps the collector's full passes
-    # (which would otherwise walk all of it) from adding pauses to batch latency.
-    gc.collect()
-    gc.freeze()
-    # A batch's objects live until it is handed over, so at the default threshold (700 objects) the
-    # young generation is collected every few dozen proposals, in vain: nearly everything deciding
-    # allocates is freed by reference counting. Cyclic garbage still cannot outgrow this many objects.
-    gc.set_threshold(GC_YOUNG_OBJECTS_COUNT_MAX, *gc.get_threshold()[1:])
+    settle_heap_for_batches()  # the fold left a large heap of long-lived objects
     logger.info(
         "validator ready",
         extra={

@@ -35,7 +35,7 @@ from connectors.relay import Relay
 from core.config import Settings
 from core.identities import validator_signer
 from core.outgoing import Outgoing
-from core.process import WaitTimeoutError, poll_until
+from core.process import WaitTimeoutError, poll_until, settle_heap_for_batches
 from core.rows import Batch, CommitRefused, Rejection
 from law import State
 from law.ledger import Entry
@@ -285,6 +285,7 @@ def serve(conn: Connection, settings: Settings, consumer: str, topic: str, valid
         relay = Relay(settings.kafka("validator"), settings.topic, store.relay_positions())
         relay.catch_up(store.unrelayed(relay.confirmed))
         conn.send(("ready",))
+        settle_heap_for_batches()
         _serve_batches(conn, store, relay)
     except CommitRefused as exc:
         conn.send(("refused", exc.first_offset, exc.next_offset, exc.constraint, exc.detail, exc.suspects))
