@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,20 @@ class _Submitted:
 
 
 @dataclass
+class LatencySamples:
+    """Produce times and produce→commit latencies (ms) of decided messages, side by side. Arrays of
+    machine integers, not a list of tuples: a tuple per message is an object the garbage collector
+    must scan, and at 10,000/s the samples themselves made its young-generation passes take 34 ms."""
+
+    produced_ms: array[int] = field(default_factory=lambda: array("q"))
+    latency_ms: array[int] = field(default_factory=lambda: array("q"))
+
+    def add(self, produced_ms: list[int], committed_at_ms: int) -> None:
+        self.produced_ms.extend(produced_ms)
+        self.latency_ms.extend(committed_at_ms - produced for produced in produced_ms)
+
+
+@dataclass
 class Validator:
     store: LedgerStoreContract
     consumer: ProposalSource
@@ -101,9 +116,8 @@ class Validator:
     position: Position  # the committed position: decided and durable
     topic: str
     batch_count_max: int = BATCH_COUNT_MAX
-    # When a list, (produce time, produce→commit latency) in ms of every decided message is appended
-    # (benchmarks only).
-    latencies_ms: list[tuple[int, int]] | None = None
+    # When set, every decided message's produce time and produce→commit latency go here (benchmarks only).
+    latencies: LatencySamples | None = None
     # Where decided batches are committed; None: here, on ``store``, relayed by ``relay`` (InlineSink).
     sink: BatchSink | None = None
     _spike: tuple[int, int] = (-1, 0)  # (grid tick, rejections decided within it) for the spike alert
@@ -195,7 +209,7 @@ class Validator:
                 self._on_error(msg)
             elif consumed_offset(msg) >= batch.next_offset:
                 self._decide(msg, batch)
-                if self.latencies_ms is not None:
+                if self.latencies is not None:
                     self._produced_ms.append(msg.timestamp()[1])
             else:
                 metrics.REDELIVERED.inc()
@@ -218,7 +232,7 @@ class Validator:
                 Counter(r.reason_code for r in batch.rejections),
                 (head.seq, head.hash) if head else None,
                 head.proposal_id if head else None,
-                self._produced_ms if self.latencies_ms is not None else None,
+                self._produced_ms if self.latencies is not None else None,
             )
         )
         self._open, self._produced_ms = Batch(next_offset=batch.next_offset), []
@@ -269,9 +283,9 @@ class Validator:
         metrics.HEAD_SEQ.set(self.position.head_seq)
         _, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
         metrics.LAG.set(max(0, high - batch.next_offset))
-        if batch.produced_ms is not None and self.latencies_ms is not None:
+        if batch.produced_ms is not None and self.latencies is not None:
             # wall clock for measurement only; no decision reads it
-            self.latencies_ms += [(produced, committed_at_ms - produced) for produced in batch.produced_ms]
+            self.latencies.add(batch.produced_ms, committed_at_ms)
         logger.debug(
             "batch committed",
             extra={
