@@ -98,10 +98,11 @@ def fresh_database(server_url: str, name: str) -> Iterator[str]:
 
 
 @contextmanager
-def scratch(settings: Settings) -> Iterator[Settings]:
-    """A fresh database and topic prefix for one bench run, both dropped afterwards (a run leaves about
-    a gigabyte of topics behind otherwise, and a broker holding hundreds of them serves the next run
-    slower)."""
+def scratch(settings: Settings, prefixes_kept: list[str] | None = None) -> Iterator[Settings]:
+    """A fresh database and topic prefix for one bench run; the database is dropped afterwards, and the
+    topics deleted too, or their prefix appended to ``prefixes_kept`` for the caller to delete once
+    everything is measured: the broker removes a deleted topic's files a minute later, and a run's
+    gigabyte going then slowed the next run's validator by a quarter."""
     tag = _tag()
     with fresh_database(settings.database_url, tag) as url:
         apply_migrations(url)
@@ -112,7 +113,16 @@ def scratch(settings: Settings) -> Iterator[Settings]:
             ensure_topics(s)
             yield s
         finally:
-            delete_topics(s, tag)
+            if prefixes_kept is None:
+                delete_topics(s, tag)
+            else:
+                prefixes_kept.append(tag)
+
+
+def delete_scratch_topics(settings: Settings, prefixes: list[str]) -> None:
+    """The topics of the scratch runs that kept them (a run leaves about a gigabyte behind)."""
+    for prefix in prefixes:
+        delete_topics(settings, prefix)
 
 
 def send_workload(s: Settings, w: Workload, count: int) -> int:
@@ -376,8 +386,8 @@ def paced_produce(kafka: KafkaAccess, topic: str, raws: list[bytes], rate_per_s:
     producer.flush(30)
 
 
-def naive_row(settings: Settings) -> Row:
-    with scratch(settings) as s:
+def naive_row(settings: Settings, prefixes_kept: list[str]) -> Row:
+    with scratch(settings, prefixes_kept) as s:
         total = send_workload(s, Workload(SECRET, 50, 2, "naive"), NAIVE_COUNT)
         elapsed_s = run_validator(s, total, batch_count=1).elapsed_s
         return Row("naive baseline (1 tx per proposal)", total, elapsed_s, kind="baseline")
@@ -408,22 +418,23 @@ def bench_workload() -> Workload:
     return Workload(SECRET, agent_count=50, seed=1, run_id="bench")
 
 
-def run(settings: Settings, count: int, window_s: float = LATENCY_WINDOW_S) -> Run:
+def run(settings: Settings, count: int, prefixes_kept: list[str], window_s: float = LATENCY_WINDOW_S) -> Run:
+    """One run's rows in a scratch database and topics; the topics' prefix goes to ``prefixes_kept``."""
     cores = os.cpu_count() or 1
     machine = machine_line(cores, len(os.sched_getaffinity(0)), os.getloadavg())
     w = bench_workload()
-    with scratch(settings) as s:
+    with scratch(settings, prefixes_kept) as s:
         total = send_workload(s, w, count)
         rows = [consume_only(s, total), insert_only(s, total)]
         validator, cpu = validator_row(s, total)
         rows += [validator, rehydrate_row(s), replay_row(s, total)]
         measured = latency(s, w, LATENCY_RATE_PER_S, window_s, total)
-    return Run([*rows, naive_row(settings)], measured, [machine, cpu.line(cores)])
+    return Run([*rows, naive_row(settings, prefixes_kept)], measured, [machine, cpu.line(cores)])
 
 
-def memory_row(settings: Settings, count: int) -> Row:
+def memory_row(settings: Settings, count: int, prefixes_kept: list[str]) -> Row:
     """The validator row alone over ``count`` proposals: its memory must not grow with the count."""
-    with scratch(settings) as s:
+    with scratch(settings, prefixes_kept) as s:
         total = send_workload(s, bench_workload(), count)
         row, _ = validator_row(s, total)
     return Row(f"validator, {total:,} proposals (memory)", row.count, row.elapsed_s, row.note)

@@ -38,16 +38,19 @@ def handle(args: argparse.Namespace) -> int:
     with psycopg.connect(settings.database_url) as conn:
         row = conn.execute("SHOW fsync").fetchone()
     fsync = row[0] if row else "?"
+    prefixes_kept: list[str] = []  # deleted once everything is measured
     try:
         runs = []
         for i in range(args.runs):
-            runs.append(bench.run(settings, args.count, args.window_s))
+            runs.append(bench.run(settings, args.count, prefixes_kept, args.window_s))
             if args.runs > 1:
                 print(f"run {i + 1} of {args.runs}\n{bench.render_run(runs[-1], fsync)}\n", flush=True)
-        memory = [bench.memory_row(settings, args.memory_count)] if args.memory_count else []
+        memory = [bench.memory_row(settings, args.memory_count, prefixes_kept)] if args.memory_count else []
     except bench.BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        bench.delete_scratch_topics(settings, prefixes_kept)
     if args.runs > 1:
         print(f"median of {args.runs} runs")
     result = bench.median_run(runs) if args.runs > 1 else runs[0]

@@ -6,7 +6,15 @@ from __future__ import annotations
 import psycopg
 
 from connectors.kafka_admin import admin_client
-from streams.bench import LATENCY_WARMUP_S, bench_workload, latency, run_validator, scratch, send_workload
+from streams.bench import (
+    LATENCY_WARMUP_S,
+    bench_workload,
+    delete_scratch_topics,
+    latency,
+    run_validator,
+    scratch,
+    send_workload,
+)
 from tests.conftest import broker_settings
 
 RATE_PER_S = 2_000
@@ -33,3 +41,17 @@ def test_a_scratch_run_measures_latency_and_leaves_no_topic_or_database_behind(
     name = scratch_url.rsplit("/", 1)[1]
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone() == (0,)
+
+
+def test_a_scratch_run_that_keeps_its_topics_names_them_for_deleting_after_the_measurements(
+    kafka_bootstrap: str, database_url: str
+) -> None:
+    settings = broker_settings(kafka_bootstrap).replace(database_url_external=database_url)
+    kept: list[str] = []
+    with scratch(settings, kept) as s:
+        prefix = s.topic_prefix
+    assert kept == [prefix]
+    admin = admin_client(settings.kafka("admin"))
+    assert [t for t in admin.list_topics(timeout=30).topics if t.startswith(f"{prefix}.")]
+    delete_scratch_topics(settings, kept)
+    assert not [t for t in admin.list_topics(timeout=30).topics if t.startswith(f"{prefix}.")]
