@@ -102,7 +102,7 @@ def scratch(settings: Settings, prefixes_kept: list[str] | None = None) -> Itera
     """A fresh database and topic prefix for one bench run; the database is dropped afterwards, and the
     topics deleted too, or their prefix appended to ``prefixes_kept`` for the caller to delete once
     everything is measured: the broker removes a deleted topic's files a minute later, and a run's
-    gigabyte going then slowed the next run's validator by a quarter."""
+    gigabyte going then fell into the next run's measurements."""
     tag = _tag()
     with fresh_database(settings.database_url, tag) as url:
         apply_migrations(url)
