@@ -197,10 +197,6 @@ class Validator:
            (``_submit_if_due``). The sink commits it and the new position in one store transaction
            (at once, or in the writer process while the next batch is decided) and relays it.
         4. Once it is committed (``_note_commits``), commit the Kafka group offset (tooling only).
-
-        While the writer is busy, the open batch grows instead of queueing behind it: the writer's
-        cost per transaction is paid once for all that arrived meanwhile, so a transaction's fixed cost
-        cannot build a queue at low load, and a full batch still goes at once under load.
         """
         batch = self._open
         before = batch.decided_count
@@ -218,10 +214,15 @@ class Validator:
         return decided
 
     def _submit_if_due(self, force: bool = False) -> None:
+        """Hand the open batch over if it holds anything and the sink is free, it is full, or ``force``.
+
+        While the writer is busy, the open batch grows instead of queueing behind it: the writer's
+        cost per transaction is paid once for all that arrived meanwhile, so a transaction's fixed cost
+        cannot build a queue at low load, and a full batch still goes at once under load.
+        """
         batch = self._open
-        if not batch.decided_count:
-            return
-        if not (force or self._sink.in_flight == 0 or batch.decided_count >= self.batch_count_max):
+        due = force or self._sink.in_flight == 0 or batch.decided_count >= self.batch_count_max
+        if not (batch.decided_count and due):
             return
         head = batch.entries[-1] if batch.entries else None
         self._submitted.append(
